@@ -1,0 +1,70 @@
+"""The mount daemon: builds the target core and its tree, and serves it over FUSE."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import state
+from .klog import KernelLog
+from .target.core import TargetCore
+from .target.profile import get_profile
+
+
+def serve(mountpoint: str, profile_name: str = "modern", state_dir: str | None = None,
+          dbroot: str | None = None, allow_other: bool = False, ready_fd: int = -1,
+          debug: bool = False) -> int:
+    """Mount and serve until unmounted. Writes "ready" to ``ready_fd`` once the tree is up."""
+    from .fuse_adapter import SimfsOperations, mount
+
+    profile = get_profile(profile_name)
+    mountpoint = state.resolve(mountpoint)  # before mounting: later it would stat ourselves
+    sdir = Path(state_dir) if state_dir else state.default_state_dir(mountpoint)
+    sdir.mkdir(parents=True, exist_ok=True)
+    logfile = state.log_path(sdir)
+    try:
+        logfile.unlink()  # a mount is a fresh "modprobe": its log starts empty
+    except OSError:
+        pass
+    log = KernelLog(logfile)
+    core = TargetCore(profile, log=log, state_dir=sdir, dbroot=dbroot)
+    tree = core.build_tree()
+
+    def ready() -> None:
+        state.write_record(mountpoint, sdir, os.getpid(), profile.name)
+        if ready_fd >= 0:
+            os.write(ready_fd, b"ready\n")
+            os.close(ready_fd)
+
+    def destroy() -> None:
+        with tree.lock:
+            core.shutdown()
+        state.remove_record(mountpoint)
+
+    ops = SimfsOperations(tree, mountpoint, log, on_ready=ready, on_destroy=destroy)
+    try:
+        mount(ops, mountpoint, foreground=True, allow_other=allow_other, debug=debug)
+    finally:
+        state.remove_record(mountpoint)
+        log.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="simfs-daemon")
+    p.add_argument("--profile", default="modern")
+    p.add_argument("--state-dir")
+    p.add_argument("--dbroot")
+    p.add_argument("--allow-other", action="store_true")
+    p.add_argument("--ready-fd", type=int, default=-1)
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("mountpoint")
+    a = p.parse_args(argv)
+    return serve(a.mountpoint, a.profile, a.state_dir, a.dbroot, a.allow_other, a.ready_fd,
+                 a.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The FUSE adapter: the only module that imports fuse. It turns VFS requests into
+calls on the configfs tree and errors back into errno, and nothing more.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import stat as st
+import threading
+from typing import Optional
+
+import fuse
+
+from .configfs import ConfigfsError, ConfigfsTree, OpenAttribute
+from .klog import KernelLog
+
+
+def _pid() -> int:
+    return fuse.fuse_get_context()[2]
+
+
+class SimfsOperations(fuse.Operations):
+    """fusepy operations for one mounted tree."""
+
+    use_ns = True
+
+    def __init__(self, tree: ConfigfsTree, mountpoint: str, log: KernelLog,
+                 on_ready=None, on_destroy=None):
+        self.tree = tree
+        self.mountpoint = os.path.realpath(mountpoint)
+        self.log = log
+        self._handles: dict[int, OpenAttribute] = {}
+        self._next_fh = itertools.count(1)
+        self._handles_lock = threading.Lock()
+        self._on_ready = on_ready
+        self._on_destroy = on_destroy
+
+    def __call__(self, op, *args):
+        try:
+            return super().__call__(op, *args)
+        except OSError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug must not take the mount down
+            self.log.err(f"simfs: internal error in {op}{args[:1]}: {type(e).__name__}: {e}")
+            raise fuse.FuseOSError(errno.EIO) from e
+
+    # -- lifecycle --------------------------------------------------------------------
+    def init(self, path):
+        if self._on_ready:
+            self._on_ready()
+
+    def destroy(self, path):
+        if self._on_destroy:
+            self._on_destroy()
+
+    # -- metadata ---------------------------------------------------------------------
+    def getattr(self, path, fh=None):
+        return self.tree.getattr(path)
+
+    def readdir(self, path, fh):
+        return [".", ".."] + self.tree.readdir(path)
+
+    def readlink(self, path):
+        return self.tree.readlink(path)
+
+    def statfs(self, path):
+        return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}
+
+    def access(self, path, amode):
+        self.tree.getattr(path)
+        return 0
+
+    def chmod(self, path, mode):
+        self.tree.setattr(path, mode=mode)
+        return 0
+
+    def chown(self, path, uid, gid):
+        self.tree.setattr(path, uid=uid, gid=gid)
+        return 0
+
+    def utimens(self, path, times=None):
+        self.tree.getattr(path)
+        return 0
+
+    def truncate(self, path, length, fh=None):
+        # O_TRUNC on an attribute: configfs accepts it and stores nothing.
+        self.tree.getattr(path)
+        return 0
+
+    # -- namespace --------------------------------------------------------------------
+    def mkdir(self, path, mode):
+        self.tree.mkdir(path)
+        return 0
+
+    def rmdir(self, path):
+        self.tree.rmdir(path)
+        return 0
+
+    def symlink(self, target, source):
+        """``ln -s source target``: configfs resolves the source from the caller's cwd."""
+        self.tree.symlink(target, self._resolve_link_target(source))
+        return 0
+
+    def unlink(self, path):
+        self.tree.unlink(path)
+        return 0
+
+    def rename(self, old, new):
+        self.tree.rename(old, new)
+
+    def link(self, target, source):
+        raise fuse.FuseOSError(errno.EPERM)
+
+    def mknod(self, path, mode, dev):
+        raise fuse.FuseOSError(errno.EPERM)
+
+    def create(self, path, mode, fi=None):
+        self.tree.create(path)
+
+    # -- attribute files --------------------------------------------------------------------
+    def open(self, path, fi):
+        handle = self.tree.open(path, fi.flags, _pid())
+        with self._handles_lock:
+            fh = next(self._next_fh)
+            self._handles[fh] = handle
+        fi.fh = fh
+        fi.direct_io = 1  # attributes are generated per read: never from the page cache
+        return 0
+
+    def read(self, path, size, offset, fi):
+        return self._handles[fi.fh].read(size, offset)
+
+    def write(self, path, data, offset, fi):
+        return self._handles[fi.fh].write(data, _pid())
+
+    def flush(self, path, fi):
+        return 0
+
+    def release(self, path, fi):
+        with self._handles_lock:
+            self._handles.pop(fi.fh, None)
+        return 0
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _resolve_link_target(self, source: str) -> Optional[str]:
+        """The tree path a symlink's text names, or None when it is outside this mount."""
+        if not os.path.isabs(source):
+            try:
+                cwd = os.readlink(f"/proc/{_pid()}/cwd")
+            except OSError:
+                cwd = "/"
+            source = os.path.join(cwd, source)
+        source = os.path.normpath(source)
+        if source == self.mountpoint:
+            return "/"
+        if source.startswith(self.mountpoint + "/"):
+            return source[len(self.mountpoint):]
+        if not os.path.lexists(source):
+            raise ConfigfsError(errno.ENOENT)
+        return None
+
+
+def mount(ops: SimfsOperations, mountpoint: str, foreground: bool = True,
+          allow_other: bool = False, debug: bool = False) -> None:
+    """Run the FUSE loop (returns when unmounted)."""
+    fuse.FUSE(ops, mountpoint, raw_fi=True, foreground=foreground, nothreads=False,
+              fsname="configfs", subtype="simfs", default_permissions=False,
+              attr_timeout=0, entry_timeout=0, negative_timeout=0,
+              allow_other=allow_other, debug=debug)
+
+
+__all__ = ["SimfsOperations", "mount", "st"]

@@ -1,0 +1,1 @@
+"""Plugins that ship with simfs: backends (storage) and, later, fabrics."""

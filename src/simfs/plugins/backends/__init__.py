@@ -1,0 +1,1 @@
+"""Backend plugins: one module each, each defining ``BACKEND``."""
