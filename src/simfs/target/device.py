@@ -131,7 +131,8 @@ class SeDevice:
         """What the core does after the backend configured: the kernel's tail of enable."""
         core, a = self.core, self.attrib
         self.dev_index = core.alloc_dev_index()
-        if self.bdev.has_configure_unmap() and self.bdev.configure_unmap():
+        # v3.0 had no UNMAP emulation at all.
+        if not self.legacy and self.bdev.has_configure_unmap() and self.bdev.configure_unmap():
             self.log.debug("Discard support available, but disabled by default.")
         a.block_size = a.hw_block_size
         a.queue_depth = a.hw_queue_depth
@@ -309,7 +310,8 @@ def _store_fd(g: Group, buf: bytes) -> None:
         raise ConfigfsError(errno.EBADF, f"Target_Core_ConfigFS: no writing process for "
                             f"{dev.path()}/fd")
     dev.bdev.attach_fd(f"/proc/{tree_pid}/fd/{fd_num}", fd_num)
-    dev.configure()
+    # attach_fd already claimed the storage: only the core's half of enable remains.
+    dev.finish_configure()
     dev.log.info(f"Target_Core_ConfigFS: Registered {dev.backend.name} se_dev->se_dev_ptr: "
                  f"{dev.ptr} from fd")
 
