@@ -72,25 +72,25 @@ def cmd_mount(a: argparse.Namespace) -> int:
     return 0
 
 
-def _fusermount() -> list[str]:
+def _unmount_commands(mp: str) -> tuple[list[str], list[str]]:
+    """The plain unmount, and the lazy one for a daemon that died under its mount."""
     for name in ("fusermount3", "fusermount"):
         path = shutil.which(name)
         if path:
-            return [path, "-u"]
-    return ["umount"]
+            return [path, "-u", mp], [path, "-uz", mp]
+    return ["umount", mp], ["umount", "-l", mp]
 
 
 def cmd_umount(a: argparse.Namespace) -> int:
     mp = state.resolve(a.mountpoint)
     rec = state.read_record(mp)
-    res = subprocess.run(_fusermount() + [mp], capture_output=True, text=True)
+    plain, lazy = _unmount_commands(mp)
+    res = subprocess.run(plain, capture_output=True, text=True)
     if res.returncode != 0:
         # A killed daemon leaves "Transport endpoint is not connected": detach it lazily.
-        lazy = subprocess.run(_fusermount()[:1] + ["-uz", mp] if "fusermount" in
-                              _fusermount()[0] else ["umount", "-l", mp],
-                              capture_output=True, text=True)
-        if lazy.returncode != 0:
-            sys.stderr.write(res.stderr or lazy.stderr)
+        res_lazy = subprocess.run(lazy, capture_output=True, text=True)
+        if res_lazy.returncode != 0:
+            sys.stderr.write(res.stderr or res_lazy.stderr)
             return 1
     if rec:
         deadline = time.monotonic() + 10

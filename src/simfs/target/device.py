@@ -26,19 +26,26 @@ PAGE_SIZE = 4096
 SE_DEV_ALIAS_LEN = 512
 SE_UDEV_PATH_LEN = 512
 
-SCSI_DEVICE_TYPES = {
-    0x00: "Direct-Access", 0x01: "Sequential-Access", 0x02: "Printer", 0x03: "Processor",
-    0x04: "WORM", 0x05: "CD-ROM", 0x06: "Scanner", 0x07: "Optical Device",
-    0x08: "Medium Changer", 0x09: "Communications", 0x0c: "RAID", 0x0d: "Enclosure",
-    0x0e: "Direct-Access-RBC", 0x11: "OSD", 0x12: "Automation/Drive", 0x14: "Host Managed Zoned",
-    0x1e: "Well-known LUN",
-}
+# scsi_device_type(): the SCSI peripheral device type names, padded to 17 characters as
+# the kernel's table is (its log lines show the padding).
+SCSI_DEVICE_TYPES = (
+    "Direct-Access", "Sequential-Access", "Printer", "Processor", "WORM", "CD-ROM", "Scanner",
+    "Optical Device", "Medium Changer", "Communications", "ASC IT8", "ASC IT8", "RAID",
+    "Enclosure", "Direct-Access-RBC", "Optical card", "Bridge controller", "Object storage",
+    "Automation/Drive", "Security Manager", "Direct-Access-ZBC",
+)
 
 
 def scsi_device_type(t: int) -> str:
-    if t == 0x1F or t == 0x3F:
-        return "No Device"
-    return SCSI_DEVICE_TYPES.get(t, "Unknown")
+    if t == 0x1E:
+        name = "Well-known LUN"
+    elif t == 0x1F:
+        name = "No Device"
+    elif t >= len(SCSI_DEVICE_TYPES):
+        name = "Unknown"
+    else:
+        name = SCSI_DEVICE_TYPES[t]
+    return f"{name:<17}"
 
 
 class SeDevice:
@@ -192,7 +199,7 @@ class SeDevice:
         w, log = self.wwn, self.log
         if self.legacy:
             log.info(f"Vendor: {w.vendor} Model: {w.model} Revision: {w.revision}")
-            log.info(f"Type: {scsi_device_type(self.bdev.get_device_type())} "
+            log.info(f"Type: {scsi_device_type(self.bdev.get_device_type()).rstrip()} "
                      "ANSI SCSI revision: 05")
             return
         log.debug(f"  Vendor: {w.vendor:<8}")
