@@ -8,6 +8,7 @@ lba_map, and the default groups action/, attrib/, pr/, wwn/, alua/ and statistic
 from __future__ import annotations
 
 import errno
+import os
 import time
 from typing import TYPE_CHECKING, Optional
 
@@ -302,24 +303,40 @@ def _store_lba_map(g: Group, buf: bytes) -> None:
     _dev(g).core.alua.store_lba_map(_dev(g), buf)
 
 
+# v3.0: only iblock and pscsi implemented create_virtdevice_from_fd().
+FD_CAPABLE_BACKENDS = frozenset({"iblock", "pscsi"})
+
+
 def _store_fd(g: Group, buf: bytes) -> None:
-    """v3.0's ``fd``: the number of a descriptor open in the writing process."""
+    """v3.0's ``fd``: the number (3..7) of a descriptor open in the writing process.
+
+    As in the v3.0 engine, every failure past the EEXIST check comes back as EINVAL,
+    whatever the plugin's own reason; the log line says which.
+    """
     dev = _dev(g)
-    tree_pid = dev.core.writer_pid()
-    try:
-        fd_num = kparse.kstrtoul(buf, 0)
-    except ConfigfsError:
-        raise ConfigfsError(errno.EINVAL, f"Target_Core_ConfigFS: illegal fd value "
-                            f"{kparse.cstr(buf).strip()!r} for {dev.path()}") from None
+    name = dev.backend.name
     if dev.configured:
-        raise ConfigfsError(errno.EEXIST, "se_dev->se_dev_ptr already set for storage object")
-    if not tree_pid:
-        raise ConfigfsError(errno.EBADF, f"Target_Core_ConfigFS: no writing process for "
-                            f"{dev.path()}/fd")
-    dev.bdev.attach_fd(f"/proc/{tree_pid}/fd/{fd_num}", fd_num)
+        raise ConfigfsError(errno.EEXIST, "se_dev->se_dev_ptr already set, ignoring fd request")
+    if name not in FD_CAPABLE_BACKENDS:
+        raise ConfigfsError(errno.EINVAL, "se_subsystem_api_t->create_virtdevice_from_fd() "
+                            f"NULL for: {name}")
+    try:
+        fd_num = kparse.kstrtoull(buf, 0)
+    except ConfigfsError:
+        raise ConfigfsError(errno.EINVAL, "tcm_strict_strtol() failed for fd") from None
+    tag = name.upper()
+    if not 3 <= fd_num <= 7:
+        raise ConfigfsError(errno.EINVAL, f"{tag}: Illegal value of file descriptor: {fd_num}")
+    tree_pid = dev.core.writer_pid()
+    if not tree_pid or not os.path.lexists(f"/proc/{tree_pid}/fd/{fd_num}"):
+        raise ConfigfsError(errno.EINVAL, f"{tag}: Unable to fget() fd: {fd_num}")
+    try:
+        dev.bdev.attach_fd(f"/proc/{tree_pid}/fd/{fd_num}", fd_num)
+    except ConfigfsError as e:
+        raise ConfigfsError(errno.EINVAL, e.reason) from None
     # attach_fd already claimed the storage: only the core's half of enable remains.
     dev.finish_configure()
-    dev.log.info(f"Target_Core_ConfigFS: Registered {dev.backend.name} se_dev->se_dev_ptr: "
+    dev.log.info(f"Target_Core_ConfigFS: Registered {name} se_dev->se_dev_ptr: "
                  f"{dev.ptr} from fd")
 
 
