@@ -115,3 +115,11 @@ def loopdev(tmp_path):
     dev = r.stdout.strip()
     yield dev
     subprocess.run(["losetup", "-d", dev], check=False)
+
+
+@pytest.fixture(scope="module")
+def mnt_mod():
+    """One modern-profile mount shared by a whole test module (state carries over)."""
+    m = _mount("modern")
+    yield m
+    _umount(m)

@@ -81,6 +81,11 @@ def _dev(g: Group) -> "SeDevice":
     return g.dev  # type: ignore[attr-defined]
 
 
+def _s32(val: int) -> int:
+    """A u32 as the kernel's ``%d`` prints it (pr_err("Illegal value %d", u32) shows -1)."""
+    return val - (1 << 32) if val & 0x80000000 else val
+
+
 def _show_field(field: str) -> Callable[[Group], str]:
     def show(g: Group) -> str:
         return f"{getattr(_dev(g).attrib, field)}\n"
@@ -146,7 +151,7 @@ def _store_ua_intlck_ctrl(g: Group, buf: bytes) -> None:
     dev = _dev(g)
     val = kstrtou32(buf, 0)
     if val not in (0, 1, 2):
-        raise ConfigfsError(errno.EINVAL, f"Illegal value {val}")
+        raise ConfigfsError(errno.EINVAL, f"Illegal value {_s32(val)}")
     if dev.export_count:
         raise ConfigfsError(errno.EINVAL, f"dev[{dev.ptr}]: Unable to change SE Device "
                             f"UA_INTRLCK_CTRL while export_count is {dev.export_count}")
@@ -193,7 +198,7 @@ def _store_pi_prot_type(g: Group, buf: bytes) -> None:
     dev = _dev(g)
     val = kstrtou32(buf, 0)
     if val not in (0, 1, 2, 3):
-        raise ConfigfsError(errno.EINVAL, f"Illegal value {val} for pi_prot_type")
+        raise ConfigfsError(errno.EINVAL, f"Illegal value {_s32(val)} for pi_prot_type")
     if val == 2:
         raise ConfigfsError(errno.ENOSYS, "DIF TYPE2 protection currently not supported")
     if dev.attrib.hw_pi_prot_type:
@@ -330,7 +335,8 @@ def _store_rsoc(g: Group, buf: bytes) -> None:
 def _store_submit_type(g: Group, buf: bytes) -> None:
     val = kstrtou8(buf, 0)
     if val > TARGET_QUEUE_SUBMIT:
-        raise ConfigfsError(errno.EINVAL, f"dev[{_dev(g).ptr}]: Illegal submit_type {val}")
+        # submit_type_store returns -EINVAL without a word in the log.
+        raise ConfigfsError(errno.EINVAL)
     _dev(g).attrib.submit_type = val
 
 

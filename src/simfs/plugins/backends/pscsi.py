@@ -99,9 +99,14 @@ class PscsiDevice(BackendDevice):
                 if dev.hba.dev_count:
                     raise ConfigfsError(errno.EEXIST,
                                         "pSCSI: Unable to set hba_mode with active devices")
-                if dev.backend.pmode_enable_hba(dev.hba, 1) != 1:
-                    raise ConfigfsError(errno.ENODEV, "pSCSI: Unable to locate SCSI Host for "
-                                        f"phv_host_id: {phv.host_id}")
+                # pscsi_pmode_enable_hba() logs and returns -EINVAL when the host is
+                # missing; pscsi_configure_device() turns any result but 1 into -ENODEV.
+                try:
+                    enabled = dev.backend.pmode_enable_hba(dev.hba, 1)
+                except ConfigfsError as e:
+                    raise ConfigfsError(errno.ENODEV, e.reason) from None
+                if enabled != 1:
+                    raise ConfigfsError(errno.ENODEV)
                 dev.hba.pscsi_mode = True
                 host_no = phv.host_id
             else:
