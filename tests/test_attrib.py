@@ -494,19 +494,6 @@ def test_queue_depth_sets_runtime_depth_in_info(m, devs):
 
 
 # -- bad writes (enabled fileio device unless the case says otherwise) ----------------------------
-def fileio_unmap_xfail(attr):
-    return pytest.mark.xfail(strict=True, reason=(
-        "src/simfs/plugins/backends/fileio.py: FileioDevice has no configure_unmap; since 6.0 "
-        "target_core_file.c has fd_configure_unmap, so target_try_configure_unmap answers ENODEV "
-        f"'Generic Block Discard setup for {attr} requires device to be configured' (simfs: "
-        "ENOSYS 'Generic Block Discard not supported')"))
-
-
-FILEIO_PROT_XFAIL = pytest.mark.xfail(strict=True, reason=(
-    "src/simfs/plugins/backends/fileio.py: no init_prot/free_prot/format_prot (has_prot() is "
-    "False); the kernel's fileio has fd_init_prot/fd_format_prot, so an unconfigured device "
-    "answers ENODEV, not ENOSYS 'not supported by backend'"))
-
 BAD = [
     # attr, written, errno, kernel log line (None: the kernel logs nothing)
     ("emulate_model_alias", "x", EINVAL, None),
@@ -583,19 +570,15 @@ BAD_UNCONFIGURED = [
     ("optimal_sectors", "1", EINVAL,
      D + "Passed optimal_sectors 1 cannot be greater than hw_max_sectors: 0"),
     pytest.param("emulate_tpu", "1", ENODEV,
-                 "Generic Block Discard setup for emulate_tpu requires device to be configured",
-                 marks=fileio_unmap_xfail("emulate_tpu")),
+                 "Generic Block Discard setup for emulate_tpu requires device to be configured"),
     pytest.param("emulate_tpws", "1", ENODEV,
-                 "Generic Block Discard setup for emulate_tpws requires device to be configured",
-                 marks=fileio_unmap_xfail("emulate_tpws")),
+                 "Generic Block Discard setup for emulate_tpws requires device to be configured"),
     pytest.param("unmap_zeroes_data", "1", ENODEV,
                  "Generic Block Discard setup for unmap_zeroes_data requires device to be "
-                 "configured", marks=fileio_unmap_xfail("unmap_zeroes_data")),
-    pytest.param("pi_prot_type", "1", ENODEV, "DIF protection requires device to be configured",
-                 marks=FILEIO_PROT_XFAIL),
+                 "configured"),
+    pytest.param("pi_prot_type", "1", ENODEV, "DIF protection requires device to be configured"),
     pytest.param("pi_prot_format", "1", ENODEV,
-                 "DIF protection format requires device to be configured",
-                 marks=FILEIO_PROT_XFAIL),
+                 "DIF protection format requires device to be configured"),
 ]
 
 
@@ -604,10 +587,6 @@ def test_bad_write_before_enable(m, devs, attr, value, err, log):
     check_bad_write(m, devs.fileio(enable=False), attr, value, err, log)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src/simfs/plugins/backends/fileio.py: no fd_configure_unmap; the kernel re-runs the "
-    "backend's configure_unmap when emulate_tpu=1 finds max_unmap_block_desc_count 0, which "
-    "for a regular file restores 0x2000/1/1/0 and succeeds (simfs: ENOSYS)"))
 def test_fileio_tpu_reconfigures_unmap(m, devs):
     dev = devs.fileio()
     write_ok(m, dev, "max_unmap_block_desc_count", "0")
@@ -617,10 +596,6 @@ def test_fileio_tpu_reconfigures_unmap(m, devs):
     assert read_attr(m, dev, "max_unmap_lba_count") == "8192"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src/simfs/plugins/backends/fileio.py: no T10-PI support; the kernel's fileio accepts "
-    "pi_prot_type 1/3 on a configured, unexported device (fd_init_prot opens "
-    "'<fd_dev_name>.protection') and sets pi_prot_verify to 1"))
 def test_fileio_pi_prot_type_on_enabled_device(m, devs):
     dev = devs.fileio()
     check_good_write(m, dev, "pi_prot_type", "1", "1", D + "SE Device Protection Type: 1")
@@ -641,10 +616,6 @@ def test_rd_pi_prot_format_not_supported(m, devs):
                     "DIF protection format not supported by backend rd_mcp")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src/simfs/plugins/backends/rd_mcp.py: no init_prot/free_prot (has_prot() False); the "
-    "kernel's rd_mcp has rd_init_prot/rd_free_prot, so an unconfigured device answers ENODEV "
-    "'DIF protection requires device to be configured', not ENOSYS"))
 def test_rd_pi_prot_type_before_enable(m, devs):
     check_bad_write(m, devs.rd(enable=False), "pi_prot_type", "1", ENODEV,
                     "DIF protection requires device to be configured")
@@ -724,23 +695,19 @@ def test_tcmu_alua_pgr_support_toggle(m, devs):
         check_good_write(m, dev, flag, "1", "1")
 
 
-TCMU_LOG_XFAIL = pytest.mark.xfail(strict=True, reason=(
-    "src/simfs/plugins/backends/user.py: the store returns -EINVAL without pr_err in the kernel "
-    "(tcmu_dev_config_store / tcmu_tmr_notification_store), but simfs logs a made-up reason"))
-
 TCMU_BAD = [
     ("cmd_time_out", "-1", EINVAL, None),
     ("cmd_time_out", "4294967296", ERANGE, None),
     ("qfull_time_out", "-2", EINVAL, "Invalid qfull timeout value -2"),
     ("qfull_time_out", "2147483648", ERANGE, None),
     ("qfull_time_out", "x", EINVAL, None),
-    pytest.param("dev_config", "x" * 255, EINVAL, None, marks=TCMU_LOG_XFAIL,
+    pytest.param("dev_config", "x" * 255, EINVAL, None,
                  id="dev_config=255chars+newline"),
     ("dev_size", "-1", EINVAL, None),
     ("dev_size", "18446744073709551616", ERANGE, None),
     ("emulate_write_cache", "256", ERANGE, None),
     ("emulate_write_cache", "x", EINVAL, None),
-    pytest.param("tmr_notification", "2", EINVAL, None, marks=TCMU_LOG_XFAIL),
+    pytest.param("tmr_notification", "2", EINVAL, None),
     ("tmr_notification", "256", ERANGE, None),
     ("nl_reply_supported", "128", ERANGE, None),      # kstrtos8
     ("nl_reply_supported", "-129", ERANGE, None),
@@ -831,7 +798,7 @@ def test_export_gated_attributes_refused_while_exported(m, devs, attr, value, re
     the device), which simfs does not have yet. Once ``mkdir target/loopback`` works this test
     runs: every export-gated store must answer EINVAL with the kernel's line, value unchanged.
     (pi_prot_type/pi_prot_format's export gates come after their backend checks, see the
-    fileio xfails; TCMU cmd_time_out's gate is checked before parsing in the kernel.)"""
+    TCMU cmd_time_out's gate is checked before parsing in the kernel.)"""
     dev = devs.fileio()
     lun = _export(m, dev)
     if lun is None:

@@ -113,9 +113,24 @@ class BackendDevice:
     def has_get_write_cache(self) -> bool:
         return type(self).get_write_cache is not BackendDevice.get_write_cache
 
+    # -- T10-PI (the kernel's init_prot / free_prot / format_prot) -----------------------
+    def init_prot(self) -> None:
+        """Set up protection information storage; raise ConfigfsError to refuse."""
+        raise NotImplementedError
+
+    def free_prot(self) -> None:
+        """Drop what init_prot set up."""
+
+    def format_prot(self) -> None:
+        """Fill the protection information with its escape value (all 0xff)."""
+        raise NotImplementedError
+
     def has_prot(self) -> bool:
-        """Whether T10-PI (protection information) is supported (init_prot/free_prot)."""
-        return False
+        """Whether pi_prot_type can be set (the backend has init_prot and free_prot)."""
+        return type(self).init_prot is not BackendDevice.init_prot
+
+    def has_format_prot(self) -> bool:
+        return type(self).format_prot is not BackendDevice.format_prot
 
     def legacy_activation(self) -> tuple[str, Optional[str]]:
         """v3.0's "Activating Device ..." line and its closing "Added ..." line (or None)."""

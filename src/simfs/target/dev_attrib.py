@@ -214,7 +214,17 @@ def _store_pi_prot_type(g: Group, buf: bytes) -> None:
     if dev.export_count:
         raise ConfigfsError(errno.EINVAL, f"dev[{dev.ptr}]: Unable to change SE Device PROT "
                             f"type while export_count is {dev.export_count}")
+    old = dev.attrib.pi_prot_type
     dev.attrib.pi_prot_type = val
+    if val and not old:
+        try:
+            dev.bdev.init_prot()
+        except ConfigfsError:
+            dev.attrib.pi_prot_type = old
+            dev.attrib.pi_prot_verify = int(bool(old))
+            raise
+    elif old and not val:
+        dev.bdev.free_prot()
     dev.attrib.pi_prot_verify = int(bool(val))
     dev.log.debug(f"dev[{dev.ptr}]: SE Device Protection Type: {val}")
 
@@ -223,7 +233,7 @@ def _store_pi_prot_format(g: Group, buf: bytes) -> None:
     dev = _dev(g)
     if not kstrtobool(buf):
         return
-    if not dev.bdev.has_prot():
+    if not dev.bdev.has_format_prot():
         raise ConfigfsError(errno.ENOSYS, f"DIF protection format not supported by backend "
                             f"{dev.backend.name}")
     if not dev.configured:
@@ -231,6 +241,7 @@ def _store_pi_prot_format(g: Group, buf: bytes) -> None:
     if dev.export_count:
         raise ConfigfsError(errno.EINVAL, f"dev[{dev.ptr}]: Unable to format SE Device PROT "
                             f"type while export_count is {dev.export_count}")
+    dev.bdev.format_prot()
     dev.log.debug(f"dev[{dev.ptr}]: SE Device Protection Format complete")
 
 

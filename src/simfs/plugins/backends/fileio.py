@@ -117,8 +117,6 @@ class FileioDevice(BackendDevice):
                               f"blocks: {size // self.block_size} logical_block_size: "
                               f"{self.block_size}")
                     a.block_size = self.block_size
-                    if configure_unmap_from_queue(dev, bd):
-                        log.debug("IFILE: BLOCK Discard support available, disabled by default")
                 a.max_write_same_len = 0xFFFF
                 a.is_nonrot = int(not bd.rotational)
             else:
@@ -128,10 +126,6 @@ class FileioDevice(BackendDevice):
                     raise ConfigfsError(errno.EINVAL, "FILEIO: Missing fd_dev_size= parameter, "
                                         "and no backing struct block_device")
                 self.block_size = FD_BLOCKSIZE
-                a.max_unmap_lba_count = 0x2000
-                a.max_unmap_block_desc_count = 1
-                a.unmap_granularity = 1
-                a.unmap_granularity_alignment = 0
                 a.max_write_same_len = 0x1000
         except Exception:
             os.close(fd)
@@ -174,6 +168,51 @@ class FileioDevice(BackendDevice):
         if self.storage is not None:
             self.storage.close()
             self.storage = None
+        self.free_prot()
+
+    def configure_unmap(self) -> bool:
+        """fd_configure_unmap: a block device's queue limits, or fixed limits for a file."""
+        if self.storage is None:
+            return False
+        if self.bd is not None:
+            return configure_unmap_from_queue(self.dev, self.bd)
+        a = self.dev.attrib
+        a.max_unmap_lba_count = 0x2000  # UNMAP emulation limited to 8k LBAs per command
+        a.max_unmap_block_desc_count = 1
+        a.unmap_granularity = 1
+        a.unmap_granularity_alignment = 0
+        return True
+
+    # T10-PI: "<fd_dev_name>.protection", 8 bytes per block (fd_init_prot / fd_format_prot)
+    def init_prot(self) -> None:
+        if self.bd is not None:
+            raise ConfigfsError(errno.ENOSYS, "FILEIO Protection emulation only supported on "
+                                "!S_ISBLK")
+        if getattr(self, "prot_fd", None) is not None:
+            return
+        path = f"{self.dev_name}.protection"
+        flags = os.O_RDWR | os.O_CREAT | os.O_LARGEFILE | (0 if self.buffered else os.O_DSYNC)
+        try:
+            self.prot_fd = os.open(path, flags, 0o600)
+        except OSError as e:
+            raise ConfigfsError(e.errno, f"filp_open({path}) failed") from None
+
+    def free_prot(self) -> None:
+        fd, self.prot_fd = getattr(self, "prot_fd", None), None
+        if fd is not None:
+            os.close(fd)
+
+    def format_prot(self) -> None:
+        if getattr(self, "prot_fd", None) is None:
+            raise ConfigfsError(errno.ENODEV, "Unable to locate fd_dev->fd_prot_file")
+        total = (self.get_blocks() + 1) * 8
+        self.log.debug(f"Using FILEIO protection buffer of {min(total, 1 << 20)} bytes")
+        chunk = b"\xff" * min(total, 1 << 20)
+        off = 0
+        while off < total:
+            n = min(len(chunk), total - off)
+            os.pwrite(self.prot_fd, chunk[:n], off)
+            off += n
 
     def show_configfs_dev_params(self) -> str:
         mode = "Buffered-WCE" if self.buffered else "O_DSYNC"

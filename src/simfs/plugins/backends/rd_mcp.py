@@ -21,6 +21,8 @@ RD_BLOCKSIZE = 512
 # seed's i686.
 SG_PER_TABLE = {"modern": 65536 // 32, "v3.0": 65536 // 20}
 
+PI_TUPLE_SIZE = 8  # struct t10_pi_tuple
+
 TOKENS = [Token("rd_pages", "rd_pages=%d"), Token("rd_nullio", "rd_nullio=%d"),
           Token("rd_dummy", "rd_dummy=%d")]
 
@@ -38,6 +40,7 @@ class RdDevice(BackendDevice):
         self.page_count = 0
         self.has_page_count = False
         self.nullio = False
+        self.prot: RamStorage | None = None
         self.dummy = False
         self.sg_table_count = 0
         self.dev_id = 0
@@ -115,6 +118,18 @@ class RdDevice(BackendDevice):
                            f"{self.page_count * PAGE_SIZE}")
             self.storage.close()
             self.storage = None
+        self.free_prot()
+
+    # T10-PI: 8 bytes of protection information per block, in RAM like the data
+    def init_prot(self) -> None:
+        if self.nullio or self.prot is not None:
+            return
+        self.prot = RamStorage((self.get_blocks() + 1) * PI_TUPLE_SIZE)
+
+    def free_prot(self) -> None:
+        prot, self.prot = getattr(self, "prot", None), None
+        if prot is not None:
+            prot.close()
 
     def show_configfs_dev_params(self) -> str:
         text = (f"TCM RamDisk ID: {self.dev_id}  RamDisk Makeup: {self.backend.name}\n"

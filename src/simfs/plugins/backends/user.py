@@ -171,8 +171,7 @@ def _store_qfull(g, buf: bytes) -> None:
 def _store_dev_config(g, buf: bytes) -> None:
     s = cstr(buf)
     if not s or len(s) > TCMU_CONFIG_LEN - 1:
-        raise ConfigfsError(errno.EINVAL, f"TCMU: dev_config must be 1 to {TCMU_CONFIG_LEN - 1} "
-                            "characters")
+        raise ConfigfsError(errno.EINVAL)  # the kernel refuses without a log line
     _udev(g).dev_config = s  # the kernel keeps the raw page, newline included
 
 
@@ -187,7 +186,7 @@ def _store_write_cache(g, buf: bytes) -> None:
 def _store_tmr(g, buf: bytes) -> None:
     val = kstrtou8(buf, 0)
     if val > 1:
-        raise ConfigfsError(errno.EINVAL, f"TCMU: tmr_notification must be 0 or 1, not {val}")
+        raise ConfigfsError(errno.EINVAL)  # the kernel refuses without a log line
     _udev(g).tmr_notification = val
 
 
