@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--follow", "-w", action="store_true", help="wait for new lines")
     d.add_argument("mountpoint", nargs="?")
     d.set_defaults(func=cmd_dmesg)
+
+    from .scsi_cli import add_parser as add_scsi_parser
+    add_scsi_parser(sub)
     return p
 
 

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 from . import state
+from .control import ControlServer
 from .klog import KernelLog
+from .scsi import ScsiEngine
 from .target.core import TargetCore
 from .target.profile import get_profile
 
@@ -31,14 +33,21 @@ def serve(mountpoint: str, profile_name: str = "modern", state_dir: str | None =
     log = KernelLog(logfile)
     core = TargetCore(profile, log=log, state_dir=sdir, dbroot=dbroot)
     tree = core.build_tree()
+    engine = ScsiEngine(core)
+    control = ControlServer(core, engine, sdir)
 
     def ready() -> None:
+        try:
+            control.start()
+        except OSError as e:  # the tree still works; only `simfs scsi` needs the socket
+            log.err(f"simfs: control socket {control.path} unavailable: {e}")
         state.write_record(mountpoint, sdir, os.getpid(), profile.name)
         if ready_fd >= 0:
             os.write(ready_fd, b"ready\n")
             os.close(ready_fd)
 
     def destroy() -> None:
+        control.stop()
         with tree.lock:
             core.shutdown()
         state.remove_record(mountpoint)

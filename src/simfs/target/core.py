@@ -45,7 +45,8 @@ class CoreEvents:
         text = (f"tg_pt_gp_id={gp.id}\nalua_access_state=0x{gp.access_state:02x}\n"
                 f"alua_access_status=0x{gp.access_status:02x}\n")
         try:
-            atomic_write(path, text.encode(), mkdirs=True)
+            # Like the kernel, never create tpgs_<serial>/: it must exist already.
+            atomic_write(path, text.encode())
         except OSError:
             self.core.log.err(f"filp_open({path}) for ALUA metadata failed")
 
@@ -107,7 +108,9 @@ class TargetCore:
         if self.state_dir is None:
             return "/var/target"
         path = self.state_dir / "var" / "target"
-        path.mkdir(parents=True, exist_ok=True)
+        # what a distribution's package would install: dbroot with its pr/ and alua/
+        for sub in ("pr", "alua"):
+            (path / sub).mkdir(parents=True, exist_ok=True)
         return str(path)
 
     def next_scsi_index(self, kind: str) -> int:

@@ -120,22 +120,26 @@ def _attr(name: str, *args) -> Attribute:
     return Attribute(name, show, store)
 
 
+def _c_alt_hex08(value: int) -> str:
+    """C's "%#08x": the 0x prefix counts in the width, and 0 gets no prefix."""
+    return f"{value:#08x}" if value else "00000000"
+
+
 def _show_company_id(g: Group) -> str:
-    value = _dev(g).wwn.company_id
-    return f"{value:#08x}\n" if value else "00000000\n"
+    return _c_alt_hex08(_dev(g).wwn.company_id) + "\n"
 
 
 def _store_company_id(g: Group, buf: bytes) -> None:
     dev = _dev(g)
     val = kstrtou32(buf, 0)
     if val >= 0x1000000:
-        raise ConfigfsError(errno.EOVERFLOW, f"Target_Core_ConfigFS: company_id {val:#x} does "
-                            "not fit in 24 bits")
+        # target_wwn_company_id_store() returns -EOVERFLOW without a message.
+        raise ConfigfsError(errno.EOVERFLOW, None)
     if dev.export_count:
         raise ConfigfsError(errno.EINVAL, f"Unable to set Company ID while {dev.export_count} "
                             "exports exist")
     dev.wwn.company_id = val
-    dev.log.debug(f"Target_Core_ConfigFS: Set IEEE Company ID: {val:#08x}")
+    dev.log.debug(f"Target_Core_ConfigFS: Set IEEE Company ID: {_c_alt_hex08(val)}")
 
 
 def _show_serial(g: Group) -> str:

@@ -1,0 +1,161 @@
+"""The daemon's control socket: lets ``simfs scsi`` feed CDBs to a mounted tree.
+
+One Unix stream socket per mount, ``<state-dir>/control.sock`` (mode 0600: only the user
+who mounted may drive the devices). Requests and replies are one JSON object per line.
+Commands run in the daemon, through the same engine fabrics use, so the configfs files
+show their effect at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from .scsi import Nexus, ScsiEngine, TargetPort
+from .scsi import status as S
+
+if TYPE_CHECKING:
+    from .target.core import TargetCore
+    from .target.device import SeDevice
+
+SOCKET_NAME = "control.sock"
+CLI_INITIATOR = "iqn.2026-12.org.simfs:cli"
+
+
+def socket_path(state_dir: Path) -> Path:
+    return Path(state_dir) / SOCKET_NAME
+
+
+class _SunPath:
+    """A path short enough for sockaddr_un (108 bytes): long ones go through
+    /proc/self/fd/<dirfd>/, which the kernel resolves like the real directory."""
+
+    def __init__(self, path: Path):
+        self.path, self.dirfd = path, -1
+
+    def __enter__(self) -> str:
+        if len(os.fsencode(str(self.path))) < 100:
+            return str(self.path)
+        self.dirfd = os.open(self.path.parent, os.O_PATH | os.O_DIRECTORY)
+        return f"/proc/self/fd/{self.dirfd}/{self.path.name}"
+
+    def __exit__(self, *exc) -> None:
+        if self.dirfd >= 0:
+            os.close(self.dirfd)
+
+
+class ControlServer:
+    """Serves control requests on a thread per connection."""
+
+    def __init__(self, core: "TargetCore", engine: ScsiEngine, state_dir: Path):
+        self.core, self.engine = core, engine
+        self.path = socket_path(state_dir)
+        self._sock: Optional[socket.socket] = None
+        self._cli_ports: dict[int, TargetPort] = {}
+
+    def start(self) -> None:
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            with _SunPath(self.path) as addr:
+                s.bind(addr)
+        finally:
+            os.umask(old)
+        s.listen(16)
+        self._sock = s
+        threading.Thread(target=self._accept, name="simfs-control", daemon=True).start()
+
+    def stop(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+
+    def _accept(self) -> None:
+        while self._sock is not None:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rwb") as f:
+            for line in f:
+                try:
+                    reply = self.handle(json.loads(line))
+                except Exception as e:  # noqa: BLE001 - report, keep serving
+                    reply = {"error": f"{type(e).__name__}: {e}"}
+                f.write(json.dumps(reply).encode() + b"\n")
+                f.flush()
+
+    # -- requests -----------------------------------------------------------------------------
+    def handle(self, req: dict) -> dict:
+        op = req.get("op")
+        if op == "ping":
+            return {"ok": True, "profile": self.core.profile.name}
+        if op == "scsi":
+            return self._scsi(req)
+        return {"error": f"unknown request {op!r}"}
+
+    def _device(self, name: str) -> "SeDevice":
+        hba_name, _, dev_name = name.strip("/").partition("/")
+        hba = self.core.hbas.get(hba_name)
+        if hba is None or dev_name not in hba.devices:
+            raise LookupError(f"no device core/{name} (make it with mkdir first)")
+        return hba.devices[dev_name]
+
+    def cli_port(self, dev: "SeDevice") -> TargetPort:
+        """The port ``simfs scsi`` uses for a device no fabric LUN exports yet.
+
+        It stands for a loopback connection: it is in the device's default target port
+        group (so ALUA states apply) but is not a configfs LUN, so it neither counts as an
+        export nor appears in ``members``.
+        """
+        port = self._cli_ports.get(id(dev))
+        if port is None:
+            port = TargetPort(fabric="loopback", proto_id=S.PROTO_SAS,
+                              wwn="naa.5001405" + f"{dev.dev_index:09x}", tpgt=0,
+                              rtpi=0xFFFF, lun=0, tg_pt_gp=dev.default_tg_pt_gp)
+            self._cli_ports[id(dev)] = port
+        return port
+
+    def _scsi(self, req: dict) -> dict:
+        dev = self._device(req["device"])
+        lun = req.get("lun")
+        ports = [p for p in dev.luns if lun is None or p.lun == lun]
+        port = ports[0] if ports else self.cli_port(dev)
+        nexus = Nexus(initiator=req.get("initiator") or CLI_INITIATOR, port=port,
+                      isid=req.get("isid"))
+        res = self.engine.submit(nexus, dev, bytes.fromhex(req["cdb"]),
+                                 bytes.fromhex(req.get("data_out", "")))
+        return {"status": res.status, "data": res.data.hex(), "sense": res.sense.hex(),
+                "port": port.member_path() if ports else "simfs-cli (loopback)"}
+
+
+def request(state_dir: Path, req: dict, timeout: float = 30.0) -> dict:
+    """Send one request to a mount's daemon and return its reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        with _SunPath(socket_path(state_dir)) as addr:
+            s.connect(addr)
+        with s.makefile("rwb") as f:
+            f.write(json.dumps(req).encode() + b"\n")
+            f.flush()
+            line = f.readline()
+    if not line:
+        raise ConnectionError("the simfs daemon closed the control socket")
+    return json.loads(line)
