@@ -15,7 +15,8 @@ def test_version_and_hba_info(mnt_v3):
         f"{u.release}\n")
     assert sorted(os.listdir(f"{mnt_v3.root}/target")) == ["core", "version"]
     mnt_v3.ok(f"mkdir {mnt_v3.core}/rd_dr_0")
-    assert mnt_v3.read("target/core/rd_dr_0/hba_info").startswith("HBA Index: 0 plugin: rd_dr")  # v3.0 counts from 0 (seed: CORE_HBA[0])
+    # v3.0 counts HBAs from 0 (the seed prints CORE_HBA[0] for its first HBA)
+    assert mnt_v3.read("target/core/rd_dr_0/hba_info").startswith("HBA Index: 0 plugin: rd_dr")
 
 
 def test_device_tree_shape(mnt_v3):
@@ -95,3 +96,28 @@ def test_fd_unsupported_by_plugin(mnt_v3, plugin, loopdev):
     assert "Invalid argument" in r.stderr
     assert (f"se_subsystem_api_t->create_virtdevice_from_fd() NULL for: {plugin}"
             in mnt_v3.log_since(mark))
+
+
+def test_iblock_major_minor_control(mnt_v3, v3_iblock, loopdev):
+    st = os.stat(loopdev)
+    major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    mark = mnt_v3.log_mark()
+    mnt_v3.ok(f"echo iblock_major={major},iblock_minor={minor} > {mnt_v3.root}/{v3_iblock}/control")
+    assert mnt_v3.read(f"{v3_iblock}/info") == f"\n        Major: {major} Minor: {minor}\n"
+    mnt_v3.ok(f"echo 1 > {mnt_v3.root}/{v3_iblock}/enable")
+    log = mnt_v3.log_since(mark)
+    assert f"IBLOCK: Referencing Major: {major}" in log
+    assert f"IBLOCK: Referencing Minor: {minor}" in log
+    assert f"Major:Minor - {major}:{minor}" in log
+    assert f"CORE_iBLOCK[0] - Activating Device with TCQ: 0 at Major: {major} Minor {minor}" in log
+    info = mnt_v3.read(f"{v3_iblock}/info")
+    assert f"iBlock device: {os.path.basename(loopdev)}\n" in info
+    assert f"Major: {major} Minor: {minor}  CLAIMED: IBLOCK\n" in info
+
+
+def test_iblock_enable_without_major_minor(mnt_v3, v3_iblock):
+    mark = mnt_v3.log_mark()
+    r = sh(f"echo 1 > {mnt_v3.root}/{v3_iblock}/enable")
+    assert "Invalid argument" in r.stderr
+    assert "Missing iblock_major= and iblock_minor= parameters" in mnt_v3.log_since(mark)
+    assert mnt_v3.read(f"{v3_iblock}/info") == "\n        Major: 0 Minor: 0\n"

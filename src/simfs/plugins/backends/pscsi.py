@@ -157,8 +157,12 @@ class PscsiDevice(BackendDevice):
         except OSError:
             raise ConfigfsError(errno.EBADF, f"PSCSI: descriptor {fd_num} of the writer is not "
                                 "open") from None
+        if stat.S_ISCHR(st.st_mode):
+            raise ConfigfsError(errno.ENOSYS, "SCSI Character Device unsupported via "
+                                "configfs/fd  method.  Use configfs/control instead")
         if not stat.S_ISBLK(st.st_mode):
-            raise ConfigfsError(errno.ENOTBLK, f"PSCSI: {path} is not a block device")
+            raise ConfigfsError(errno.ENODEV, "PSCSI: File destriptor is not SCSI block or "
+                                "character device, ignoring")
         major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
         scsi = Path(f"/sys/dev/block/{major}:{minor}/device/scsi_device")
         log = self.log
