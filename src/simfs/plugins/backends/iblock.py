@@ -13,7 +13,7 @@ import stat
 from simfs.configfs import ConfigfsError
 from simfs.target.backend import Backend, BackendDevice
 from simfs.target.blockdev import BlockDevice, configure_unmap_from_queue, describe
-from simfs.target.kparse import Token, kstrtoul, tokenize
+from simfs.target.kparse import cstr, Token, kstrtoul, tokenize
 from simfs.target.storage import FdStorage
 
 IBLOCK_VERSION = "4.0"
@@ -34,6 +34,9 @@ class IblockDevice(BackendDevice):
         dev.log.debug(f"IBLOCK: Allocated ib_dev for {dev.name}")
 
     def set_configfs_dev_params(self, buf: bytes) -> None:
+        if self.dev.legacy:
+            self._set_v3_params(buf)
+            return
         for key, arg, _ in tokenize(buf, TOKENS):
             if key == "udev_path":
                 if self.bd is not None:
@@ -50,7 +53,59 @@ class IblockDevice(BackendDevice):
                 self.readonly = bool(value)
                 self.log.debug(f"IBLOCK: readonly: {int(self.readonly)}")
 
+    # -- v3.0: the block device named by major/minor ---------------------------------------
+    def _set_v3_params(self, buf: bytes) -> None:
+        """v3.0 matched each ``key=value`` by substring: ``iblock_major=`` is "major"."""
+        params = 0
+        for item in cstr(buf).replace("\n", ",").split(","):
+            key, eq, value = item.partition("=")
+            if not eq:
+                break
+            value = value.strip()
+            if "udev_path" in key:
+                self.udev_path, self.has_udev_path = value[:SE_UDEV_PATH_LEN - 1], True
+                self.log.info(f"IBLOCK: Referencing UDEV path: {self.udev_path}")
+            elif "major" in key or "minor" in key or "force" in key:
+                what = "major" if "major" in key else "minor" if "minor" in key else "force"
+                try:
+                    number = kstrtoul(value, 0)
+                except ConfigfsError:
+                    self.log.err(f"tcm_strict_strtoul() failed for {what}=")
+                    break
+                if what == "force":
+                    self.log.info(f"IBLOCK: Set force={number}")
+                else:
+                    setattr(self, f"v3_{what}", number)
+                    self.log.info(f"IBLOCK: Referencing {what.capitalize()}: {number}")
+            else:
+                break
+            params += 1
+        if not params:
+            raise ConfigfsError(errno.EINVAL)
+
+    def _v3_node(self) -> str:
+        """A block node for v3.0's major:minor (the kernel looked the device up directly)."""
+        major, minor = getattr(self, "v3_major", None), getattr(self, "v3_minor", None)
+        if major is None or minor is None:
+            raise ConfigfsError(errno.EINVAL, "Missing iblock_major= and iblock_minor= "
+                                "parameters")
+        state_dir = self.dev.core.state_dir
+        node = os.path.join(str(state_dir) if state_dir else "/tmp",
+                            f"iblock-{major}-{minor}")
+        if not os.path.exists(node):
+            try:
+                os.mknod(node, stat.S_IFBLK | 0o600, os.makedev(major, minor))
+            except OSError as e:
+                raise ConfigfsError(e.errno, f"IBLOCK: Unable to locate block device "
+                                    f"{major}:{minor}") from None
+        self.log.info(f"IBLOCK: Claiming {self.dev.core.profile.kptr(self)} Major:Minor - "
+                      f"{major}:{minor}")
+        return node
+
     def configure_device(self) -> None:
+        if self.dev.legacy and not self.has_udev_path:
+            self._configure_path(self._v3_node())
+            return
         if not self.has_udev_path:
             raise ConfigfsError(errno.EINVAL, "Missing udev_path= parameters for IBLOCK")
         self.log.debug(f"IBLOCK: Claiming struct block_device: {self.udev_path}")
@@ -110,8 +165,11 @@ class IblockDevice(BackendDevice):
         except OSError:
             raise ConfigfsError(errno.EBADF, f"IBLOCK: descriptor {fd_num} of the writer is "
                                 "not open") from None
+        if not stat.S_ISBLK(os.stat(fd_path).st_mode):
+            raise ConfigfsError(errno.ENODEV, "IBLOCK: S_ISBLK(inode->i_mode) failed for file "
+                                f"descriptor: {fd_num}")
         self.udev_path = path
-        self._configure_path(path)
+        self._configure_path(fd_path)
 
     def legacy_activation(self) -> tuple[str, str | None]:
         bd = self.bd
@@ -126,6 +184,13 @@ class IblockDevice(BackendDevice):
 
     def show_configfs_dev_params(self) -> str:
         bd = self.bd
+        if self.dev.legacy:
+            text = f"iBlock device: {bd.name}" if bd is not None else ""
+            text += f"  UDEV PATH: {self.udev_path}\n" if self.has_udev_path else "\n"
+            major = bd.major if bd is not None else getattr(self, "v3_major", 0)
+            minor = bd.minor if bd is not None else getattr(self, "v3_minor", 0)
+            claimed = "  CLAIMED: IBLOCK" if bd is not None else ""
+            return text + f"        Major: {major} Minor: {minor}{claimed}\n"
         text = ""
         if bd is not None:
             text += f"iBlock device: {bd.name}"
@@ -147,8 +212,10 @@ class IblockDevice(BackendDevice):
         bs = self.dev.attrib.block_size or lbs
         if bs == lbs:
             return blocks
-        # Rescale the last LBA to the emulated block size, as iblock_emulate_read_cap_with_block_size.
-        return (blocks + 1) * lbs // bs - 1
+        # iblock_get_blocks rescales the *last LBA* by shifting (not the block count), so
+        # 512-byte blocks emulated on a 4096-byte device end at 8*(N-1), not 8*N-1.
+        shift = bs.bit_length() - lbs.bit_length()
+        return blocks >> shift if shift > 0 else blocks << -shift
 
     def read(self, offset: int, length: int) -> bytes:
         return self.storage.read(offset, length)  # type: ignore[union-attr]
