@@ -177,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         return a.func(a)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `simfs scsi ... read 0 8 | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
