@@ -94,7 +94,11 @@ class ScsiEngine:
                            f"Opcode 0x{cmd.opcode:02x}, sending CHECK_CONDITION.")
             raise sense.UNSUPPORTED_SCSI_OPCODE()
         assert cmd.execute is not None, f"opcode {cmd.opcode:#x} parsed without a handler"
-        del dev
+        # transport_lookup_cmd_lun: a read-only LUN refuses every data-out command
+        if cmd.direction == DATA_OUT and (cmd.nexus.port.write_protect or dev.read_only):
+            self.log.err(f"TARGET_CORE[{cmd.nexus.port.fabric}]: Detected WRITE_PROTECTED "
+                         f"LUN Access for 0x{cmd.nexus.lun:08x}")
+            raise sense.WRITE_PROTECTED()
 
     def _checks(self, cmd: Command, st: DeviceScsiState) -> None:
         pending = ua_mod.check(cmd, st.ua)
