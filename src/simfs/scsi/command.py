@@ -37,6 +37,15 @@ class TargetPort:
         """``<wwn>,t,0x<tpgt>``: the SCSI name string of this target port."""
         return f"{self.wwn},t,0x{self.tpgt:04x}"
 
+    def set_tg_pt_gp(self, gp) -> None:
+        """Move this LUN into target port group ``gp`` (target_swap_tg_pt_gp)."""
+        old = self.tg_pt_gp
+        if old is not None and self in old.members:
+            old.members.remove(self)
+        self.tg_pt_gp = gp
+        if gp is not None and self not in gp.members:
+            gp.members.append(self)
+
     def member_path(self) -> str:
         """How a target port group's ``members`` file lists this LUN."""
         return f"{self.fabric}/{self.wwn}/tpgt_{self.tpgt}/lun_{self.lun}"

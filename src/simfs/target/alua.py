@@ -159,8 +159,8 @@ class Alua:
         if name != "NULL":
             new = next((g for g in self.lu_gps if g.name == name), None)
             if new is None:
-                raise ConfigfsError(errno.ENODEV, f"Target_Core_ConfigFS: no ALUA LU Group "
-                                    f"with an id is named {name!r} (core/alua/lu_gps)")
+                # core_alua_get_lu_gp_by_name() found nothing: -ENODEV, no message.
+                raise ConfigfsError(errno.ENODEV, None)
         old = dev.lu_gp
         where = f"{dev.hba.name}/{dev.name}"
         if old is not None:
@@ -247,6 +247,9 @@ class Alua:
         dev = gp.dev
         if gp in dev.tg_pt_gps:
             dev.tg_pt_gps.remove(gp)
+        # core_alua_free_tg_pt_gp() decrements the id *counter* (u16), not the count:
+        # the next auto-assigned id reuses (or steps back to) a lower value.
+        dev.tg_pt_gp_counter = (dev.tg_pt_gp_counter - 1) & 0xFFFF
         default = dev.default_tg_pt_gp
         for lun in list(gp.members):
             lun.set_tg_pt_gp(default)
@@ -269,6 +272,10 @@ class Alua:
                        if g.valid_id and g.id == gp.id]
         for target in targets:
             self._transition_one(target, new_state, explicit)
+        if lu_gp is not None and lu_gp.id != 0:
+            self.log.debug(f"Successfully processed LU Group: {lu_gp.name} all ALUA TG PT Group "
+                           f"IDs: {gp.id} {'explicit' if explicit else 'implicit'} transition "
+                           f"to primary state: {dump_state(new_state)}")
 
     def _transition_one(self, gp: TgPtGp, new_state: int, explicit: bool) -> None:
         if gp.access_state == new_state:
@@ -294,6 +301,9 @@ class Alua:
         self.log.debug(f"Successful {'explicit' if explicit else 'implicit'} ALUA transition "
                        f"TG PT Group: {gp.name} ID: {gp.id} from primary access state "
                        f"{dump_state(previous)} to {dump_state(new_state)}")
+        # core_alua_do_transition_tg_pt queues the 2Ah/06h UAs again once the new state
+        # is in place (an initiator may have consumed the first ones meanwhile).
+        self.core.events.alua_state_changed(gp)
 
     # -- lba_map ---------------------------------------------------------------------------
     def show_lba_map(self, dev: "SeDevice") -> str:
@@ -308,25 +318,35 @@ class Alua:
         return "".join(out)
 
     def store_lba_map(self, dev: "SeDevice", buf: bytes) -> None:
+        """target_dev_lba_map_store: sscanf-based, line by line.
+
+        Quirks kept: a duplicate pg id only fails the write when no later member
+        succeeds (the store keeps going after it); any successful write, even of an
+        empty map, sets the LBA-dependent supported bit on every valid group
+        (core_alua_set_lba_map is always handed a list); segment values are u32.
+        """
+        log = self.log
         entries = []
-        segment = (0, 0)
+        segment = (0xFFFFFFFF, 0xFFFFFFFF)  # (unsigned long)-1 stored in u32 fields
         num = 0
-        pg_num_old = -1
+        pg_num = -1
+        ret = 0
         states = {"O": 0, "A": 1, "S": 2, "U": 3}
         for line in cstr(buf).split("\n"):
             if not line:
                 continue
             if num == 0:
-                m = re.match(r"\s*(\d+)\s+(\d+)", line)
+                m = re.match(r"[ \t\n\v\f\r]*(\d+)(?!\d)[ \t\n\v\f\r]*(\d+)", line)
                 if not m:
                     raise ConfigfsError(errno.EINVAL, f"Invalid line {num}")
-                segment = (int(m.group(1)) & 0xFFFFFFFFFFFFFFFF, int(m.group(2)))
+                segment = (int(m.group(1)) & 0xFFFFFFFF, int(m.group(2)) & 0xFFFFFFFF)
                 num += 1
                 continue
-            m = re.match(r"\s*(\d+)\s+(\d+)", line)
+            m = re.match(r"[ \t\n\v\f\r]*(\d+)(?!\d)[ \t\n\v\f\r]*(\d+)", line)
             if not m:
                 raise ConfigfsError(errno.EINVAL, f"Invalid line {num}")
-            first, last = int(m.group(1)), int(m.group(2))
+            first = int(m.group(1)) & 0xFFFFFFFFFFFFFFFF
+            last = int(m.group(2)) & 0xFFFFFFFFFFFFFFFF
             sp = line.find(" ")
             if sp < 0:
                 raise ConfigfsError(errno.EINVAL, f"Invalid line {num}, missing end lba")
@@ -336,36 +356,47 @@ class Alua:
                 raise ConfigfsError(errno.EINVAL, f"Invalid line {num}, missing state definitions")
             rest = rest[sp + 1:]
             members: list[tuple[int, int]] = []
+            pg = 0
             while True:
-                m = re.match(r"\s*([+-]?\d+):(.)", rest, re.S)
+                m = re.match(r"[ \t\n\v\f\r]*(-?\d+):(.)", rest, re.S)
                 if not m:
                     break
                 pg_id, ch = int(m.group(1)), m.group(2)
                 if ch not in states:
                     raise ConfigfsError(errno.EINVAL, f"Invalid ALUA state '{ch}'")
-                if any(pg == pg_id for pg, _ in members):
-                    raise ConfigfsError(errno.EINVAL, f"Invalid target descriptor {pg_id}:{ch} "
-                                        f"at line {num}")
+                if any(p == pg_id for p, _ in members):
+                    log.err(f"Duplicate pg_id {pg_id} in lba_map")
+                    log.err(f"Invalid target descriptor {pg_id}:{ch} at line {num}")
+                    ret = errno.EINVAL
+                    break
+                ret = 0
                 members.append((pg_id, states[ch]))
+                pg += 1
                 sp = rest.find(" ")
                 if sp < 0:
                     break
                 rest = rest[sp + 1:]
-            if pg_num_old < 0:
-                pg_num_old = len(members)
-            elif len(members) != pg_num_old:
-                raise ConfigfsError(errno.EINVAL, f"Only {len(members)} from {pg_num_old} port "
-                                    f"groups definitions at line {num}")
+            if pg_num == -1:
+                pg_num = pg
+            elif pg != pg_num:
+                raise ConfigfsError(errno.EINVAL, f"Only {pg} from {pg_num} port groups "
+                                    f"definitions at line {num}")
             entries.append((first, last, members))
             num += 1
+        if ret:
+            raise ConfigfsError(ret, None)
         dev.lba_map = entries
         dev.lba_map_segment = segment
         for gp in dev.tg_pt_gps:
-            if not gp.valid_id:
-                continue
-            if entries:
+            if gp.valid_id:
                 gp.supported_states |= ALUA_LBD_SUP
-            else:
+
+    def clear_lba_map(self, dev: "SeDevice") -> None:
+        """core_alua_set_lba_map(dev, NULL, 0, 0): the only path that clears the bit."""
+        dev.lba_map = []
+        dev.lba_map_segment = (0, 0)
+        for gp in dev.tg_pt_gps:
+            if gp.valid_id:
                 gp.supported_states &= ~ALUA_LBD_SUP
 
 

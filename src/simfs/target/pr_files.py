@@ -78,13 +78,12 @@ def _mode(dev: "SeDevice") -> str:
 
 
 def _guard(show):
-    """The common preamble: disabled -> SPC_RESERVATIONS_DISABLED, passthrough -> empty."""
+    """Only the old (se_subsystem_dev era) kernels print nothing for these files unless
+    res_type is SPC3_PERSISTENT_RESERVATIONS; modern kernels (target_pr_*_show) print
+    the SPC-3 state whatever emulate_pr or PGR passthrough say."""
     def wrapped(g: Group) -> str:
         dev = _dev(g)
-        mode = _mode(dev)
-        if mode == "disabled":
-            return "SPC_RESERVATIONS_DISABLED\n"
-        if mode == "passthrough":
+        if dev.legacy and _mode(dev) in ("disabled", "passthrough"):
             return ""
         return show(dev)
     return wrapped
@@ -174,7 +173,7 @@ def _aptpl_metadata_store(g: Group, buf: bytes) -> None:
     if dev.export_count:
         raise ConfigfsError(errno.EINVAL, "Unable to process APTPL metadata while active "
                             "fabric exports exist")
-    dev.pr.pre_registrations.append(parse_aptpl_metadata(buf))
+    dev.pr.pre_registrations.append(parse_aptpl_metadata(buf, dev.log))
 
 
 def _legacy(show):
