@@ -55,7 +55,7 @@ class ControlServer:
         self.core, self.engine = core, engine
         self.path = socket_path(state_dir)
         self._sock: Optional[socket.socket] = None
-        self._cli_ports: dict[int, TargetPort] = {}
+        self._cli_ports: dict[tuple[int, int], TargetPort] = {}
 
     def start(self) -> None:
         try:
@@ -118,28 +118,40 @@ class ControlServer:
             raise LookupError(f"no device core/{name} (make it with mkdir first)")
         return hba.devices[dev_name]
 
-    def cli_port(self, dev: "SeDevice") -> TargetPort:
+    def cli_port(self, dev: "SeDevice", initiator: str) -> TargetPort:
         """The port ``simfs scsi`` uses for a device no fabric LUN exports yet.
 
-        It stands for a loopback connection: it is in the device's default target port
-        group (so ALUA states apply) but is not a configfs LUN, so it neither counts as an
-        export nor appears in ``members``.
+        It stands for a tcm_loop connection, whose protocol follows the WWN's prefix as
+        tcm_loop's does: an ``iqn.`` initiator meets an iSCSI-style port, ``fc.`` FCP,
+        anything else SAS. It joins the device's default target port group (so ALUA
+        states apply, REPORT TARGET PORT GROUPS lists it and ``members`` shows it as
+        ``loopback/<wwn>/tpgt_0/lun_0``) but it is not a configfs LUN: it does not count
+        as an export, so attrib/ and wwn/ stay writable.
         """
-        port = self._cli_ports.get(id(dev))
+        if initiator.startswith("iqn."):
+            proto, wwn = S.PROTO_ISCSI, "iqn.2026-12.org.simfs:cli"
+        elif initiator.startswith("fc."):
+            proto, wwn = S.PROTO_FCP, "fc.5001405000000001"
+        else:
+            proto, wwn = S.PROTO_SAS, "naa.5001405000000001"
+        key = (id(dev), proto)
+        port = self._cli_ports.get(key)
+        if port is not None and port.dev is not dev:  # a new device reusing the id()
+            port = None
         if port is None:
-            port = TargetPort(fabric="loopback", proto_id=S.PROTO_SAS,
-                              wwn="naa.5001405" + f"{dev.dev_index:09x}", tpgt=0,
-                              rtpi=0xFFFF, lun=0, tg_pt_gp=dev.default_tg_pt_gp)
-            self._cli_ports[id(dev)] = port
+            port = TargetPort(fabric="loopback", proto_id=proto, wwn=wwn, tpgt=0,
+                              rtpi=0xFFFF - proto, lun=0, dev=dev)
+            port.set_tg_pt_gp(dev.default_tg_pt_gp)
+            self._cli_ports[key] = port
         return port
 
     def _scsi(self, req: dict) -> dict:
         dev = self._device(req["device"])
         lun = req.get("lun")
         ports = [p for p in dev.luns if lun is None or p.lun == lun]
-        port = ports[0] if ports else self.cli_port(dev)
-        nexus = Nexus(initiator=req.get("initiator") or CLI_INITIATOR, port=port,
-                      isid=req.get("isid"))
+        initiator = req.get("initiator") or CLI_INITIATOR
+        port = ports[0] if ports else self.cli_port(dev, initiator)
+        nexus = Nexus(initiator=initiator, port=port, isid=req.get("isid"))
         res = self.engine.submit(nexus, dev, bytes.fromhex(req["cdb"]),
                                  bytes.fromhex(req.get("data_out", "")))
         return {"status": res.status, "data": res.data.hex(), "sense": res.sense.hex(),

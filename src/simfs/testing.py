@@ -80,7 +80,7 @@ class Sim:
         proto = {"iSCSI": S.PROTO_ISCSI, "loopback": S.PROTO_SAS, "FC": S.PROTO_FCP}.get(
             fabric, S.PROTO_SAS)
         p = TargetPort(fabric=fabric, proto_id=proto, wwn=wwn, tpgt=tpgt, rtpi=self._rtpi,
-                       lun=lun, tg_pt_gp=dev.default_tg_pt_gp)
+                       lun=lun, tg_pt_gp=dev.default_tg_pt_gp, dev=dev)
         dev.luns.append(p)
         dev.export_count += 1
         gp = dev.default_tg_pt_gp

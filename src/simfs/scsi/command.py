@@ -32,6 +32,8 @@ class TargetPort:
     offline: bool = False
     #: LUN opened read-only for this initiator (mapped LUN write_protect)
     write_protect: bool = False
+    #: the device this LUN exports (an SeDevice), None while unlinked
+    dev: Any = None
 
     def name(self) -> str:
         """``<wwn>,t,0x<tpgt>``: the SCSI name string of this target port."""
