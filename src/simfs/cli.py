@@ -166,8 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("mountpoint", nargs="?")
     d.set_defaults(func=cmd_dmesg)
 
+    from .run import add_parser as add_run_parser
     from .scsi_cli import add_parser as add_scsi_parser
     add_scsi_parser(sub)
+    add_run_parser(sub)
     return p
 
 
