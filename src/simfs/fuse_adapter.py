@@ -11,7 +11,10 @@ import stat as st
 import threading
 from typing import Optional
 
-import fuse
+try:
+    import fuse
+except ModuleNotFoundError:  # Debian's python3-fusepy names the same module "fusepy"
+    import fusepy as fuse  # type: ignore[no-redef]
 
 from .configfs import ConfigfsError, ConfigfsTree, OpenAttribute
 from .klog import KernelLog
