@@ -4,6 +4,7 @@ calls on the configfs tree and errors back into errno, and nothing more.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import itertools
 import os
@@ -24,6 +25,77 @@ def _pid() -> int:
     return fuse.fuse_get_context()[2]
 
 
+class ThreadStatePins:
+    """One Python thread state per libfuse worker thread, for the thread's whole life.
+
+    ctypes runs every callback that arrives on a thread Python did not start between
+    ``PyGILState_Ensure`` and ``PyGILState_Release``. For such a thread the pair makes and
+    frees a whole ``PyThreadState`` per call, and its frame stack is mmap'd and munmap'd
+    each time: on a small VM that alone is a third of an attribute read's cost
+    (docs/performance.md). One extra ``PyGILState_Ensure``, taken on the first callback
+    in a thread and never released, keeps the state; later callbacks find and reuse it.
+
+    A worker that libfuse ends (it ends idle ones beyond ten) leaves its pinned state
+    behind: the states of threads that no longer exist are freed at the next pin.
+    Threads Python knows (the main thread, ``threading`` threads) are never pinned: they
+    free their own state. ``SIMFS_NO_TSTATE_PIN=1`` turns the whole thing off.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._states: dict[int, int] = {}  # native thread id -> PyThreadState* it pinned
+        self._lock = threading.Lock()
+        self.enabled = False
+        if os.environ.get("SIMFS_NO_TSTATE_PIN"):
+            return
+        try:
+            api = ctypes.pythonapi
+            self._ensure = api.PyGILState_Ensure
+            self._ensure.restype = ctypes.c_int
+            self._this = api.PyGILState_GetThisThreadState
+            self._this.restype = ctypes.c_void_p
+            self._clear = api.PyThreadState_Clear
+            self._clear.argtypes = [ctypes.c_void_p]
+            self._delete = api.PyThreadState_Delete
+            self._delete.argtypes = [ctypes.c_void_p]
+            libc = ctypes.CDLL(None, use_errno=True)
+            self._tgkill = libc.tgkill
+            self._tgkill.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+            self._known = threading._active  # type: ignore[attr-defined]  # threads Python started
+        except (AttributeError, OSError):
+            return
+        self.enabled = True
+
+    def pin(self) -> None:
+        """Called first thing in every callback (the GIL is held)."""
+        if getattr(self._local, "pinned", False) or not self.enabled:
+            return
+        self._local.pinned = True  # pinned now, or a thread that must not be
+        if threading.get_ident() in self._known:
+            return
+        tid = threading.get_native_id()
+        state = self._this()
+        if not state:
+            return
+        with self._lock:
+            self._reap(tid, state)
+            self._ensure()  # the reference that is never released
+            self._states[tid] = state
+
+    def _reap(self, tid: int, state: int) -> None:
+        """Free the pinned states of worker threads that have ended."""
+        pid = os.getpid()
+        for other, other_state in list(self._states.items()):
+            if other_state == state:
+                continue
+            if other != tid:  # a thread id in use again is this thread's: the old one ended
+                if self._tgkill(pid, other, 0) == 0 or ctypes.get_errno() != errno.ESRCH:
+                    continue  # alive (or unknown): keep it
+            del self._states[other]
+            self._clear(other_state)
+            self._delete(other_state)
+
+
 class SimfsOperations(fuse.Operations):
     """fusepy operations for one mounted tree."""
 
@@ -39,8 +111,10 @@ class SimfsOperations(fuse.Operations):
         self._handles_lock = threading.Lock()
         self._on_ready = on_ready
         self._on_destroy = on_destroy
+        self._pins = ThreadStatePins()
 
     def __call__(self, op, *args):
+        self._pins.pin()
         try:
             return super().__call__(op, *args)
         except OSError:

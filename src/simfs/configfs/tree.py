@@ -11,6 +11,7 @@ import errno
 import os
 import stat as st
 import threading
+import weakref
 from typing import Callable, NamedTuple, Optional, Union
 
 from .errors import ConfigfsError
@@ -36,7 +37,34 @@ Found = Union[Group, Symlink, AttrRef]
 
 
 def _split(path: str) -> list[str]:
-    return [p for p in path.split("/") if p]
+    return list(filter(None, path.split("/")))
+
+
+# Attribute tables are tuples shared by every group of a type (or built equal per
+# group): a name index per distinct table makes finding an attribute one dict lookup
+# instead of a scan of up to ~40 names on every stat(2) of an attribute file.
+_ATTR_INDEX: dict[tuple, dict[str, Attribute]] = {}
+_ATTR_INDEX_MAX = 512
+_GROUP_ATTRIBUTE = Group.attribute
+
+
+def _attribute(group: Group, name: str) -> Optional[Attribute]:
+    """``group.attribute(name)``, through the index when the group's type keeps the
+    base lookup and its table is a tuple (immutable, so the index cannot go stale)."""
+    if type(group).attribute is not _GROUP_ATTRIBUTE:
+        return group.attribute(name)
+    table = group.attribute_table()
+    if type(table) is not tuple:
+        return group.attribute(name)
+    index = _ATTR_INDEX.get(table)
+    if index is None:
+        index = {}
+        for attr in table:
+            index.setdefault(attr.name, attr)  # the first of a name wins, as in the scan
+        if len(_ATTR_INDEX) >= _ATTR_INDEX_MAX:
+            _ATTR_INDEX.clear()
+        _ATTR_INDEX[table] = index
+    return index.get(name)
 
 
 class OpenAttribute:
@@ -78,20 +106,26 @@ class ConfigfsTree:
         self.gid = os.getgid()
         #: Set while a store runs: the pid of the writing process (the seed's ``fd`` needs it).
         self.writer_pid = 0
+        #: Symlinks among each group's children. Only :meth:`symlink` adds a Symlink to a
+        #: group and only :meth:`unlink` takes one out (or the group goes), so a group's
+        #: subdirectory count for st_nlink is ``len(children)`` less this, in O(1) however
+        #: many devices an HBA holds.
+        self._links: "weakref.WeakKeyDictionary[Group, int]" = weakref.WeakKeyDictionary()
 
     # -- lookups ---------------------------------------------------------------
     def lookup(self, path: str) -> Found:
         node: Node = self.root
         parts = _split(path)
+        last = len(parts) - 1
         for i, part in enumerate(parts):
             if not isinstance(node, Group):
                 raise ConfigfsError(errno.ENOTDIR)
             child = node.children.get(part)
             if child is None:
-                attr = node.attribute(part)
+                attr = _attribute(node, part)
                 if attr is None:
                     raise ConfigfsError(errno.ENOENT)
-                if i != len(parts) - 1:
+                if i != last:
                     raise ConfigfsError(errno.ENOTDIR)
                 return AttrRef(node, attr)
             node = child
@@ -124,16 +158,16 @@ class ConfigfsTree:
         else:
             node = found
             mode = st.S_IFDIR | 0o755
-            subdirs = sum(1 for c in found.children.values() if isinstance(c, Group))
+            subdirs = len(found.children) - self._links.get(found, 0)
             size, nlink, ctime = 0, 2 + subdirs, found.ctime
         if not isinstance(found, AttrRef) and node.mode_override is not None:
             mode = (mode & ~0o7777) | node.mode_override
+        ns = int(ctime * 1e9)
         return {
             "st_mode": mode, "st_nlink": nlink, "st_size": size,
             "st_uid": node.uid if node.uid is not None else self.uid,
             "st_gid": node.gid if node.gid is not None else self.gid,
-            "st_atime": int(ctime * 1e9), "st_mtime": int(ctime * 1e9),
-            "st_ctime": int(ctime * 1e9),
+            "st_atime": ns, "st_mtime": ns, "st_ctime": ns,
         }
 
     def readdir(self, path: str) -> list[str]:
@@ -155,7 +189,7 @@ class ConfigfsTree:
         with self.lock:
             try:
                 parent, name = self._parent_of(path)
-                if name in parent.children or parent.attribute(name) is not None:
+                if name in parent.children or _attribute(parent, name) is not None:
                     raise ConfigfsError(errno.EEXIST)
                 if not parent.can_make():
                     raise ConfigfsError(errno.EPERM,
@@ -203,7 +237,7 @@ class ConfigfsTree:
         with self.lock:
             try:
                 parent, name = self._parent_of(path)
-                if name in parent.children or parent.attribute(name) is not None:
+                if name in parent.children or _attribute(parent, name) is not None:
                     raise ConfigfsError(errno.EEXIST)
                 if not parent.allows_links():
                     raise ConfigfsError(errno.EPERM,
@@ -223,6 +257,7 @@ class ConfigfsTree:
                 parent.allow_link(name, target)
                 link = Symlink(name, parent, target)
                 parent.children[name] = link
+                self._links[parent] = self._links.get(parent, 0) + 1
                 target.pinned_by += 1
                 return link
             except ConfigfsError as e:
@@ -242,6 +277,7 @@ class ConfigfsTree:
                 assert parent is not None
                 parent.drop_link(found)
                 del parent.children[found.name]
+                self._links[parent] = self._links.get(parent, 1) - 1
                 found.target.pinned_by -= 1
             except ConfigfsError as e:
                 self._refused("unlink", path, e)

@@ -1,0 +1,533 @@
+#!/usr/bin/env python3
+"""simfs benchmarks, each figure a ratio against a baseline measured in the same run.
+
+    python3 bench/run.py [--quick] [--only control,scale,memory,dataplane,seed]
+                         [--profile] [--out FILE]
+
+Needs root (mounts, unshare, losetup) and /dev/fuse. Prints a table and writes
+bench/results/<timestamp>.json. Never part of the test suite. See bench/README.md and
+docs/performance.md for what each figure means.
+
+Sections:
+  control    open+read+close / open+write+close cycles on attribute files, mkdir+control+
+             enable+rmdir of rd_mcp devices: simfs vs an empty fusepy FS with simfs's
+             options (bench/baseline_fs.py), the same with simfs's thread-state pin, tmpfs
+  scale      the same cycles with 10, 1,000 and 10,000 devices in one HBA (--quick: 10,
+             1,000), readdir of the HBA, device creation rate, RSS per device
+  memory     a 1 TiB rd_mcp device: RSS before and after writing 1 GiB (in-process engine)
+  dataplane  engine READ/WRITE throughput in-process vs memcpy / os.pread/pwrite
+             (iSCSI vs tgt: a TODO hook in bench/dataplane.py)
+  seed       the seed's v3.0 script end to end in a private mount namespace
+  --profile  py-spy on the simfs daemon during the read cycle (top functions to the JSON)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SEED = REPO / "tests" / "data" / "seed-v3.0.sh"
+
+ATTR_R = "attrib/emulate_write_cache"
+ATTR_W = "attrib/queue_depth"
+
+
+# -- mounts ---------------------------------------------------------------------------------
+class Tree:
+    """One mounted tree with a device directory ``dev`` holding the attribute files."""
+
+    def __init__(self, kind: str, mp: Path, pid: Optional[int], dev: Path):
+        self.kind, self.mp, self.pid, self.dev = kind, mp, pid, dev
+        self.hba = dev.parent
+
+    def proc(self) -> Optional[psutil.Process]:
+        return psutil.Process(self.pid) if self.pid else None
+
+
+def _wait_mounted(mp: Path, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.ismount(mp):
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"{mp} did not mount")
+
+
+def _simfs_pid(state_dir: Path, mp: Path) -> int:
+    sys.path.insert(0, str(REPO / "src"))
+    from simfs import state  # noqa: PLC0415
+    rec = state.read_record(str(mp.resolve()))
+    if not rec:
+        raise RuntimeError("no simfs record for " + str(mp))
+    return int(rec["pid"])
+
+
+def simfs_dev(t: Tree, name: str, pages: int = 8) -> Path:
+    d = t.hba / name
+    os.mkdir(d)
+    _write(d / "control", f"rd_pages={pages}\n")
+    _write(d / "enable", "1\n")
+    return d
+
+
+@contextlib.contextmanager
+def mount(kind: str, work: Path, profile: str = "modern") -> Iterator[Tree]:
+    mp = Path(tempfile.mkdtemp(prefix=f"mp-{kind}-", dir=work))
+    proc = None
+    if kind == "simfs":
+        sd = Path(tempfile.mkdtemp(prefix="state-", dir=work))
+        subprocess.run(["simfs", "mount", "--quiet", "--profile", profile, "--state-dir",
+                        str(sd), str(mp)], check=True)
+        pid = _simfs_pid(sd, mp)
+        t = Tree(kind, mp, pid, mp / "target/core/rd_mcp_0/dev")
+        os.makedirs(t.hba, exist_ok=True)
+        simfs_dev(t, "dev")
+    elif kind in ("fusepy", "fusepy+pin"):
+        cmd = [sys.executable, str(HERE / "baseline_fs.py")]
+        if kind == "fusepy+pin":
+            cmd.append("--pin")
+        proc = subprocess.Popen(cmd + [str(mp)], stdout=subprocess.DEVNULL,
+                                stderr=open(work / f"{mp.name}.log", "wb"))
+        _wait_mounted(mp)
+        t = Tree(kind, mp, proc.pid, mp / "target/core/rd_mcp_0/dev")
+    elif kind == "tmpfs":
+        subprocess.run(["mount", "-t", "tmpfs", "bench", str(mp)], check=True)
+        t = Tree(kind, mp, None, mp / "target/core/rd_mcp_0/dev")
+        os.makedirs(t.dev / "attrib")
+        for f in ("control", "enable", ATTR_R, ATTR_W):
+            _write(t.dev / f, "1\n", create=True)
+    else:
+        raise ValueError(kind)
+    try:
+        yield t
+    finally:
+        if kind == "simfs":
+            subprocess.run(["simfs", "umount", str(mp)], check=False)
+        elif kind == "tmpfs":
+            subprocess.run(["umount", str(mp)], check=False)
+        else:
+            subprocess.run(["fusermount", "-u", str(mp)], check=False)
+            if proc:
+                proc.wait(timeout=10)
+        with contextlib.suppress(OSError):
+            os.rmdir(mp)
+
+
+# -- the cycles -----------------------------------------------------------------------------
+def _write(path: Path, text: str, create: bool = False) -> None:
+    flags = os.O_WRONLY | (os.O_CREAT | os.O_TRUNC if create else 0)
+    fd = os.open(path, flags, 0o644)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def read_cycles(path: Path, n: int) -> None:
+    p = str(path)
+    for _ in range(n):
+        fd = os.open(p, os.O_RDONLY)
+        os.read(fd, 4096)
+        os.close(fd)
+
+
+def write_cycles(path: Path, n: int, data: bytes = b"64\n") -> None:
+    p = str(path)
+    for _ in range(n):
+        fd = os.open(p, os.O_WRONLY)
+        os.write(fd, data)
+        os.close(fd)
+
+
+def mkdir_cycles(t: Tree, n: int) -> None:
+    """mkdir a device, write control and enable, rmdir it (tmpfs: files made and removed)."""
+    d = str(t.hba / "bench_tmp")
+    ctl, ena = d + "/control", d + "/enable"
+    tmpfs = t.kind == "tmpfs"
+    flags = os.O_WRONLY | (os.O_CREAT if tmpfs else 0)
+    for _ in range(n):
+        os.mkdir(d)
+        fd = os.open(ctl, flags, 0o644)
+        os.write(fd, b"rd_pages=8\n")
+        os.close(fd)
+        fd = os.open(ena, flags, 0o644)
+        os.write(fd, b"1\n")
+        os.close(fd)
+        if tmpfs:
+            os.unlink(ctl)
+            os.unlink(ena)
+        os.rmdir(d)
+
+
+def timed(fn: Callable[[int], None], n: int, proc: Optional[psutil.Process]) -> dict:
+    c0 = proc.cpu_times() if proc else None
+    t0 = time.perf_counter()
+    fn(n)
+    wall = time.perf_counter() - t0
+    out = {"us_per_op": wall / n * 1e6}
+    if proc:
+        c1 = proc.cpu_times()
+        out["daemon_cpu_us_per_op"] = ((c1.user - c0.user) + (c1.system - c0.system)) / n * 1e6
+    return out
+
+
+def median_of(trials: list[dict]) -> dict:
+    keys = trials[0].keys()
+    out = {k: statistics.median(t[k] for t in trials) for k in keys}
+    out["ops_per_s"] = 1e6 / out["us_per_op"]
+    out["trials_us"] = [round(t["us_per_op"], 1) for t in trials]
+    return out
+
+
+CYCLES = {
+    "read": lambda t: (lambda n: read_cycles(t.dev / ATTR_R, n)),
+    "write": lambda t: (lambda n: write_cycles(t.dev / ATTR_W, n)),
+    "mkdir": lambda t: (lambda n: mkdir_cycles(t, n)),
+}
+
+
+def run_cycles(trees: list[Tree], n: dict[str, int], trials: int) -> dict:
+    """Every cycle on every tree, trials interleaved (A B C A B C ...), medians."""
+    raw: dict = {t.kind: {c: [] for c in CYCLES} for t in trees}
+    for t in trees:  # warm-up
+        for c, mk in CYCLES.items():
+            mk(t)(max(5, n[c] // 20))
+    for _ in range(trials):
+        for c, mk in CYCLES.items():
+            for t in trees:
+                raw[t.kind][c].append(timed(mk(t), n[c], t.proc()))
+    return {k: {c: median_of(v) for c, v in cs.items()} for k, cs in raw.items()}
+
+
+# -- sections -------------------------------------------------------------------------------
+def section_control(a, work: Path, res: dict) -> None:
+    n = {"read": 1000, "write": 1000, "mkdir": 200} if a.quick else \
+        {"read": 3000, "write": 3000, "mkdir": 500}
+    trials = 3 if a.quick else 5
+    with contextlib.ExitStack() as st:
+        trees = [st.enter_context(mount(k, work))
+                 for k in ("simfs", "fusepy", "fusepy+pin", "tmpfs")]
+        out = run_cycles(trees, n, trials)
+        if a.profile:
+            res["profile"] = profile_daemon(trees[0], work)
+    for c in CYCLES:
+        s, f, fp = out["simfs"][c], out["fusepy"][c], out["fusepy+pin"][c]
+        out.setdefault("ratios", {})[c] = {
+            "vs_fusepy": s["ops_per_s"] / f["ops_per_s"],
+            "vs_fusepy_pinned": s["ops_per_s"] / fp["ops_per_s"],
+            "vs_tmpfs": s["ops_per_s"] / out["tmpfs"][c]["ops_per_s"],
+        }
+    res["control"] = out
+
+
+def _rss(proc: psutil.Process) -> int:
+    return proc.memory_info().rss
+
+
+def section_scale(a, work: Path, res: dict) -> None:
+    levels = [10, 1000] if a.quick else [10, 1000, 10000]
+    n = {"read": 1000, "write": 1000, "mkdir": 100} if a.quick else \
+        {"read": 2000, "write": 2000, "mkdir": 300}
+    trials = 3
+    out: dict = {"levels": {}}
+    for level in levels:
+        with mount("simfs", work) as t:
+            proc = t.proc()
+            rss0 = _rss(proc)
+            t0 = time.perf_counter()
+            # The fastest way in: one process, plain syscalls (the bench's own loop).
+            for i in range(1, level):  # "dev" is the first
+                d = str(t.hba / f"d{i}")
+                os.mkdir(d)
+                fd = os.open(d + "/control", os.O_WRONLY)
+                os.write(fd, b"rd_pages=1\n")
+                os.close(fd)
+                fd = os.open(d + "/enable", os.O_WRONLY)
+                os.write(fd, b"1\n")
+                os.close(fd)
+            create_s = time.perf_counter() - t0
+            rss1 = _rss(proc)
+            mid = t.hba / f"d{level // 2}" if level > 1 else t.dev
+            t.dev = mid
+            cyc = run_cycles([t], n, trials)["simfs"]
+            ls = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                entries = os.listdir(t.hba)
+                ls.append(time.perf_counter() - t0)
+            stat_hba = []
+            for _ in range(200):
+                t0 = time.perf_counter()
+                os.stat(t.hba)
+                stat_hba.append(time.perf_counter() - t0)
+            out["levels"][level] = {
+                "devices": level, "create_s": create_s,
+                "create_us_per_device": create_s / max(1, level - 1) * 1e6,
+                "rss_before": rss0, "rss_after": rss1,
+                "rss_per_device_kib": (rss1 - rss0) / max(1, level - 1) / 1024,
+                "cycles": cyc,
+                "readdir_entries": len(entries),
+                "readdir_ms": statistics.median(ls) * 1e3,
+                "readdir_us_per_entry": statistics.median(ls) / max(1, len(entries)) * 1e6,
+                "stat_hba_us": statistics.median(stat_hba) * 1e6,
+            }
+    lo, hi = min(levels), max(levels)
+    out["flatness"] = {c: out["levels"][hi]["cycles"][c]["us_per_op"]
+                       / out["levels"][lo]["cycles"][c]["us_per_op"] for c in CYCLES}
+    out["flatness_levels"] = [lo, hi]
+    res["scale"] = out
+
+
+def _worker(args: list[str], timeout: int = 900) -> dict:
+    r = subprocess.run([sys.executable, str(HERE / "dataplane.py"), *args],
+                       capture_output=True, text=True, timeout=timeout)
+    if r.returncode:
+        raise RuntimeError(r.stderr[-3000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def section_memory(a, work: Path, res: dict) -> None:
+    res["memory_1t"] = _worker(["mem1t"] + (["--quick"] if a.quick else []))
+
+
+def section_dataplane(a, work: Path, res: dict) -> None:
+    res["dataplane"] = _worker(["io", "--dir", str(work)] + (["--quick"] if a.quick else []))
+
+
+def section_seed(a, work: Path, res: dict) -> None:
+    if not shutil.which("unshare") or not shutil.which("losetup"):
+        res["seed"] = {"skipped": "needs unshare and losetup"}
+        return
+    reps = 2 if a.quick else 5
+    w = Path(tempfile.mkdtemp(prefix="seed-", dir=work))
+    shutil.copy(SEED, w / "seed.sh")
+    loops = []
+    try:
+        for i in range(3):
+            img = w / f"disk{i}.img"
+            with open(img, "wb") as f:
+                f.truncate((256 + 64 * i) << 20)
+            r = subprocess.run(["losetup", "--find", "--show", str(img)], capture_output=True,
+                               text=True, check=True)
+            loops.append(r.stdout.strip())
+        devs = []
+        for d in loops:
+            rdev = os.stat(d).st_rdev
+            devs.append(f"{os.major(rdev)}:{os.minor(rdev)}")
+        out: dict = {}
+        for kind in ("simfs", "fusepy", "tmpfs"):
+            r = subprocess.run(["unshare", "-m", str(HERE / "seed_bench.sh"), kind, str(w),
+                                str(reps), *devs], capture_output=True, text=True, timeout=600)
+            rows = [list(map(int, line.split())) for line in r.stdout.splitlines()
+                    if line.strip() and line.split()[0].isdigit()]
+            if r.returncode or not rows:
+                out[kind] = {"error": (r.stdout + r.stderr)[-2000:]}
+                continue
+            out[kind] = {
+                "mount_ms": statistics.median(x[0] for x in rows) / 1e6,
+                "script_ms": statistics.median(x[1] for x in rows) / 1e6,
+                "umount_ms": statistics.median(x[2] for x in rows) / 1e6,
+                "script_rc": [x[3] for x in rows],
+                "script_ms_trials": [round(x[1] / 1e6, 1) for x in rows],
+                "seed_stderr_bytes": (w / f"seed.{kind}.1.out").stat().st_size,
+            }
+        if "script_ms" in out.get("simfs", {}):
+            for kind in ("fusepy", "tmpfs"):
+                if "script_ms" in out.get(kind, {}):
+                    out[f"ratio_vs_{kind}"] = out[kind]["script_ms"] / out["simfs"]["script_ms"]
+        res["seed"] = out
+    finally:
+        for d in loops:
+            subprocess.run(["losetup", "-d", d], check=False)
+
+
+def profile_daemon(t: Tree, work: Path) -> dict:
+    """py-spy on the simfs daemon during read cycles: the top functions, inclusive."""
+    if not shutil.which("py-spy"):
+        return {"skipped": "py-spy not installed"}
+    raw = work / "pyspy.txt"
+    spy = subprocess.Popen(["py-spy", "record", "-r", "500", "-f", "raw", "-o", str(raw),
+                            "-d", "5", "--pid", str(t.pid)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        read_cycles(t.dev / ATTR_R, 200)
+    spy.wait()
+    incl: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        if " " not in line:
+            continue
+        stack, cnt = line.rsplit(" ", 1)
+        frames = stack.split(";")
+        if any("accept (" in f or "FUSE.__init__" in f or "select (selectors" in f
+               for f in frames) or not stack.strip():
+            continue  # idle threads: the FUSE main loop, the control socket, iSCSI's loop
+        total += int(cnt)
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + int(cnt)
+    top = sorted(incl.items(), key=lambda kv: -kv[1])[:25]
+    return {"samples": total, "top_inclusive": [[f, c] for f, c in top]}
+
+
+# -- report ---------------------------------------------------------------------------------
+def machine() -> dict:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    from importlib import metadata  # noqa: PLC0415
+    try:
+        fusepy = metadata.version("fusepy")
+    except metadata.PackageNotFoundError:
+        fusepy = "?"
+    return {"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
+            "python": platform.python_version(), "fusepy": fusepy,
+            "loadavg_at_start": os.getloadavg(), "mem_total_gib":
+            round(psutil.virtual_memory().total / 2**30, 1)}
+
+
+def table(res: dict) -> str:
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def add(name, val, base, ratio, target):
+        rows.append((name, val, base, ratio, target))
+
+    c = res.get("control")
+    if c:
+        for cyc, label in (("read", "read cycle (emulate_write_cache)"),
+                           ("write", "write cycle (queue_depth)"),
+                           ("mkdir", "mkdir+control+enable+rmdir")):
+            s, f, fp, tm = (c[k][cyc] for k in ("simfs", "fusepy", "fusepy+pin", "tmpfs"))
+            r = c["ratios"][cyc]
+            add(f"{label} /s", f"{s['ops_per_s']:,.0f}",
+                f"fusepy {f['ops_per_s']:,.0f} | +pin {fp['ops_per_s']:,.0f} | "
+                f"tmpfs {tm['ops_per_s']:,.0f}",
+                f"{r['vs_fusepy']:.2f}x | {r['vs_fusepy_pinned']:.2f}x | {r['vs_tmpfs']:.3f}x",
+                ">=0.8x fusepy " + ("MET" if r["vs_fusepy"] >= 0.8 else "NOT MET"))
+            add(f"  daemon CPU us/{cyc} cycle", f"{s.get('daemon_cpu_us_per_op', 0):.0f}",
+                f"fusepy {f.get('daemon_cpu_us_per_op', 0):.0f} | "
+                f"+pin {fp.get('daemon_cpu_us_per_op', 0):.0f}", "", "")
+    sd = res.get("seed")
+    if sd and "simfs" in sd and "script_ms" in sd["simfs"]:
+        s = sd["simfs"]
+        add("seed v3.0 script, ms", f"{s['script_ms']:.1f}",
+            f"fusepy {sd.get('fusepy', {}).get('script_ms', float('nan')):.1f} | "
+            f"tmpfs {sd.get('tmpfs', {}).get('script_ms', float('nan')):.1f}",
+            f"{sd.get('ratio_vs_fusepy', float('nan')):.2f}x | "
+            f"{sd.get('ratio_vs_tmpfs', float('nan')):.2f}x",
+            ">=0.8x fusepy " + ("MET" if sd.get("ratio_vs_fusepy", 0) >= 0.8 else "NOT MET"))
+        add("  simfs mount / umount, ms", f"{s['mount_ms']:.0f} / {s['umount_ms']:.0f}",
+            f"fusepy {sd.get('fusepy', {}).get('mount_ms', float('nan')):.0f} / "
+            f"{sd.get('fusepy', {}).get('umount_ms', float('nan')):.0f}", "", "")
+    sc = res.get("scale")
+    if sc:
+        lo, hi = sc["flatness_levels"]
+        for lvl, v in sc["levels"].items():
+            cy = v["cycles"]
+            add(f"{int(lvl):,} devices: read/write/mkdir us",
+                f"{cy['read']['us_per_op']:.0f} / {cy['write']['us_per_op']:.0f} / "
+                f"{cy['mkdir']['us_per_op']:.0f}",
+                f"create {v['create_us_per_device']:.0f} us/dev", "",
+                "")
+            add(f"  ls of the HBA ({v['readdir_entries']:,} entries)",
+                f"{v['readdir_ms']:.1f} ms", f"{v['readdir_us_per_entry']:.1f} us/entry",
+                f"stat {v['stat_hba_us']:.0f} us", "")
+            if int(lvl) >= 1000:
+                add(f"  RSS per device at {int(lvl):,}", f"{v['rss_per_device_kib']:.1f} KiB",
+                    "", "", "<=50 KiB " + ("MET" if v["rss_per_device_kib"] <= 50 else
+                                           "NOT MET"))
+        fl = sc["flatness"]
+        worst = max(fl.values())
+        add(f"per-op cost {hi:,} vs {lo:,} devices",
+            " / ".join(f"{fl[c]:.2f}x" for c in CYCLES), "read / write / mkdir", "",
+            "<=1.2x " + ("MET" if worst <= 1.2 else "NOT MET"))
+    m = res.get("memory_1t")
+    if m:
+        g = m["written_growth_ratio"]
+        add("1 TiB rd_mcp RSS: created / +written",
+            f"+{(m['rss_created'] - m['rss_sim']) / 2**20:.1f} MiB / "
+            f"+{(m['rss_written'] - m['rss_created']) / 2**20:.0f} MiB",
+            f"wrote {m['written_bytes'] / 2**20:.0f} MiB", f"{g:.3f}x of written",
+            "follows writes " + ("MET" if 0.9 <= g <= 1.1 else "NOT MET"))
+    d = res.get("dataplane")
+    if d:
+        for r in d["results"]:
+            sz = "4 KiB" if r["size"] == 4096 else "1 MiB"
+            add(f"engine {r['backend']} {r['op']} {sz}",
+                f"{r['engine_MBps']:,.0f} MB/s ({r['engine_iops']:,.0f}/s)",
+                f"{r['baseline']} {r['baseline_MBps']:,.0f} MB/s", f"{r['ratio']:.3f}x", "")
+        add("iSCSI vs tgt (iscsi-perf)", d.get("iscsi", {}).get("status", "todo"), "", "",
+            "pending the server")
+    w = [max(len(r[i]) for r in rows + [("figure", "simfs", "baseline", "ratio", "target")])
+         for i in range(5)]
+    head = ("figure", "simfs", "baseline(s)", "ratio(s)", "target")
+    lines = ["  ".join(h.ljust(w[i]) for i, h in enumerate(head)),
+             "  ".join("-" * x for x in w)]
+    lines += ["  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+SECTIONS = {"control": section_control, "seed": section_seed, "scale": section_scale,
+            "memory": section_memory, "dataplane": section_dataplane}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="fewer trials; scale stops at 1,000")
+    p.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    p.add_argument("--profile", action="store_true", help="py-spy the daemon (control)")
+    p.add_argument("--out", help="JSON path (default bench/results/<timestamp>.json)")
+    a = p.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench: needs root (mount, unshare, losetup)", file=sys.stderr)
+        return 2
+    res: dict = {"started": dt.datetime.now().isoformat(timespec="seconds"),
+                 "quick": a.quick, "machine": machine(),
+                 "tstate_pin": not os.environ.get("SIMFS_NO_TSTATE_PIN")}
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="simfs-bench-") as d:
+        work = Path(d)
+        for name in a.only.split(","):
+            name = name.strip()
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            s0 = time.monotonic()
+            SECTIONS[name](a, work, res)
+            res.setdefault("section_seconds", {})[name] = round(time.monotonic() - s0, 1)
+    res["seconds"] = round(time.monotonic() - t0, 1)
+    res["machine"]["loadavg_at_end"] = os.getloadavg()
+    res["table"] = table(res)
+    out = Path(a.out) if a.out else HERE / "results" / (
+        dt.datetime.now().strftime("%Y%m%d-%H%M%S") + (".quick" if a.quick else "") + ".json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1, default=str))
+    m = res["machine"]
+    print(f"machine: {m['nproc']} x {m['cpu']}, Linux {m['kernel']}, Python {m['python']}, "
+          f"load {m['loadavg_at_start'][0]:.2f} -> {m['loadavg_at_end'][0]:.2f}")
+    print(res["table"])
+    print(f"\nwritten: {out.relative_to(REPO) if out.is_relative_to(REPO) else out} "
+          f"({res['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
