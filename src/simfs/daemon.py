@@ -34,13 +34,17 @@ def serve(mountpoint: str, profile_name: str = "modern", state_dir: str | None =
     core = TargetCore(profile, log=log, state_dir=sdir, dbroot=dbroot)
     tree = core.build_tree()
     engine = ScsiEngine(core)
+    core.engine = engine  # one engine for every entry point: CLI, iSCSI, loopback
     control = ControlServer(core, engine, sdir)
+    iscsi = _iscsi_server(core, log)
 
     def ready() -> None:
         try:
             control.start()
         except OSError as e:  # the tree still works; only `simfs scsi` needs the socket
             log.err(f"simfs: control socket {control.path} unavailable: {e}")
+        if iscsi is not None:
+            iscsi.start()
         state.write_record(mountpoint, sdir, os.getpid(), profile.name)
         if ready_fd >= 0:
             os.write(ready_fd, b"ready\n")
@@ -48,6 +52,8 @@ def serve(mountpoint: str, profile_name: str = "modern", state_dir: str | None =
 
     def destroy() -> None:
         control.stop()
+        if iscsi is not None:
+            iscsi.stop()
         with tree.lock:
             core.shutdown()
         state.remove_record(mountpoint)
@@ -59,6 +65,23 @@ def serve(mountpoint: str, profile_name: str = "modern", state_dir: str | None =
         state.remove_record(mountpoint)
         log.close()
     return 0
+
+
+def _iscsi_server(core: TargetCore, log: KernelLog):
+    """The iSCSI target server, listening where enabled TPGs' np/ portals say."""
+    if core.profile.legacy:
+        return None  # the v3.0 engine's iSCSI fabric was a separate module (LIO-Target)
+    try:
+        from .iscsi import IscsiServer
+        from .plugins.fabrics.iscsi import TreeIscsiBackend
+    except ImportError as e:
+        log.warn(f"simfs: iSCSI server unavailable: {e}")
+        return None
+    backend = TreeIscsiBackend(core)
+    server = IscsiServer(backend)
+    # called from configfs stores (np/, enable): never wait for the server thread there
+    core.events.iscsi_portals_changed = lambda: server.request_sync(backend.portals())
+    return server
 
 
 def main(argv: list[str] | None = None) -> int:

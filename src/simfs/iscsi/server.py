@@ -88,6 +88,14 @@ class IscsiServer:
         fut = asyncio.run_coroutine_threadsafe(self._sync(want), self.loop)
         return fut.result(timeout=10)
 
+    def request_sync(self, portals: Iterable[tuple]) -> None:
+        """Like :meth:`sync_portals` but without waiting: safe from a configfs store, which
+        holds the tree lock that the server's own command path may be waiting for."""
+        want = [(str(ip), int(port)) for ip, port in portals]
+        if self.loop is None:
+            self.start()
+        asyncio.run_coroutine_threadsafe(self._sync(want), self.loop)
+
     async def _sync(self, want: list[tuple]) -> list[tuple]:
         for portal in list(self.listeners):
             if portal not in want:

@@ -281,4 +281,5 @@ class TargetGroup(Group):
     def make_group(self, name: str) -> Group:
         self.core.log.debug(f"Target_Core_ConfigFS: REGISTER -> group: "
                             f"{self.core.profile.kptr(self)} name: {name}")
-        raise ConfigfsError(errno.EINVAL, f"target_core_get_fabric() failed for {name}")
+        from .fabric import make_fabric_group
+        return make_fabric_group(self.core, name)

@@ -1,0 +1,1 @@
+"""Fabric plugins: one module each, each defining ``FABRIC`` (a target.fabric.FabricOps)."""
