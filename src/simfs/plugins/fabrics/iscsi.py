@@ -1004,7 +1004,49 @@ class TpgView:
 
     def session_removed(self, isid: Any) -> None:
         with self._lock():
+            self._nexus_loss(_isid_text(isid))
             self.tpg.remove_session(self.acl, _isid_text(isid))
+
+    def _nexus_loss(self, isid: Optional[str]) -> None:
+        """I_T nexus loss: an SPC-2 reservation this session held is released (the kernel
+        releases a closing session's reservations, target_release_reservation)."""
+        from ...scsi import pr
+        for deve in list(self.acl.deves.values()):
+            dev = deve.lun.dev
+            if dev is None:
+                continue
+            holder = pr.runtime(dev).spc2
+            if holder is not None and holder.initiator == self.acl.name \
+                    and holder.isid == isid and holder.port is deve.lun:
+                pr.release_spc2(dev)
+                dev.log.debug(f"SCSI-2 Released reservation for I_T nexus loss of "
+                              f"{self.acl.name}")
+
+    # -- task management (target_tmr_work) ------------------------------------------------------
+    def task_management(self, isid: Any, function: int, lun: int, ref_itt: int) -> int:
+        """The core side of a TMF; returns the iSCSI response code (0 FUNCTION COMPLETE)."""
+        from ...scsi import pr
+        from ...scsi.engine import scsi_state
+        from ...scsi.ua import BUS_DEVICE_RESET
+        if function != 5:  # only LOGICAL UNIT RESET has effects beyond the task set
+            return 0
+        with self._lock():
+            deve = self.acl.deves.get(lun)
+            if deve is None or deve.lun.dev is None:
+                return 2  # LUN DOES NOT EXIST
+            dev = deve.lun.dev
+            self.core.log.debug(f"LUN_RESET: TMR starting for [{self.tpg.ops.name}], tas: "
+                                f"{dev.attrib.emulate_tas}")
+            if pr.runtime(dev).spc2 is not None:
+                pr.release_spc2(dev)
+                self.core.log.debug("LUN_RESET: SCSI-2 Released reservation")
+            dev.num_resets += 1
+            # target_dev_ua_allocate: every I_T nexus that reaches the device
+            ua = scsi_state(dev).ua
+            for key in list(getattr(dev, "alua_nexuses", {})):
+                ua.allocate(key, *BUS_DEVICE_RESET)
+            self.core.log.debug(f"LUN_RESET: TMR for [{self.tpg.ops.name}] Complete")
+        return 0
 
     def abort(self) -> None:
         """The login failed after the ACL lookup: a dynamic ACL without sessions goes away."""
