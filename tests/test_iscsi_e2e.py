@@ -144,3 +144,25 @@ def test_iscsi_test_cu_family(target, family):
     failed, out = _cu(port, family)
     unexpected = failed - KERNEL_FAILS
     assert not unexpected, f"{family}: {sorted(unexpected)}\n{out[-4000:]}"
+
+
+def test_multipath_io_over_two_tpgs(target):
+    """Two TPGs with their own portals export the same device: MultipathIO runs."""
+    m, port, tpg = target
+    port2 = _free_port()
+    tpg2 = tpg.replace("tpgt_1", "tpgt_2")
+    m.ok(f"mkdir -p {tpg2}/lun/lun_0 && "
+         f"ln -s {m.root}/target/core/fileio_0/f0 {tpg2}/lun/lun_0/lun0 && "
+         f"mkdir {tpg2}/np/127.0.0.1:{port2} && echo 0 > {tpg2}/attrib/authentication && "
+         f"mkdir -p {tpg2}/acls/{INIT_A}/lun_0 {tpg2}/acls/{INIT_B}/lun_0 && "
+         f"ln -s {tpg2}/lun/lun_0 {tpg2}/acls/{INIT_A}/lun_0/m && "
+         f"ln -s {tpg2}/lun/lun_0 {tpg2}/acls/{INIT_B}/lun_0/m && echo 1 > {tpg2}/enable")
+    _wait_port(port2)
+    r = run("iscsi-test-cu", "-d", "-n", "-i", INIT_A, "-I", INIT_B, "--test=SCSI.MultipathIO",
+            url(port), url(port2), timeout=300)
+    assert "Multipath unavailable" not in r.stdout
+    counts = re.search(r"tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", r.stdout)
+    assert counts and counts.group(4) == "0" and int(counts.group(3)) >= 4, r.stdout[-3000:]
+    # both ports are in the device's default target port group, with distinct RTPIs
+    members = m.read("target/core/fileio_0/f0/alua/default_tg_pt_gp/members")
+    assert f"iSCSI/{IQN}/tpgt_1/lun_0" in members and f"iSCSI/{IQN}/tpgt_2/lun_0" in members
