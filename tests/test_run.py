@@ -28,7 +28,7 @@ def test_etc_target_is_private_and_persists(tmp_path):
     r = run(tmp_path, "sh", "-c", "mkdir -p /etc/target && echo saved > /etc/target/x.json")
     assert r.returncode == 0, r.stderr
     assert os.path.exists("/etc/target") == host_had
-    assert (tmp_path / "st/etc-target/x.json").read_text() == "saved\n"
+    assert (tmp_path / "st/etc/target/x.json").read_text() == "saved\n"
     r = run(tmp_path, "cat", "/etc/target/x.json")  # the next run sees it again
     assert r.stdout == "saved\n"
 

@@ -6,8 +6,9 @@ unchanged, without the kernel module. As root the namespace is a mount namespace
 ordinary user it is a user + mount namespace (``unshare -Urm``), so no root is needed.
 
 Inside, and only there: a tmpfs over ``/sys/kernel`` makes room for ``config``; ``/etc`` and
-``/var`` are overlaid so ``/etc/target`` and ``/var/target`` (saveconfig, backups, APTPL)
-land in the state directory and persist from run to run; ``modprobe`` succeeds quietly (the
+``/var`` are overlaid so what tools write there (``/etc/target``, Debian's
+``/etc/rtslib-fb-target`` saveconfig and backups, ``/var/target`` APTPL files) lands in the
+state directory (``DIR/etc``, ``DIR/var``) and persists from run to run; ``modprobe`` succeeds quietly (the
 "module" is simfs); a private D-Bus system bus is started when ``dbus-daemon`` exists
 (Debian's targetcli asks the system bus for tcmu-runner's service).
 """
@@ -19,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -73,9 +75,9 @@ def _overlay(scratch: Path, sdir: Path) -> None:
         upper, work = scratch / f"{name}.upper", scratch / f"{name}.work"
         upper.mkdir()
         work.mkdir()
-        saved = sdir / f"{name}-target"
+        saved = sdir / name
         if saved.is_dir():
-            shutil.copytree(saved, upper / "target", symlinks=True)
+            shutil.copytree(saved, upper, symlinks=True, dirs_exist_ok=True)
         try:
             _mount("-t", "overlay", "overlay", "-o",
                    f"lowerdir={top},upperdir={upper},workdir={work}", top)
@@ -85,13 +87,28 @@ def _overlay(scratch: Path, sdir: Path) -> None:
 
 
 def _persist(scratch: Path, sdir: Path) -> None:
+    """Keep what the command changed under /etc and /var (the overlays' upper layers)."""
     for top in OVERLAID:
         name = top.strip("/")
-        made = scratch / f"{name}.upper" / "target"
-        saved = sdir / f"{name}-target"
+        made = scratch / f"{name}.upper"
+        saved = sdir / name
         if made.is_dir():
             shutil.rmtree(saved, ignore_errors=True)
-            shutil.copytree(made, saved, symlinks=True)
+            shutil.copytree(made, saved, symlinks=True, ignore_dangling_symlinks=True,
+                            ignore=_whiteouts)
+
+
+def _whiteouts(directory: str, names: list[str]) -> list[str]:
+    """overlayfs records deletions as 0:0 character devices; they are not files to keep."""
+    out = []
+    for n in names:
+        try:
+            st = os.lstat(os.path.join(directory, n))
+        except OSError:
+            continue
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            out.append(n)
+    return out
 
 
 def _dbus(scratch: Path, env: dict) -> int:
