@@ -28,7 +28,11 @@ from pathlib import Path
 from . import state
 
 CONFIGFS = "/sys/kernel/config"
-OVERLAID = ("/etc", "/var")
+OVERLAID = ("/etc", "/var")  # kept in the state dir between runs
+#: directories made in the overlays' upper layers, so they are the command's own even in a
+#: user namespace (where the machine's root-owned directories stay read-only)
+WRITABLE = {"/etc": ("target/backup", "target/pr", "target/alua", "rtslib-fb-target/backup"),
+            "/var": ("target/pr", "target/alua")}
 
 
 def add_parser(sub) -> None:
@@ -69,7 +73,9 @@ def _mount(*args: str) -> None:
 
 
 def _overlay(scratch: Path, sdir: Path) -> None:
-    """Overlay /etc and /var on a scratch tmpfs, seeded with the state dir's target dirs."""
+    """Overlay /etc and /var on a scratch tmpfs, starting from what earlier runs kept in the
+    state dir; /run becomes an empty tmpfs (lock files such as targetcli's)."""
+    _mount("-t", "tmpfs", "simfs-run", "/run")
     for top in OVERLAID:
         name = top.strip("/")
         upper, work = scratch / f"{name}.upper", scratch / f"{name}.work"
@@ -78,6 +84,8 @@ def _overlay(scratch: Path, sdir: Path) -> None:
         saved = sdir / name
         if saved.is_dir():
             shutil.copytree(saved, upper, symlinks=True, dirs_exist_ok=True)
+        for sub in WRITABLE[top]:
+            (upper / sub).mkdir(parents=True, exist_ok=True)
         try:
             _mount("-t", "overlay", "overlay", "-o",
                    f"lowerdir={top},upperdir={upper},workdir={work}", top)
