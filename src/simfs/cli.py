@@ -170,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .scsi_cli import add_parser as add_scsi_parser
     add_scsi_parser(sub)
     add_run_parser(sub)
+    from .fault_cli import add_parser as add_fault_parser
+    add_fault_parser(sub)
     return p
 
 

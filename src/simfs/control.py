@@ -109,6 +109,8 @@ class ControlServer:
             return {"ok": True, "profile": self.core.profile.name}
         if op == "scsi":
             return self._scsi(req)
+        if op == "fault":
+            return self._fault(req)
         return {"error": f"unknown request {op!r}"}
 
     def _device(self, name: str) -> "SeDevice":
@@ -156,6 +158,20 @@ class ControlServer:
                                  bytes.fromhex(req.get("data_out", "")))
         return {"status": res.status, "data": res.data.hex(), "sense": res.sense.hex(),
                 "port": port.member_path() if ports else "simfs-cli (loopback)"}
+
+    def _fault(self, req: dict) -> dict:
+        """Inject, clear or show a device fault (docs/faults.md). ``kind`` None shows."""
+        from .scsi import faults
+        lock = getattr(self.core, "tree_lock", None) or threading.RLock()
+        with lock:
+            dev = self._device(req["device"])
+            kind = req.get("kind")
+            if kind is not None:
+                try:
+                    faults.inject(dev, kind, req.get("arg"))
+                except ValueError as e:
+                    return {"error": str(e)}
+            return faults.describe(dev)
 
 
 def request(state_dir: Path, req: dict, timeout: float = 30.0) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Optional
 
-from . import alua, pr, sbc, sense, spc
+from . import alua, faults, pr, sbc, sense, spc
 from . import status as S
 from .command import DATA_IN, DATA_OUT, Command, Nexus, Result
 from .sense import ReservationConflict, SenseError
@@ -21,6 +21,32 @@ from . import ua as ua_mod
 if TYPE_CHECKING:
     from ..target.core import TargetCore
     from ..target.device import SeDevice
+
+
+#: scsi_command_size_tbl (include/scsi/scsi_common.h): CDB length by opcode group
+_COMMAND_SIZE = (6, 10, 10, 12, 16, 12, 10, 10)
+#: SCSI_MAX_VARLEN_CDB_SIZE
+MAX_VARLEN_CDB_SIZE = 260
+
+
+def scsi_command_size(cdb: bytes) -> int:
+    """scsi_command_size(): the CDB length the opcode implies (VARIABLE LENGTH: byte 7 + 8)."""
+    if cdb[0] == S.VARIABLE_LENGTH_CMD:
+        return (cdb[7] if len(cdb) > 7 else 0) + 8
+    return _COMMAND_SIZE[(cdb[0] >> 5) & 7]
+
+
+def pad_cdb(cdb: bytes) -> bytes:
+    """A CDB as the kernel reads it: fabrics hand the core a fixed, zero-filled CDB buffer
+    (the iSCSI BHS's 16 bytes, tcm_loop's 32-byte scsi_cmnd cdb) and it reads
+    ``scsi_command_size(cdb)`` bytes of it, so bytes an initiator left out read as zero.
+    Bytes beyond that length are kept (and ignored by the parsers)."""
+    if not cdb:
+        return cdb
+    want = scsi_command_size(cdb)
+    if cdb[0] == S.VARIABLE_LENGTH_CMD:
+        want = max(want, 32)
+    return cdb + bytes(max(0, want - len(cdb)))
 
 
 class DeviceScsiState:
@@ -57,7 +83,7 @@ class ScsiEngine:
 
     def submit(self, nexus: Nexus, dev: "SeDevice", cdb: bytes, data_out: bytes = b"") -> Result:
         """Run one command; never raises for SCSI-level errors (they become status/sense)."""
-        cmd = Command(nexus=nexus, dev=dev, cdb=bytes(cdb), data_out=bytes(data_out))
+        cmd = Command(nexus=nexus, dev=dev, cdb=pad_cdb(bytes(cdb)), data_out=bytes(data_out))
         st = scsi_state(dev)
         try:
             with self._lock:
@@ -68,6 +94,7 @@ class ScsiEngine:
                 data = None if cmd.ctx.get("io") else cmd.execute(cmd)
             if cmd.ctx.get("io"):
                 # data transfer runs outside the tree lock: configfs stays responsive
+                faults.delay(dev)
                 with st.io_lock:
                     data = cmd.execute(cmd)
         except ReservationConflict:
@@ -89,6 +116,11 @@ class ScsiEngine:
         dev = cmd.dev
         if not cmd.cdb:
             raise sense.INVALID_CDB_FIELD(why="empty CDB")
+        if scsi_command_size(cmd.cdb) > MAX_VARLEN_CDB_SIZE:
+            # target_setup_cmd_from_cdb (target_cmd_init_cdb in later kernels)
+            self.log.err(f"Received SCSI CDB with command_size: {scsi_command_size(cmd.cdb)} "
+                         f"that exceeds SCSI_MAX_VARLEN_CDB_SIZE: {MAX_VARLEN_CDB_SIZE}")
+            raise sense.INVALID_CDB_FIELD()
         if not (sbc.parse(cmd) or spc.parse(cmd)):
             self.log.debug(f"{cmd.nexus.port.fabric}/{cmd.nexus.initiator}: Unsupported SCSI "
                            f"Opcode 0x{cmd.opcode:02x}, sending CHECK_CONDITION.")
@@ -104,6 +136,7 @@ class ScsiEngine:
         pending = ua_mod.check(cmd, st.ua)
         if pending:
             raise sense.unit_attention(*pending)
+        faults.check_offline(cmd)
         alua.state_check(cmd)
         if pr.check_reservation(cmd):
             raise ReservationConflict()

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
-from . import sense
+from . import faults, sense
 from . import status as S
 from .command import DATA_IN, DATA_NONE, DATA_OUT
 from .sense import SenseError
@@ -227,9 +227,23 @@ def _size_check(p: _Parse, size: int) -> int:
 
 
 # -- backend data path ---------------------------------------------------------------------
-def _io_error(dev, what: str, e: Exception) -> SenseError:
-    err = -getattr(e, "errno", 5) if getattr(e, "errno", None) else -5
-    dev.log.err(f"{what} returned {err}")
+def _io_error(dev, op: str, e: Exception, nbytes: int = 0) -> SenseError:
+    """A storage error on the data path, logged as the backend's completion path logs it;
+    the initiator gets TCM_LOGICAL_UNIT_COMMUNICATION_FAILURE (fd_execute_rw's return, or
+    target_complete_failure_work for iblock's failed bios)."""
+    err = -(getattr(e, "errno", None) or 5)
+    name = dev.backend.name
+    if name == "fileio":
+        if op == "write":
+            dev.log.err(f"fd_do_rw() write returned {err}")
+        elif getattr(dev.bdev, "bd", None) is not None:
+            dev.log.err(f"fd_do_rw() returned {err}, expecting {nbytes} for S_ISBLK")
+        else:
+            dev.log.err(f"fd_do_rw() returned {err} for non S_ISBLK")
+    elif name == "iblock":
+        dev.log.err(f"bio error: {dev.core.profile.kptr(e)},  err: {err}")
+    else:
+        dev.log.err(f"{name}: {op} returned {err}")
     return sense.LOGICAL_UNIT_COMMUNICATION_FAILURE()
 
 
@@ -245,10 +259,10 @@ def _backend_read(dev, lba: int, nbytes: int) -> bytes:
     if not nbytes:
         return b""
     try:
+        faults.before_io(dev, "read")
         data = dev.bdev.read(lba * _bs(dev), nbytes)
     except Exception as e:  # noqa: BLE001 - any storage failure is a CHECK CONDITION
-        raise _io_error(dev, "fd_do_rw()" if dev.backend.name == "fileio" else "read", e) \
-            from None
+        raise _io_error(dev, "read", e, nbytes) from None
     if len(data) < nbytes:
         data = bytes(data) + bytes(nbytes - len(data))
     return bytes(data)
@@ -259,10 +273,10 @@ def _backend_write(dev, lba: int, data: bytes, fua: bool) -> None:
     if not data:
         return
     try:
+        faults.before_io(dev, "write")
         dev.bdev.write(lba * _bs(dev), data, fua)
     except Exception as e:  # noqa: BLE001
-        raise _io_error(dev, "fd_do_rw() write" if dev.backend.name == "fileio" else "write",
-                        e) from None
+        raise _io_error(dev, "write", e, len(data)) from None
 
 
 def _backend_unmap(dev, lba: int, nolb: int) -> None:
@@ -270,6 +284,7 @@ def _backend_unmap(dev, lba: int, nolb: int) -> None:
         return
     bs = _bs(dev)
     try:
+        faults.before_io(dev, "unmap")
         dev.bdev.unmap(lba * bs, nolb * bs)
     except Exception as e:  # noqa: BLE001
         err = -(getattr(e, "errno", None) or 5)
@@ -299,8 +314,9 @@ def _noop(cmd: "Command") -> None:
 
 def _execute_sync_cache(cmd: "Command") -> None:
     dev = cmd.dev
-    immed = cmd.cdb[1] & 0x02
+    immed = cmd.ctx["cdb"][1] & 0x02
     try:
+        faults.before_io(dev, "flush")
         dev.bdev.flush()
     except Exception as e:  # noqa: BLE001
         err = -(getattr(e, "errno", None) or 5)
@@ -332,6 +348,7 @@ def _execute_write_same(cmd: "Command") -> None:
     while done < nolb:
         n = min(chunk_blocks, nolb - done)
         try:
+            faults.before_io(dev, "write")
             dev.bdev.write((lba + done) * bs, block * n, False)
         except Exception as e:  # noqa: BLE001
             err = -(getattr(e, "errno", None) or 5)
