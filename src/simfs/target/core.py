@@ -52,17 +52,25 @@ class CoreEvents:
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600, mkdirs: bool = False) -> None:
-    """Write, fsync, rename: a reader (or a crash) never sees half a file."""
+    """Write, fsync, rename, fsync the directory: a reader, a crash or a power loss sees the
+    old file or the new one, never half of one."""
     if mkdirs:
         path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, mode)
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
         os.fsync(fd)
         os.close(fd)
         fd = -1
         os.replace(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
     finally:
         if fd >= 0:
             os.close(fd)
