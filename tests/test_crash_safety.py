@@ -125,8 +125,9 @@ def test_atomic_write_syncs_before_rename(tmp_path, monkeypatch):
     for n in real:
         monkeypatch.setattr(core.os, n, lambda *a, _n=n: (calls.append(_n), real[_n](*a))[1])
     core.atomic_write(tmp_path / "f", b"hello")
+    # data synced before the rename; the directory synced after it (power-loss safety)
     assert [c for c in calls if c in ("write", "fsync", "replace")] == ["write", "fsync",
-                                                                         "replace"]
+                                                                        "replace", "fsync"]
     assert (tmp_path / "f").read_bytes() == b"hello"
 
 
