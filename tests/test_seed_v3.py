@@ -150,3 +150,25 @@ def test_info_after_the_script(seed_run):
     assert "SectorSize: 512" in rd and "32768" in rd
     fio = (w / "info.fileio_0").read_text()
     assert "/dev/sde" in fio and "402652672" in fio
+
+
+def test_seed_under_simfs_run(tmp_path):
+    """The same script through ``simfs run --profile v3.0``, with --dev standing loop devices
+    in for the nodes it names."""
+    loops = [_loop(tmp_path / f"d{i}.img", 256 << 20) for i in range(3)]
+    try:
+        names = ["/dev/lio-test/test0", "/dev/sdd", "/dev/sde"]
+        devs = [a for n, lp in zip(names, loops) for a in ("--dev", f"{n}={lp}")]
+        r = subprocess.run(
+            ["simfs", "run", "--profile", "v3.0", "--state-dir", str(tmp_path / "st"), *devs,
+             "--", "bash", "-c", f"bash {DATA / 'seed-v3.0.sh'} && cd /sys/kernel/config/"
+             "target/core && find . | sort"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines() == (DATA / "seed-v3.0-find.txt").read_text().splitlines()
+        log = (tmp_path / "st/mount/dmesg.log").read_text()
+        assert "Target_Core_ConfigFS: Registered iblock se_dev->se_dev_ptr:" in log
+        assert "Target_Core_ConfigFS: Registered pscsi se_dev->se_dev_ptr:" in log
+        assert "CORE_FILE[0] - Added LIO FILEIO Device ID: 0 at /dev/sde" in log
+    finally:
+        for lp in loops:
+            subprocess.run(["losetup", "-d", lp], check=False)

@@ -42,6 +42,9 @@ def add_parser(sub) -> None:
     p.add_argument("--state-dir", help="kept between runs: the log, /etc/target, /var/target "
                    "(default: ~/.local/state/simfs/run/<profile>)")
     p.add_argument("--shell", action="store_true", help="open an interactive shell there")
+    p.add_argument("--dev", action="append", default=[], metavar="/dev/NAME=DEVICE",
+                   help="make /dev/NAME inside the namespace stand for DEVICE (e.g. "
+                   "--dev /dev/sdd=/dev/loop1 for a script that names /dev/sdd)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     p.set_defaults(func=cmd_run)
 
@@ -59,7 +62,15 @@ def cmd_run(a: argparse.Namespace) -> int:
     sdir = Path(a.state_dir) if a.state_dir else state.state_home() / "run" / a.profile
     sdir = sdir.resolve()
     sdir.mkdir(parents=True, exist_ok=True)
-    spec = json.dumps({"profile": a.profile, "state_dir": str(sdir), "command": command})
+    devs = []
+    for item in a.dev:
+        name, eq, source = item.partition("=")
+        if not eq or not name.startswith("/dev/") or ".." in name.split("/"):
+            print(f"simfs run: --dev wants /dev/NAME=DEVICE, not {item!r}", file=sys.stderr)
+            return 2
+        devs.append((name, os.path.realpath(source)))
+    spec = json.dumps({"profile": a.profile, "state_dir": str(sdir), "command": command,
+                       "devs": devs})
     ns = ["unshare", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
         ns[1:1] = ["--user", "--map-root-user"]
@@ -92,6 +103,22 @@ def _overlay(scratch: Path, sdir: Path) -> None:
         except subprocess.CalledProcessError:
             print(f"simfs run: cannot overlay {top}; {top}/target is the machine's",
                   file=sys.stderr)
+
+
+def _devices(scratch: Path, devs: list) -> None:
+    """Overlay /dev and bind each DEVICE onto its /dev/NAME (made in the upper layer, so it
+    works in a user namespace too, where mknod does not)."""
+    upper, work = scratch / "dev.upper", scratch / "dev.work"
+    upper.mkdir()
+    work.mkdir()
+    for name, _ in devs:
+        node = upper / name[len("/dev/"):]
+        node.parent.mkdir(parents=True, exist_ok=True)
+        node.touch()
+    _mount("-t", "overlay", "overlay", "-o", f"lowerdir=/dev,upperdir={upper},workdir={work}",
+           "/dev")
+    for name, source in devs:
+        _mount("--bind", source, name)
 
 
 def _persist(scratch: Path, sdir: Path) -> None:
@@ -139,6 +166,8 @@ def inner(spec: dict) -> int:
     _mount("-t", "tmpfs", "simfs-run", "/sys/kernel")
     os.mkdir(CONFIGFS)
     _overlay(scratch, sdir)
+    if spec.get("devs"):
+        _devices(scratch, spec["devs"])
     env = dict(os.environ)
     bindir = scratch / "bin"
     bindir.mkdir()
