@@ -63,12 +63,11 @@ class ControlServer:
         except OSError:
             pass
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)
-        try:
-            with _SunPath(self.path) as addr:
-                s.bind(addr)
-        finally:
-            os.umask(old)
+        # Not via umask: that is process-wide, and the FUSE threads are already running.
+        # connect() needs write permission, which the default umask never gives others.
+        with _SunPath(self.path) as addr:
+            s.bind(addr)
+        os.chmod(self.path, 0o600)
         s.listen(16)
         self._sock = s
         threading.Thread(target=self._accept, name="simfs-control", daemon=True).start()
