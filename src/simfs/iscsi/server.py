@@ -88,13 +88,18 @@ class IscsiServer:
         fut = asyncio.run_coroutine_threadsafe(self._sync(want), self.loop)
         return fut.result(timeout=10)
 
-    def request_sync(self, portals: Iterable[tuple]) -> None:
-        """Like :meth:`sync_portals` but without waiting: safe from a configfs store, which
-        holds the tree lock that the server's own command path may be waiting for."""
+    def request_sync(self, portals: Iterable[tuple], wait: float = 2.0) -> None:
+        """Like :meth:`sync_portals`, for a configfs store: it waits (as the kernel's np
+        mkdir returns once listening) but only ``wait`` seconds, because the store holds
+        the tree lock that a command on the server's thread may be waiting for."""
         want = [(str(ip), int(port)) for ip, port in portals]
         if self.loop is None:
             self.start()
-        asyncio.run_coroutine_threadsafe(self._sync(want), self.loop)
+        fut = asyncio.run_coroutine_threadsafe(self._sync(want), self.loop)
+        try:
+            fut.result(timeout=wait)
+        except Exception:  # noqa: BLE001 - timed out or failed: it is logged by _sync
+            pass
 
     async def _sync(self, want: list[tuple]) -> list[tuple]:
         for portal in list(self.listeners):
