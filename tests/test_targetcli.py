@@ -153,3 +153,30 @@ def test_unprivileged_targetcli(tmp_path):
     assert "o- u0 " in r.stdout and "o- iqn.2026-12.org.simfs:user " in r.stdout
     saved = Path(home, ".local/state/simfs/run/modern/etc")
     assert list(saved.rglob("saveconfig.json")), "saveconfig landed outside the state dir"
+
+
+def test_alua_groups_and_kernel_errors(tmp_path):
+    """ALUA target port groups through targetcli, and errors users see: the kernel's."""
+    script = "\n".join([
+        "targetcli /backstores/ramdisk create r0 16M",
+        "targetcli /backstores/ramdisk/r0/alua create tpg_b 2",
+        "targetcli /backstores/ramdisk/r0/alua/tpg_b set alua alua_access_state=2",
+        "targetcli /backstores/ramdisk/r0 set attribute block_size=513",
+        "targetcli /iscsi create iqn.2026-12.org.simfs:x",
+        "targetcli /iscsi/iqn.2026-12.org.simfs:x/tpg1/luns create /backstores/ramdisk/r0",
+        "targetcli /backstores/ramdisk/r0 set attribute block_size=4096",
+        "targetcli /iscsi/iqn.2026-12.org.simfs:x/tpg1/luns/lun0 set alua "
+        "alua_tg_pt_gp_name=tpg_b",
+        "targetcli ls",
+        "cat /sys/kernel/config/target/core/rd_mcp_*/r0/alua/tpg_b/members",
+    ])
+    r = simfs_run(tmp_path / "st", "bash", "-c", script)
+    out = r.stdout + r.stderr
+    assert "Created ALUA TPG tpg_b." in out
+    assert "[ALUA state: Standby]" in out
+    # invalid block size (any time), then "not while exported": both EINVAL from the kernel
+    assert out.count("Cannot set attribute block_size: [Errno 22] Invalid argument") == 2
+    assert "[ramdisk/r0 (tpg_b)]" in out
+    assert "iSCSI/iqn.2026-12.org.simfs:x/tpgt_1/lun_0" in out
+    log = (tmp_path / "st/mount/dmesg.log").read_text()
+    assert "Illegal value for block_device: 513" in log
