@@ -466,10 +466,7 @@ def test_lu_group_transition_moves_same_id_on_every_member(m):
     m.ok(f"rmdir {m.root}/{LU}/shared")
 
 
-@pytest.mark.skip(reason="tg_pt_gp members and per-LUN alua_tg_pt_gp need a fabric LUN: "
-                  "waits for the fabrics issue")
-def test_tg_pt_gp_members_with_luns():
-    pass
+# (covered with a real fabric LUN in tests/test_fabric_tree.py)
 
 
 # -- lba_map -----------------------------------------------------------------------------------------

@@ -191,6 +191,4 @@ def test_aptpl_metadata_ignored_without_spc3_emulation(m, dev, text):
     assert m.read(rel) == ""
 
 
-@pytest.mark.skip(reason="refusal while exported needs a fabric LUN: waits for the fabrics issue")
-def test_aptpl_metadata_refused_while_exported():
-    pass
+# (covered with a real fabric LUN in tests/test_fabric_tree.py)

@@ -133,7 +133,4 @@ def test_dev_index_is_global_and_assigned_at_enable(m):
     assert m.read(f"{ST.format(dev='late')}/scsi_lu/dev") == "2\n"
 
 
-@pytest.mark.skip(reason="ports / activated / available need a fabric LUN: waits for the "
-                  "fabrics issue")
-def test_exported_device_statistics():
-    pass
+# (covered with a real fabric LUN in tests/test_fabric_tree.py)

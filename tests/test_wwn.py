@@ -243,9 +243,7 @@ def test_identity_writes_need_no_enable(m):
         "T10 VPD Unit Serial Number: ser-en\n"
 
 
-@pytest.mark.skip(reason="needs a fabric LUN (export_count > 0): waits for the fabrics issue")
-def test_identity_frozen_while_exported():
-    pass
+# (covered with a real fabric LUN in tests/test_fabric_tree.py)
 
 
 # -- NAA designator (VPD 0x83) from serial + company id --------------------------------------------
