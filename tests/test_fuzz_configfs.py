@@ -66,7 +66,23 @@ def build(tmp):
     sim.mkdir("/target/core/rd_mcp_0/rd0/alua/tg1")
     sim.write("/target/core/rd_mcp_0/rd0/alua/tg1/tg_pt_gp_id", "3")
     sim.mkdir("/target/core/fileio_0/f0/alua/tg_new")  # no id yet
+    # the fabric side: an iSCSI TPG with a LUN, an ACL with a mapped LUN, a portal; and a
+    # loopback target with its I_T nexus
+    tpg = "/target/iscsi/iqn.2026-12.org.simfs:fuzz/tpgt_1"
+    for d in (f"{tpg}/lun/lun_0", f"{tpg}/acls/iqn.2026-12.org.example:a/lun_0",
+              f"{tpg}/np/127.0.0.1:1", "/target/loopback/naa.5001405000000042/tpgt_1/lun/lun_0"):
+        _mkdir_p(sim, d)
+    sim.tree.symlink(f"{tpg}/lun/lun_0/rd0", "/target/core/rd_mcp_0/rd0")
+    sim.tree.symlink(f"{tpg}/acls/iqn.2026-12.org.example:a/lun_0/m", f"{tpg}/lun/lun_0")
+    sim.write("/target/loopback/naa.5001405000000042/tpgt_1/nexus", "naa.5001405000000043")
     return sim
+
+
+def _mkdir_p(sim, path: str) -> None:
+    parts = path.strip("/").split("/")
+    for i in range(1, len(parts) + 1):
+        if not sim._exists("/" + "/".join(parts[:i])):
+            sim.mkdir("/" + "/".join(parts[:i]))
 
 
 def attributes(group: Group, out: list) -> list:
