@@ -74,3 +74,38 @@ def test_unprivileged_user(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout == "HBA Index: 1 plugin: fileio version: v5.0\n"
     assert os.path.isdir(os.path.join(home, ".local/state/simfs/run/modern/mount"))
+
+
+def test_unprivileged_run_cannot_open_what_its_user_cannot(tmp_path):
+    """Backing files are opened with the user's rights: a root-only file is refused."""
+    import pwd
+    import pytest
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create the throwaway user and the root-only file")
+    py = "/usr/bin/python3"
+    if subprocess.run([py, "-c", "import fusepy, loguru, psutil, sortedcontainers"],
+                      capture_output=True).returncode:
+        pytest.skip("Debian's python3 lacks simfs's dependencies")
+    user = "simfs-test"
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", user], check=True)
+    os.chmod("/dev/fuse", 0o666)
+    secret = "/root/simfs-secret.img"
+    with open(secret, "wb") as f:
+        f.truncate(1 << 20)
+    os.chmod(secret, 0o600)
+    try:
+        c = "/sys/kernel/config/target/core/fileio_0/f"
+        script = (f"mkdir -p {c} && echo fd_dev_name={secret},fd_dev_size=1048576 > {c}/control"
+                  f" && echo 1 > {c}/enable")
+        src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+        home = pwd.getpwnam(user).pw_dir
+        r = subprocess.run(["runuser", "-u", user, "--", "env", f"HOME={home}",
+                            f"PYTHONPATH={src}", py, "-m", "simfs", "run", "--", "bash", "-c",
+                            script], capture_output=True, text=True, timeout=60, cwd="/")
+        assert r.returncode != 0
+        assert "Permission denied" in r.stderr
+    finally:
+        os.unlink(secret)
