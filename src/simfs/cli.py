@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_parser(sub)
     from .fault_cli import add_parser as add_fault_parser
     add_fault_parser(sub)
+    from .trace_cli import add_parser as add_trace_parser  # trace, record, show
+    add_trace_parser(sub)
     return p
 
 

@@ -36,6 +36,7 @@ def serve(mountpoint: str, profile_name: str = "modern", state_dir: str | None =
     engine = ScsiEngine(core)
     core.engine = engine  # one engine for every entry point: CLI, iSCSI, loopback
     control = ControlServer(core, engine, sdir)
+    tracer = _trace_server(core, tree, engine, sdir, profile.name)
     iscsi = _iscsi_server(core, log)
 
     def ready() -> None:
@@ -43,6 +44,10 @@ def serve(mountpoint: str, profile_name: str = "modern", state_dir: str | None =
             control.start()
         except OSError as e:  # the tree still works; only `simfs scsi` needs the socket
             log.err(f"simfs: control socket {control.path} unavailable: {e}")
+        try:
+            tracer.start()
+        except OSError as e:  # only `simfs trace/record/show` need it
+            log.err(f"simfs: trace socket {tracer.path} unavailable: {e}")
         if iscsi is not None:
             iscsi.start()
         state.write_record(mountpoint, sdir, os.getpid(), profile.name)
@@ -52,6 +57,7 @@ def serve(mountpoint: str, profile_name: str = "modern", state_dir: str | None =
 
     def destroy() -> None:
         control.stop()
+        tracer.stop()
         if iscsi is not None:
             iscsi.stop()
         with tree.lock:
@@ -65,6 +71,19 @@ def serve(mountpoint: str, profile_name: str = "modern", state_dir: str | None =
         state.remove_record(mountpoint)
         log.close()
     return 0
+
+
+def _trace_server(core: TargetCore, tree, engine: ScsiEngine, sdir: Path, profile: str):
+    """``trace.sock``: `simfs trace`, `simfs record` and `simfs show` (src/simfs/trace.py)."""
+    from .show import handle as show
+    from .trace import TraceHub, TraceServer
+    hub = TraceHub()
+    hub.attach(tree=tree, engine=engine)
+    server = TraceServer(hub, sdir, show=lambda req: show(core, req),
+                         info={"profile": profile, "pid": os.getpid()})
+    if os.environ.get("SIMFS_TRACE_LOG"):  # trace from the first operation (docs/introspection.md)
+        server.log_to(os.environ["SIMFS_TRACE_LOG"])
+    return server
 
 
 def _iscsi_server(core: TargetCore, log: KernelLog):

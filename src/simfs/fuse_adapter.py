@@ -115,6 +115,9 @@ class SimfsOperations(fuse.Operations):
 
     def __call__(self, op, *args):
         self._pins.pin()
+        trace = self.tree.trace  # simfs trace: who asked, while someone listens
+        if trace is not None:
+            trace.local.pid = _pid()
         try:
             return super().__call__(op, *args)
         except OSError:

@@ -29,8 +29,17 @@ def default_state_dir(mountpoint: str) -> Path:
     return state_home() / "mounts" / _key(mountpoint)
 
 
+def _mount_ns() -> str:
+    """This process's mount namespace: the same path names different mounts in different
+    namespaces (two ``simfs run`` at once both mount /sys/kernel/config)."""
+    try:
+        return str(os.stat("/proc/self/ns/mnt").st_ino)
+    except OSError:
+        return "0"
+
+
 def record_path(mountpoint: str) -> Path:
-    return state_home() / "active" / f"{_key(mountpoint)}.json"
+    return state_home() / "active" / f"{_key(mountpoint)}@{_mount_ns()}.json"
 
 
 def write_record(mountpoint: str, state_dir: Path, pid: int, profile: str) -> None:
@@ -56,7 +65,7 @@ def remove_record(mountpoint: str) -> None:
 
 def active_records() -> list[dict]:
     out = []
-    for p in sorted((state_home() / "active").glob("*.json")):
+    for p in sorted((state_home() / "active").glob(f"*@{_mount_ns()}.json")):
         try:
             rec = json.loads(p.read_text())
         except (OSError, ValueError):

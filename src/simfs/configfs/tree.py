@@ -83,6 +83,8 @@ class OpenAttribute:
         with self.tree.lock:
             if self._page is None:
                 self._page = self.tree._show(self.ref)
+                if self.tree.trace is not None:
+                    self.tree.trace.fs("read", self.ref.path(), length=len(self._page))
             return self._page[offset:offset + size]
 
     def write(self, data: bytes, pid: int = 0) -> int:
@@ -106,6 +108,8 @@ class ConfigfsTree:
         self.gid = os.getgid()
         #: Set while a store runs: the pid of the writing process (the seed's ``fd`` needs it).
         self.writer_pid = 0
+        #: The trace hub (simfs.trace) while someone listens, else None: one check per op.
+        self.trace = None
         #: Symlinks among each group's children. Only :meth:`symlink` adds a Symlink to a
         #: group and only :meth:`unlink` takes one out (or the group goes), so a group's
         #: subdirectory count for st_nlink is ``len(children)`` less this, in O(1) however
@@ -199,6 +203,8 @@ class ConfigfsTree:
                 child.name = name
                 child.parent = parent
                 parent.children[name] = child
+                if self.trace is not None:
+                    self.trace.fs("mkdir", path)
                 return child
             except ConfigfsError as e:
                 self._refused("mkdir", path, e)
@@ -228,6 +234,8 @@ class ConfigfsTree:
                 parent.drop_item(found)
                 del parent.children[found.name]
                 _release(found)
+                if self.trace is not None:
+                    self.trace.fs("rmdir", path)
             except ConfigfsError as e:
                 self._refused("rmdir", path, e)
                 raise
@@ -259,6 +267,8 @@ class ConfigfsTree:
                 parent.children[name] = link
                 self._links[parent] = self._links.get(parent, 0) + 1
                 target.pinned_by += 1
+                if self.trace is not None:
+                    self.trace.fs("symlink", path, target=target.path())
                 return link
             except ConfigfsError as e:
                 self._refused("symlink", path, e)
@@ -279,6 +289,8 @@ class ConfigfsTree:
                 del parent.children[found.name]
                 self._links[parent] = self._links.get(parent, 1) - 1
                 found.target.pinned_by -= 1
+                if self.trace is not None:
+                    self.trace.fs("unlink", path)
             except ConfigfsError as e:
                 self._refused("unlink", path, e)
                 raise
@@ -359,7 +371,11 @@ class ConfigfsTree:
     def _store(self, ref: AttrRef, data: bytes, pid: int) -> Optional[int]:
         self.writer_pid = pid
         try:
-            return ref.attr.store(ref.group, data)  # type: ignore[misc]
+            consumed = ref.attr.store(ref.group, data)  # type: ignore[misc]
+            if self.trace is not None:
+                self.trace.fs("write", ref.path(), data=data if consumed is None
+                              else data[:consumed])
+            return consumed
         except ConfigfsError as e:
             self._refused("write", ref.path(), e, data)
             raise
@@ -368,10 +384,13 @@ class ConfigfsTree:
 
     def _refused(self, op: str, path: str, e: ConfigfsError, data: bytes = b"") -> None:
         if e.reason:
-            self.log_err(e.reason)
+            line = e.reason
         else:
             shown = f" {data!r}" if data else ""
-            self.log_err(f"configfs: {op} {path}{shown}: {e.name}")
+            line = f"configfs: {op} {path}{shown}: {e.name}"
+        self.log_err(line)
+        if self.trace is not None:
+            self.trace.fs(op, path, e, line, data=data or None)
 
 
 def _release(group: Group) -> None:

@@ -81,8 +81,17 @@ class ScsiEngine:
     def log(self):
         return self.core.log
 
+    #: the trace hub (simfs.trace) while `simfs trace --scsi` listens, else None
+    trace = None
+
     def submit(self, nexus: Nexus, dev: "SeDevice", cdb: bytes, data_out: bytes = b"") -> Result:
         """Run one command; never raises for SCSI-level errors (they become status/sense)."""
+        res = self._submit(nexus, dev, cdb, data_out)
+        if self.trace is not None:
+            self.trace.scsi(nexus, dev, cdb, res)
+        return res
+
+    def _submit(self, nexus: Nexus, dev: "SeDevice", cdb: bytes, data_out: bytes) -> Result:
         cmd = Command(nexus=nexus, dev=dev, cdb=pad_cdb(bytes(cdb)), data_out=bytes(data_out))
         st = scsi_state(dev)
         try:
