@@ -16,11 +16,10 @@ Chunks larger than the device's max transfer are split the way an initiator woul
 writing 1 GiB (``--quick``: 256 MiB) through the engine, spread over the device
 (rd_mcp has no UNMAP: emulate_tpu is ENOSYS there, as in the kernel).
 
-TODO(iSCSI): once simfs's iSCSI server lands, add ``iscsi`` here: export the same
-256 MiB fileio LUN (page cache) over 127.0.0.1 and run libiscsi's ``iscsi-perf``
-(4 KiB QD1/QD32, 1 MiB QD1/QD32; READ) against simfs and then against tgt
-(``tgtd -f --iscsi portal=127.0.0.1:3260``, procedure in shared/reference/peers.md),
-in one run, reporting simfs/tgt ratios; see ``iscsi_hook()`` below.
+``iscsi``: simfs's iSCSI server vs tgt over 127.0.0.1 (see :func:`iscsi`):
+
+    python3 bench/dataplane.py iscsi [--quick] [--only "4 KiB,1 MiB"] [--seconds N]
+                                     [--trials N] [--profile pyspy.txt]
 """
 
 from __future__ import annotations
@@ -151,19 +150,245 @@ def io(quick: bool, workdir: Path) -> dict:
         out.setdefault("max_transfer_bytes", {})[name] = maxb
     os.close(fd)
     sim.close()
-    out["iscsi"] = iscsi_hook()
     return out
 
 
-def iscsi_hook() -> dict:
-    """TODO(iSCSI): simfs's iSCSI server vs tgt, over loopback, with libiscsi's iscsi-perf.
+# -- iSCSI vs tgt ---------------------------------------------------------------------------
+IQN = "iqn.2026-12.org.simfs:bench"
+TGT_IQN = "iqn.2026-11.org.example:tgt1"
+BENCH_INI = "iqn.2026-12.org.simfs:bench-ini"
+#: (name, op, blocks of 512, queue depth, random)
+ISCSI_CASES = (
+    ("read 4 KiB rand QD1", "read", 8, 1, True),
+    ("read 4 KiB rand QD32", "read", 8, 32, True),
+    ("read 1 MiB seq QD1", "read", 2048, 1, False),
+    ("read 1 MiB seq QD32", "read", 2048, 32, False),
+    ("write 4 KiB rand QD1", "write", 8, 1, True),
+    ("write 4 KiB rand QD32", "write", 8, 32, True),
+    ("write 1 MiB seq QD1", "write", 2048, 1, False),
+    ("write 1 MiB seq QD32", "write", 2048, 32, False),
+)
 
-    Procedure (shared/reference/peers.md): a 256 MiB file LUN in the page cache;
-    ``iscsi-perf -t 10 [-m 32] [-b 2048] iscsi://127.0.0.1:PORT/IQN/LUN`` against simfs,
-    then against ``tgtd -f --iscsi portal=127.0.0.1:3260`` with the same file, same run;
-    report IOPS and MB/s and simfs/tgt per case (4 KiB QD1, 4 KiB QD32, 1 MiB QD1,
-    1 MiB QD32). Not wired yet: the server is being written."""
-    return {"status": "todo", "reason": "simfs iSCSI server not available yet"}
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, timeout: float = 15) -> None:
+    import socket
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def _put(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+class _SimfsTarget:
+    """``simfs mount`` + a fileio LUN on ``img`` exported on 127.0.0.1 (shell-equivalent
+    steps of tests/test_iscsi_e2e.py, with generate_node_acls=1)."""
+
+    def __init__(self, work: Path, img: Path, size: int, mrdsl: int):
+        import subprocess
+        self.mp = work / "mp"
+        self.sd = work / "state"
+        self.mp.mkdir()
+        self.sd.mkdir()
+        subprocess.run(["simfs", "mount", "--quiet", "--profile", "modern", "--state-dir",
+                        str(self.sd), str(self.mp)], check=True)
+        from simfs import state
+        self.pid = int(state.read_record(str(self.mp.resolve()))["pid"])
+        self.port = _free_port()
+        t = self.mp / "target"
+        dev = t / "core/fileio_0/f0"
+        os.makedirs(dev)
+        _put(dev / "control", f"fd_dev_name={img},fd_dev_size={size},fd_buffered_io=1\n")
+        _put(dev / "enable", "1\n")
+        tpg = t / "iscsi" / IQN / "tpgt_1"
+        os.makedirs(tpg / "lun/lun_0")
+        os.symlink(dev, tpg / "lun/lun_0/lun0")
+        os.mkdir(tpg / f"np/127.0.0.1:{self.port}")
+        for k, v in (("authentication", "0"), ("generate_node_acls", "1"),
+                     ("cache_dynamic_acls", "1"), ("demo_mode_write_protect", "0")):
+            _put(tpg / "attrib" / k, v + "\n")
+        _put(tpg / "param/MaxRecvDataSegmentLength", f"{mrdsl}\n")
+        _put(tpg / "enable", "1\n")
+        _wait_port(self.port)
+        self.url = f"iscsi://127.0.0.1:{self.port}/{IQN}/0"
+        self.target, self.lun = IQN, 0
+
+    def close(self) -> None:
+        import subprocess
+        subprocess.run(["simfs", "umount", str(self.mp)], check=False)
+
+
+class _TgtTarget:
+    """Debian tgt (shared/reference/peers.md): ``tgtd -f`` on 127.0.0.1, LUN 1 on ``img``."""
+
+    def __init__(self, work: Path, img: Path, mrdsl: int):
+        import subprocess
+        self.port = _free_port()
+        # its own management channel (a unix socket named after it): another tgtd may run
+        self.ctl = str(1000 + os.getpid() % 8000)
+        self.proc = subprocess.Popen(["tgtd", "-f", "-C", self.ctl, "--iscsi",
+                                      f"portal=127.0.0.1:{self.port}"],
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=open(work / "tgtd.log", "wb"))
+        _wait_port(self.port)
+
+        def adm(*a):
+            for _ in range(50):
+                r = subprocess.run(["tgtadm", "-C", self.ctl, "--lld", "iscsi", *a],
+                                   capture_output=True, text=True)
+                if r.returncode == 0:
+                    return
+                time.sleep(0.1)
+            raise RuntimeError(f"tgtadm {a}: {r.stderr}")
+        adm("--op", "new", "--mode", "target", "--tid", "1", "-T", TGT_IQN)
+        adm("--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "1", "-b", str(img))
+        adm("--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL")
+        adm("--op", "update", "--mode", "target", "--tid", "1", "-n",
+            "MaxRecvDataSegmentLength", "-v", str(mrdsl))
+        self.url = f"iscsi://127.0.0.1:{self.port}/{TGT_IQN}/1"
+        self.target, self.lun = TGT_IQN, 1
+        self.pid = self.proc.pid
+
+    def close(self) -> None:
+        import subprocess
+        # tgtd ignores SIGTERM while it has targets; its own way out is "delete system"
+        subprocess.run(["tgtadm", "-C", self.ctl, "--op", "delete", "--mode", "system"],
+                       capture_output=True, timeout=30)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _iscsi_perf(t, blocks: int, qd: int, rand: bool, seconds: int) -> dict:
+    import re
+    import subprocess
+    cmd = ["iscsi-perf", "-i", BENCH_INI, "-t", str(seconds), "-m", str(qd), "-b", str(blocks)]
+    if rand:
+        cmd.append("-r")
+    r = subprocess.run(cmd + [t.url], capture_output=True, text=True, timeout=seconds + 60)
+    m = re.findall(r"iops average (\d+) \((\d+) MB/s\)", r.stdout.replace("\r", "\n"))
+    if r.returncode or not m:
+        raise RuntimeError(f"iscsi-perf {t.url}: rc {r.returncode}: {(r.stdout + r.stderr)[-800:]}")
+    iops = int(m[-1][0])
+    return {"iops": iops, "MBps": iops * blocks * 512 / 1e6}
+
+
+def _py_ini(t, blocks: int, qd: int, rand: bool, seconds: int) -> dict:
+    import subprocess
+    cmd = [sys.executable, str(Path(__file__).with_name("iscsi_ini.py")), "127.0.0.1",
+           str(t.port), t.target, str(t.lun), "--blocks", str(blocks), "--qd", str(qd),
+           "--seconds", str(seconds)]
+    if rand:
+        cmd.append("--random")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    if r.returncode:
+        raise RuntimeError(f"iscsi_ini {t.port}: {r.stderr[-800:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _cpu(pid: int) -> float:
+    try:
+        c = psutil.Process(pid).cpu_times()
+        return c.user + c.system
+    except psutil.Error:
+        return 0.0
+
+
+def iscsi(quick: bool, workdir: Path, only: str = "", profile: str = "",
+          seconds: int = 0, trials: int = 0) -> dict:
+    """simfs's iSCSI server vs tgt over 127.0.0.1, same initiator, same backing file, one
+    run. READ: libiscsi's ``iscsi-perf``; WRITE: bench/iscsi_ini.py (iscsi-perf only
+    reads). The backing file is 256 MiB on tmpfs (/dev/shm), so both targets serve it
+    from the page cache; fileio with fd_buffered_io=1 on simfs, tgt's rdwr backing store.
+    Both targets get MaxRecvDataSegmentLength=262144 (the size of Data-Out PDUs they
+    accept: 8 KiB by default, which makes a 1 MiB write 128 PDUs in both). Cases are
+    interleaved simfs, tgt, simfs, tgt ... and each figure is the median of ``trials``."""
+    import shutil
+    import statistics
+    import subprocess
+    if not shutil.which("iscsi-perf") or not shutil.which("tgtd"):
+        return {"skipped": "needs libiscsi-bin (iscsi-perf) and tgt (tgtd)"}
+    seconds = seconds or (2 if quick else 4)
+    trials = trials or (1 if quick else 3)
+    size = 256 << 20
+    mrdsl = 262144
+    shm = Path("/dev/shm") if os.path.isdir("/dev/shm") else workdir
+    img = shm / f"simfs-bench-{os.getpid()}.img"
+    with open(img, "wb") as f:
+        chunk = bytes(range(256)) * 4096
+        for _ in range(size // len(chunk)):
+            f.write(chunk)
+    out: dict = {"seconds_per_trial": seconds, "trials": trials, "backing": str(img.parent),
+                 "max_recv_dsl": mrdsl, "cases": []}
+    sim = tgt = spy = None
+    try:
+        sim = _SimfsTarget(workdir, img, size, mrdsl)
+        tgt = _TgtTarget(workdir, img, mrdsl)
+        cases = [c for c in ISCSI_CASES if not only or any(o in c[0] for o in only.split(","))]
+        raw = {c[0]: {"simfs": [], "tgt": [], "simfs_cpu_us": [], "tgt_cpu_us": []}
+               for c in cases}
+        for name, op, blocks, qd, rand in cases:  # warm-up: logins, UAs, caches
+            for t in (sim, tgt):
+                (_iscsi_perf if op == "read" else _py_ini)(t, blocks, qd, rand, 1)
+            break
+        for _ in range(trials):
+            for name, op, blocks, qd, rand in cases:
+                for kind, t in (("simfs", sim), ("tgt", tgt)):
+                    c0 = _cpu(t.pid)
+                    if profile and kind == "simfs" and not spy and name == cases[0][0]:
+                        spy = subprocess.Popen(
+                            ["py-spy", "record", "-r", "250", "-f", "raw", "-o", profile,
+                             "-d", str(seconds), "--pid", str(t.pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        time.sleep(0.3)
+                    fn = _iscsi_perf if op == "read" else _py_ini
+                    r = fn(t, blocks, qd, rand, seconds)
+                    raw[name][kind].append(r)
+                    raw[name][f"{kind}_cpu_us"].append((_cpu(t.pid) - c0) / max(
+                        1, r["iops"] * seconds) * 1e6)
+        if spy:
+            spy.wait()
+        for name, op, blocks, qd, rand in cases:
+            d = raw[name]
+            s = statistics.median(x["MBps"] for x in d["simfs"])
+            g = statistics.median(x["MBps"] for x in d["tgt"])
+            target = 0.7 if blocks >= 2048 else 0.5
+            out["cases"].append({
+                "case": name, "op": op, "bytes": blocks * 512, "qd": qd, "random": rand,
+                "initiator": "iscsi-perf" if op == "read" else "bench/iscsi_ini.py",
+                "simfs_MBps": s, "tgt_MBps": g,
+                "simfs_iops": s * 1e6 / (blocks * 512), "tgt_iops": g * 1e6 / (blocks * 512),
+                "ratio": s / g if g else 0.0, "target_ratio": target,
+                "simfs_cpu_us_per_cmd": statistics.median(d["simfs_cpu_us"]),
+                "tgt_cpu_us_per_cmd": statistics.median(d["tgt_cpu_us"]),
+                "simfs_trials_MBps": [round(x["MBps"], 1) for x in d["simfs"]],
+                "tgt_trials_MBps": [round(x["MBps"], 1) for x in d["tgt"]],
+            })
+    finally:
+        if tgt is not None:
+            tgt.close()
+        if sim is not None:
+            sim.close()
+        img.unlink(missing_ok=True)
+    return out
 
 
 def mem1t(quick: bool, workdir: Path) -> dict:
@@ -200,7 +425,7 @@ def mem1t(quick: bool, workdir: Path) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("io", "mem1t"):
+    if not argv or argv[0] not in ("io", "mem1t", "iscsi"):
         print(__doc__, file=sys.stderr)
         return 2
     quick = "--quick" in argv
@@ -208,7 +433,15 @@ def main(argv: list[str]) -> int:
     if "--dir" in argv:
         workdir = Path(argv[argv.index("--dir") + 1])
     with tempfile.TemporaryDirectory(prefix="simfs-bench-", dir=workdir) as d:
-        res = io(quick, Path(d)) if argv[0] == "io" else mem1t(quick, Path(d))
+        if argv[0] == "iscsi":
+            def opt(name, default=""):
+                return argv[argv.index(name) + 1] if name in argv else default
+            res = iscsi(quick, Path(d), only=opt("--only"), profile=opt("--profile"),
+                        seconds=int(opt("--seconds", "0")), trials=int(opt("--trials", "0")))
+        elif argv[0] == "io":
+            res = io(quick, Path(d))
+        else:
+            res = mem1t(quick, Path(d))
     json.dump(res, sys.stdout)
     print()
     return 0

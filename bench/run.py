@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """simfs benchmarks, each figure a ratio against a baseline measured in the same run.
 
-    python3 bench/run.py [--quick] [--only control,scale,memory,dataplane,seed]
+    python3 bench/run.py [--quick] [--only control,scale,memory,dataplane,iscsi,seed]
                          [--profile] [--out FILE]
 
 Needs root (mounts, unshare, losetup) and /dev/fuse. Prints a table and writes
@@ -16,7 +16,10 @@ Sections:
              1,000), readdir of the HBA, device creation rate, RSS per device
   memory     a 1 TiB rd_mcp device: RSS before and after writing 1 GiB (in-process engine)
   dataplane  engine READ/WRITE throughput in-process vs memcpy / os.pread/pwrite
-             (iSCSI vs tgt: a TODO hook in bench/dataplane.py)
+  iscsi      simfs's iSCSI server vs tgt (tgtd) over 127.0.0.1, same 256 MiB backing file
+             on tmpfs: READ with libiscsi's iscsi-perf, WRITE with bench/iscsi_ini.py;
+             4 KiB random and 1 MiB sequential, QD1 and QD32 (--profile: py-spy the
+             simfs daemon during the first case)
   seed       the seed's v3.0 script end to end in a private mount namespace
   --profile  py-spy on the simfs daemon during the read cycle (top functions to the JSON)
 """
@@ -310,6 +313,33 @@ def section_dataplane(a, work: Path, res: dict) -> None:
     res["dataplane"] = _worker(["io", "--dir", str(work)] + (["--quick"] if a.quick else []))
 
 
+def section_iscsi(a, work: Path, res: dict) -> None:
+    args = ["iscsi", "--dir", str(work)] + (["--quick"] if a.quick else [])
+    raw = work / "pyspy-iscsi.txt"
+    if a.profile and shutil.which("py-spy"):
+        args += ["--profile", str(raw)]
+    res["iscsi"] = _worker(args, timeout=1800)
+    if raw.exists():
+        res["iscsi"]["profile"] = _top_frames(raw, "simfs/iscsi/server.py")
+
+
+def _top_frames(raw: Path, must: str, n: int = 30) -> dict:
+    """Inclusive counts of the frames of py-spy's raw stacks that pass through ``must``."""
+    incl: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        if " " not in line:
+            continue
+        stack, cnt = line.rsplit(" ", 1)
+        if must not in stack:
+            continue
+        total += int(cnt)
+        for f in set(stack.split(";")):
+            incl[f] = incl.get(f, 0) + int(cnt)
+    top = sorted(incl.items(), key=lambda kv: -kv[1])[:n]
+    return {"samples": total, "top_inclusive": [[f, c] for f, c in top]}
+
+
 def section_seed(a, work: Path, res: dict) -> None:
     if not shutil.which("unshare") or not shutil.which("losetup"):
         res["seed"] = {"skipped": "needs unshare and losetup"}
@@ -476,8 +506,18 @@ def table(res: dict) -> str:
             add(f"engine {r['backend']} {r['op']} {sz}",
                 f"{r['engine_MBps']:,.0f} MB/s ({r['engine_iops']:,.0f}/s)",
                 f"{r['baseline']} {r['baseline_MBps']:,.0f} MB/s", f"{r['ratio']:.3f}x", "")
-        add("iSCSI vs tgt (iscsi-perf)", d.get("iscsi", {}).get("status", "todo"), "", "",
-            "pending the server")
+    ic = res.get("iscsi")
+    if ic and "cases" in ic:
+        for c in ic["cases"]:
+            ok = c["ratio"] >= c["target_ratio"]
+            add(f"iSCSI {c['case']}",
+                f"{c['simfs_MBps']:,.0f} MB/s ({c['simfs_iops']:,.0f}/s)",
+                f"tgt {c['tgt_MBps']:,.0f} MB/s ({c['tgt_iops']:,.0f}/s)", f"{c['ratio']:.2f}x",
+                f">={c['target_ratio']}x tgt " + ("MET" if ok else "NOT MET"))
+            add("  CPU us/command simfs | tgt",
+                f"{c['simfs_cpu_us_per_cmd']:.0f}", f"tgt {c['tgt_cpu_us_per_cmd']:.0f}", "", "")
+    elif ic:
+        add("iSCSI vs tgt", ic.get("skipped", "?"), "", "", "")
     w = [max(len(r[i]) for r in rows + [("figure", "simfs", "baseline", "ratio", "target")])
          for i in range(5)]
     head = ("figure", "simfs", "baseline(s)", "ratio(s)", "target")
@@ -488,7 +528,7 @@ def table(res: dict) -> str:
 
 
 SECTIONS = {"control": section_control, "seed": section_seed, "scale": section_scale,
-            "memory": section_memory, "dataplane": section_dataplane}
+            "memory": section_memory, "dataplane": section_dataplane, "iscsi": section_iscsi}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

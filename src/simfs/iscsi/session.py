@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -31,6 +32,10 @@ log = logging.getLogger("simfs.iscsi")
 GOOD, CHECK_CONDITION = 0x00, 0x02
 #: commands moving more data than this run in a worker thread, off the event loop
 BIG_IO = 256 * 1024
+#: buffers per writev (Linux's IOV_MAX is 1024)
+IOV_MAX = 1024
+#: the largest data segment read_pdu takes in one piece from what is already buffered
+_FAST_DSL = 65536
 
 
 class CloseConnection(Exception):
@@ -129,22 +134,74 @@ class Connection:
         tpg = session.tpg
         self.nopin_timeout = float(getattr(tpg, "nopin_timeout", 15) or 0)
         self.nopin_response_timeout = float(getattr(tpg, "nopin_response_timeout", 30) or 30)
+        # Output is corked while the PDUs already received are handled, then sent with one
+        # writev (several responses per system call at queue depth > 1, no joined copy of
+        # the data segments). Invariant: nothing is left in _out while the connection waits.
+        self._out: list = []
+        self._corked = False
+        sock = writer.get_extra_info("socket") if hasattr(writer, "get_extra_info") else None
+        try:
+            self._fd: Optional[int] = sock.fileno() if sock is not None else None
+        except Exception:  # noqa: BLE001 - a test double without a real socket
+            self._fd = None
+        #: the reader's buffer (to tell whether a whole PDU is already there); None if the
+        #: reader is not an asyncio StreamReader
+        self._rbuf = getattr(reader, "_buffer", None)
+        if not isinstance(self._rbuf, bytearray):
+            self._rbuf = None
 
     # -- output ---------------------------------------------------------------------------------
     def send(self, bhs: bytearray, data=b"") -> None:
         """Queue one PDU (header digest, data, padding, data digest)."""
-        n = len(data)
-        parts = [bhs]
+        out = self._out
+        out.append(bhs)
         if self.hd:
-            parts.append(D.digest(bhs))
+            out.append(D.digest(bhs))
+        n = len(data)
         if n:
-            parts.append(data)
+            out.append(data)
             pad = P.PADDING[n & 3]
             if pad:
-                parts.append(pad)
+                out.append(pad)
             if self.dd:
-                parts.append(D.digest(data if type(data) is bytes else bytes(data), pad))
-        self.writer.writelines(parts)
+                out.append(D.digest(data if type(data) is bytes else bytes(data), pad))
+        if not self._corked:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what is queued: one writev straight to the socket when the transport has
+        nothing buffered (what transport.write would do, without joining the buffers);
+        a remainder, or any error, goes through the transport as before."""
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        tr = self.writer.transport
+        fd = self._fd
+        if fd is not None and not tr.get_write_buffer_size() and not tr.is_closing():
+            try:
+                while out:
+                    batch = out[:IOV_MAX] if len(out) > IOV_MAX else out
+                    n = os.writev(fd, batch)
+                    i = 0
+                    for part in batch:
+                        ln = len(part)
+                        if n < ln:
+                            break
+                        n -= ln
+                        i += 1
+                    if i < len(batch):  # a partial write: the transport takes the rest
+                        out = [memoryview(batch[i]).cast("B")[n:], *batch[i + 1:],
+                               *out[len(batch):]]
+                        break
+                    out = out[len(batch):]
+                if not out:
+                    return
+            except BlockingIOError:
+                pass
+            except OSError:
+                pass  # the transport reports it its own way below
+        self.writer.write(b"".join(out))
 
     def _stat(self) -> int:
         s = self.statsn
@@ -165,6 +222,18 @@ class Connection:
 
     # -- input ----------------------------------------------------------------------------------
     async def read_pdu(self) -> P.Pdu:
+        buf = self._rbuf
+        if buf is not None and not self.hd and not self.dd and len(buf) >= P.BHS_LEN:
+            # the common case at queue depth > 1: the whole PDU is already buffered
+            ahs_len = buf[4] * 4
+            dlen = (buf[5] << 16) | (buf[6] << 8) | buf[7]
+            end = P.BHS_LEN + ahs_len + dlen
+            if dlen <= _FAST_DSL and dlen <= max(self.p.max_recv_dsl, 8192) \
+                    and len(buf) >= end + (-dlen & 3):
+                raw = await self.reader.readexactly(end + (-dlen & 3))
+                return P.Pdu(raw[:P.BHS_LEN], raw[P.BHS_LEN:P.BHS_LEN + ahs_len] if ahs_len
+                             else b"", raw[P.BHS_LEN + ahs_len:end] if dlen else b"")
+        self.flush()  # about to wait for the initiator: send everything first
         r = self.reader
         bhs = await r.readexactly(P.BHS_LEN)
         ahs_len = bhs[4] * 4
@@ -198,14 +267,22 @@ class Connection:
         try:
             while not self.closing:
                 req = await self.read_pdu()
-                await self.dispatch(req)
+                self._corked = True
+                try:
+                    await self.dispatch(req)
+                finally:
+                    self._corked = False
+                if len(self._out) >= 256:  # a long burst: do not hold responses back
+                    self.flush()
                 if self.writer.transport.get_write_buffer_size() > 1 << 20:
+                    self.flush()
                     await self.writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, CloseConnection) as e:
             log.debug("iSCSI connection closed: %r", e)
         finally:
             if nop_task is not None:
                 nop_task.cancel()
+            self.flush()
             try:
                 await self.writer.drain()
             except Exception:  # noqa: BLE001 - the peer may be gone
@@ -435,8 +512,13 @@ class Connection:
         try:
             if task.edtl > BIG_IO:
                 loop = asyncio.get_running_loop()
-                res = await loop.run_in_executor(None, tpg.submit, self.sess.isid_str,
-                                                 task.lun, task.cdb, data_out)
+                self.flush()  # never wait with output held back
+                corked, self._corked = self._corked, False
+                try:
+                    res = await loop.run_in_executor(None, tpg.submit, self.sess.isid_str,
+                                                     task.lun, task.cdb, data_out)
+                finally:
+                    self._corked = corked
             else:
                 res = tpg.submit(self.sess.isid_str, task.lun, task.cdb, data_out)
         except Exception:  # noqa: BLE001 - a backend bug must not kill the connection

@@ -932,12 +932,17 @@ class FabricNexus(Nexus):
     """A nexus through a node ACL: REPORT LUNS lists the ACL's mapped LUNs."""
 
     def report_luns(self) -> list[int]:
-        acl = _NEXUS_ACL.get(id(self))
+        acl = self.__dict__.get("_acl") or _NEXUS_ACL.get(id(self))
         return acl.report_luns() if acl is not None else []
 
 
 #: FabricNexus is a frozen dataclass: its ACL is looked up by identity for the command's life.
 _NEXUS_ACL: dict[int, "NodeAcl"] = {}
+
+
+def _mapping_access(port, read_only: bool):
+    from ...target.lun import mapping_access
+    return mapping_access(port, read_only)
 
 
 def _engine(core: "TargetCore"):
@@ -1059,26 +1064,40 @@ class TpgView:
 
     # -- commands ---------------------------------------------------------------------------------
     def submit(self, isid: Any, lun: int, cdb: bytes, data_out: bytes = b"") -> Result:
-        from ...scsi import sense
-        from ...target.lun import mapping_access
-        with self._lock():
+        lock = self._lock()
+        with lock:
             deve = self.acl.deves.get(lun)
             if deve is not None and deve.lun.dev is not None:
                 port, read_only = deve.lun, deve.lun_access_ro
             elif lun == 0 and self.tpg.virt_lun0() is not None:
                 deve, port, read_only = None, self.tpg.virt_lun0(), True
             else:
+                from ...scsi import sense
                 e = sense.NON_EXISTENT_LUN()
                 return Result(status=S.CHECK_CONDITION, sense=sense.build_sense(e))
-            nexus = FabricNexus(initiator=self.acl.name, port=port, isid=_isid_text(isid),
-                                mapped_lun=lun)
-        _NEXUS_ACL[id(nexus)] = self.acl
-        try:
-            with mapping_access(port, read_only):
-                res = _engine(self.core).submit(nexus, port.dev, cdb, data_out)
-        finally:
-            _NEXUS_ACL.pop(id(nexus), None)
-        with self._lock():
+            # A nexus is immutable: one per (ISID, LUN, port) serves every command.
+            cache = self.__dict__.setdefault("_nexus_cache", {})
+            key = (isid, lun)
+            hit = cache.get(key)
+            if hit is not None and hit[0] is port:
+                nexus = hit[1]
+            else:
+                nexus = FabricNexus(initiator=self.acl.name, port=port,
+                                    isid=_isid_text(isid), mapped_lun=lun)
+                # REPORT LUNS through this nexus lists the ACL's LUNs (see report_luns)
+                object.__setattr__(nexus, "_acl", self.acl)
+                if len(cache) >= 1024:
+                    cache.clear()
+                cache[key] = (port, nexus)
+            engine = self.core.__dict__.get("engine") or _engine(self.core)
+        if read_only and not port.lun_access_ro:
+            # the mapping is read-only, the LUN is not: this thread's commands see it so
+            with _mapping_access(port, True):
+                res = engine.submit(nexus, port.dev, cdb, data_out)
+        else:
+            # mapping_access(port, False) would only repeat the LUN's own flag
+            res = engine.submit(nexus, port.dev, cdb, data_out)
+        with lock:
             port.cmd_pdus += 1
             if deve is not None:
                 deve.total_cmds += 1
