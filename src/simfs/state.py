@@ -76,12 +76,18 @@ def active_records() -> list[dict]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether the daemon ``pid`` still runs. A zombie has exited: it only waits for its
+    parent (usually init, for a daemon) to reap it, which can take seconds."""
     try:
         os.kill(pid, 0)
-        return True
     except ProcessLookupError:
         return False
     except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return True
 
 
