@@ -109,8 +109,11 @@ def _tpg(name: str, tpg: Any) -> dict:
     for np in getattr(tpg, "nps", []):
         text = getattr(np, "sockaddr_text", None)
         portals.append(text() if callable(text) else str(getattr(np, "name", np)))
+    # a fabric without an enable attribute (tcm_loop) has TPGs that are always active
+    has_enable = getattr(getattr(tpg, "ops", None), "has_enable", True)
     return {"name": name, "tpgt": getattr(tpg, "tpgt", None),
-            "enabled": bool(getattr(tpg, "enabled", False)), "portals": portals,
+            "enabled": bool(getattr(tpg, "enabled", False)) or not has_enable,
+            "portals": portals,
             "luns": luns, "acls": acls}
 
 
