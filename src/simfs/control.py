@@ -9,14 +9,15 @@ show their effect at once.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
+from . import unixsock
 from .scsi import Nexus, ScsiEngine, TargetPort
 from .scsi import status as S
+from .unixsock import UnixServer
 
 if TYPE_CHECKING:
     from .target.core import TargetCore
@@ -30,66 +31,15 @@ def socket_path(state_dir: Path) -> Path:
     return Path(state_dir) / SOCKET_NAME
 
 
-class _SunPath:
-    """A path short enough for sockaddr_un (108 bytes): long ones go through
-    /proc/self/fd/<dirfd>/, which the kernel resolves like the real directory."""
-
-    def __init__(self, path: Path):
-        self.path, self.dirfd = path, -1
-
-    def __enter__(self) -> str:
-        if len(os.fsencode(str(self.path))) < 100:
-            return str(self.path)
-        self.dirfd = os.open(self.path.parent, os.O_PATH | os.O_DIRECTORY)
-        return f"/proc/self/fd/{self.dirfd}/{self.path.name}"
-
-    def __exit__(self, *exc) -> None:
-        if self.dirfd >= 0:
-            os.close(self.dirfd)
-
-
-class ControlServer:
+class ControlServer(UnixServer):
     """Serves control requests on a thread per connection."""
+
+    thread_name = "simfs-control"
 
     def __init__(self, core: "TargetCore", engine: ScsiEngine, state_dir: Path):
         self.core, self.engine = core, engine
         self.path = socket_path(state_dir)
-        self._sock: Optional[socket.socket] = None
         self._cli_ports: dict[tuple[int, int], TargetPort] = {}
-
-    def start(self) -> None:
-        try:
-            self.path.unlink()
-        except OSError:
-            pass
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        # Not via umask: that is process-wide, and the FUSE threads are already running.
-        # connect() needs write permission, which the default umask never gives others.
-        with _SunPath(self.path) as addr:
-            s.bind(addr)
-        os.chmod(self.path, 0o600)
-        s.listen(16)
-        self._sock = s
-        threading.Thread(target=self._accept, name="simfs-control", daemon=True).start()
-
-    def stop(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            finally:
-                self._sock = None
-            try:
-                self.path.unlink()
-            except OSError:
-                pass
-
-    def _accept(self) -> None:
-        while self._sock is not None:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         with conn, conn.makefile("rwb") as f:
@@ -175,10 +125,7 @@ class ControlServer:
 
 def request(state_dir: Path, req: dict, timeout: float = 30.0) -> dict:
     """Send one request to a mount's daemon and return its reply."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        with _SunPath(socket_path(state_dir)) as addr:
-            s.connect(addr)
+    with unixsock.connect(socket_path(state_dir), timeout) as s:
         with s.makefile("rwb") as f:
             f.write(json.dumps(req).encode() + b"\n")
             f.flush()

@@ -32,7 +32,6 @@ the bytes as a latin-1 string, so any byte survives JSON), ``len`` (read: bytes 
 from __future__ import annotations
 
 import json
-import os
 import queue
 import socket
 import threading
@@ -40,6 +39,9 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from . import unixsock
+from .unixsock import UnixServer
 
 if TYPE_CHECKING:
     from .configfs import ConfigfsError
@@ -267,8 +269,10 @@ def sense_text(sense: bytes) -> str:
 
 
 # -- the socket ------------------------------------------------------------------------------
-class TraceServer:
+class TraceServer(UnixServer):
     """``<state-dir>/trace.sock``: streams the hub's events, answers ``show`` requests."""
+
+    thread_name = "simfs-trace"
 
     def __init__(self, hub: TraceHub, state_dir: Path,
                  show: Callable[[dict], dict] | None = None,
@@ -277,24 +281,8 @@ class TraceServer:
         self.path = socket_path(state_dir)
         self.show = show
         self.info = info or {}
-        self._sock: socket.socket | None = None
         self._subs: set[Subscriber] = set()
         self._file_sub: Subscriber | None = None
-
-    def start(self) -> None:
-        from .control import _SunPath
-        try:
-            self.path.unlink()
-        except OSError:
-            pass
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        # chmod, not umask: umask is process-wide and the FUSE threads are running
-        with _SunPath(self.path) as addr:
-            s.bind(addr)
-        os.chmod(self.path, 0o600)
-        s.listen(16)
-        self._sock = s
-        threading.Thread(target=self._accept, name="simfs-trace", daemon=True).start()
 
     def log_to(self, path: str, scsi: bool = True) -> None:
         """Trace from now on into ``path`` (JSON lines), for the mount's whole life
@@ -314,29 +302,12 @@ class TraceServer:
         threading.Thread(target=pump, name="simfs-trace-log", daemon=True).start()
 
     def stop(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            finally:
-                self._sock = None
-            try:
-                self.path.unlink()
-            except OSError:
-                pass
+        super().stop()
         for sub in list(self._subs):
             self.hub.unsubscribe(sub)
         if self._file_sub is not None:
             self.hub.unsubscribe(self._file_sub)
             self._file_sub = None
-
-    def _accept(self) -> None:
-        while self._sock is not None:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), name="simfs-trace-client",
-                             daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         with conn, conn.makefile("rwb") as f:
@@ -408,12 +379,8 @@ def _wait_eof(conn: socket.socket, sub: Subscriber) -> None:
 # -- the client side -----------------------------------------------------------------------------
 def connect(state_dir: Path, req: dict, timeout: float | None = 30.0):
     """Open the socket, send ``req``; returns (socket, file) for reading replies."""
-    from .control import _SunPath
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
+    s = unixsock.connect(socket_path(state_dir), timeout)
     try:
-        with _SunPath(socket_path(state_dir)) as addr:
-            s.connect(addr)
         s.sendall(json.dumps(req).encode() + b"\n")
     except OSError:
         s.close()
