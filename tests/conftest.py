@@ -123,3 +123,45 @@ def mnt_mod():
     m = _mount("modern")
     yield m
     _umount(m)
+
+
+@dataclass
+class Unprivileged:
+    """A throwaway ordinary user who runs ``simfs`` with Debian's python3."""
+
+    user: str
+    home: str
+    src: str
+    python: str = "/usr/bin/python3"
+
+    def simfs_run(self, script: str, timeout: int = 120) -> subprocess.CompletedProcess:
+        """``simfs run -- bash -c SCRIPT`` as this user (a user + mount namespace)."""
+        return subprocess.run(
+            ["runuser", "-u", self.user, "--", "env", f"HOME={self.home}",
+             f"PYTHONPATH={self.src}", self.python, "-m", "simfs", "run", "--", "bash", "-c",
+             script], capture_output=True, text=True, timeout=timeout, cwd="/")
+
+
+@pytest.fixture
+def unprivileged():
+    """An ordinary user for tests of use without root.
+
+    Needs root once, to create the user and to make /dev/fuse mode 0666 — what
+    distributions ship; these machines have 0600, so the fixture sets it. The user runs
+    Debian's python3 with simfs's dependencies from Debian packages (.ci/run installs them).
+    """
+    import pwd
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create the throwaway user")
+    py = Unprivileged.python
+    if subprocess.run([py, "-c", "import fusepy, loguru, psutil, sortedcontainers"],
+                      capture_output=True).returncode:
+        pytest.skip("Debian's python3 lacks python3-fusepy/loguru/psutil/sortedcontainers")
+    user = "simfs-test"
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", user], check=True)
+    os.chmod("/dev/fuse", 0o666)
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    return Unprivileged(user, pwd.getpwnam(user).pw_dir, src)

@@ -168,23 +168,9 @@ def test_multipath_io_over_two_tpgs(target):
     assert f"iSCSI/{IQN}/tpgt_1/lun_0" in members and f"iSCSI/{IQN}/tpgt_2/lun_0" in members
 
 
-def test_export_without_root():
+def test_export_without_root(unprivileged):
     """docs/iscsi.md's recipe as an ordinary user: simfs run (user + mount namespace) makes
-    the target, libiscsi logs in. (/dev/fuse is made 0666 as in tests/test_run.py.)"""
-    import os
-    import pwd
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create the throwaway user")
-    py = "/usr/bin/python3"
-    if subprocess.run([py, "-c", "import fusepy, loguru, psutil, sortedcontainers"],
-                      capture_output=True).returncode:
-        pytest.skip("Debian's python3 lacks simfs's dependencies")
-    user = "simfs-test"
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
-        subprocess.run(["useradd", "--create-home", user], check=True)
-    os.chmod("/dev/fuse", 0o666)
+    the target, libiscsi logs in."""
     port = _free_port()
     iqn = "iqn.2026-12.org.example:rd"
     t = "/sys/kernel/config/target"
@@ -197,10 +183,6 @@ def test_export_without_root():
               f"echo 0 > {tpg}/attrib/demo_mode_write_protect && "
               f"echo 0 > {tpg}/attrib/authentication && echo 1 > {tpg}/enable && "
               f"iscsi-readcapacity16 iscsi://127.0.0.1:{port}/{iqn}/0")
-    home = pwd.getpwnam(user).pw_dir
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-    r = subprocess.run(["runuser", "-u", user, "--", "env", f"HOME={home}",
-                        f"PYTHONPATH={src}", py, "-m", "simfs", "run", "--", "bash", "-c",
-                        script], capture_output=True, text=True, timeout=120, cwd="/")
+    r = unprivileged.simfs_run(script)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Total size:67108864" in r.stdout

@@ -43,68 +43,26 @@ def test_v3_profile_and_log(tmp_path):
     assert "CORE_HBA[0] - Attached Ramdisk HBA" in log
 
 
-def test_unprivileged_user(tmp_path):
-    """As an ordinary user: a user + mount namespace, no root, no kernel module.
-
-    Needs (as root, once): /dev/fuse mode 0666 — distributions ship it so, these machines
-    have 0600, so this test sets it — and a throwaway user. The user runs Debian's python3
-    with simfs's dependencies from Debian packages (.ci/run installs them)."""
-    import pwd
-    import pytest
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create the throwaway user")
-    py = "/usr/bin/python3"
-    deps = subprocess.run([py, "-c", "import fusepy, loguru, psutil, sortedcontainers"],
-                          capture_output=True)
-    if deps.returncode != 0:
-        pytest.skip("Debian's python3 lacks python3-fusepy/loguru/psutil/sortedcontainers")
-    user = "simfs-test"
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
-        subprocess.run(["useradd", "--create-home", user], check=True)
-    os.chmod("/dev/fuse", 0o666)  # what distributions ship; see the docstring
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-    home = pwd.getpwnam(user).pw_dir
-    r = subprocess.run(["runuser", "-u", user, "--", "env", f"HOME={home}",
-                        f"PYTHONPATH={src}", py, "-m", "simfs", "run", "--", "sh", "-c",
-                        "mkdir /sys/kernel/config/target/core/fileio_0 && "
-                        "cat /sys/kernel/config/target/core/fileio_0/hba_info"],
-                       capture_output=True, text=True, timeout=60, cwd="/")
+def test_unprivileged_user(unprivileged):
+    """As an ordinary user: a user + mount namespace, no root, no kernel module."""
+    r = unprivileged.simfs_run("mkdir /sys/kernel/config/target/core/fileio_0 && "
+                               "cat /sys/kernel/config/target/core/fileio_0/hba_info", timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "HBA Index: 1 plugin: fileio version: v5.0\n"
-    assert os.path.isdir(os.path.join(home, ".local/state/simfs/run/modern/mount"))
+    assert os.path.isdir(os.path.join(unprivileged.home, ".local/state/simfs/run/modern/mount"))
 
 
-def test_unprivileged_run_cannot_open_what_its_user_cannot(tmp_path):
+def test_unprivileged_run_cannot_open_what_its_user_cannot(unprivileged):
     """Backing files are opened with the user's rights: a root-only file is refused."""
-    import pwd
-    import pytest
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create the throwaway user and the root-only file")
-    py = "/usr/bin/python3"
-    if subprocess.run([py, "-c", "import fusepy, loguru, psutil, sortedcontainers"],
-                      capture_output=True).returncode:
-        pytest.skip("Debian's python3 lacks simfs's dependencies")
-    user = "simfs-test"
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
-        subprocess.run(["useradd", "--create-home", user], check=True)
-    os.chmod("/dev/fuse", 0o666)
     secret = "/root/simfs-secret.img"
     with open(secret, "wb") as f:
         f.truncate(1 << 20)
     os.chmod(secret, 0o600)
     try:
         c = "/sys/kernel/config/target/core/fileio_0/f"
-        script = (f"mkdir -p {c} && echo fd_dev_name={secret},fd_dev_size=1048576 > {c}/control"
-                  f" && echo 1 > {c}/enable")
-        src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-        home = pwd.getpwnam(user).pw_dir
-        r = subprocess.run(["runuser", "-u", user, "--", "env", f"HOME={home}",
-                            f"PYTHONPATH={src}", py, "-m", "simfs", "run", "--", "bash", "-c",
-                            script], capture_output=True, text=True, timeout=60, cwd="/")
+        r = unprivileged.simfs_run(f"mkdir -p {c} && echo fd_dev_name={secret},"
+                                   f"fd_dev_size=1048576 > {c}/control && echo 1 > {c}/enable",
+                                   timeout=60)
         assert r.returncode != 0
         assert "Permission denied" in r.stderr
     finally:

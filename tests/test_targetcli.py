@@ -125,33 +125,14 @@ def test_rtslib_api(tmp_path):
     assert r.stdout.strip() == "activated True 1 0 [0]"
 
 
-def test_unprivileged_targetcli(tmp_path):
-    """An ordinary user runs targetcli: user + mount namespace, no root, no module.
-    (/dev/fuse is made 0666, as distributions ship it; see tests/test_run.py.)"""
-    import pwd
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create the throwaway user")
-    py = "/usr/bin/python3"
-    if subprocess.run([py, "-c", "import fusepy, loguru, psutil, sortedcontainers"],
-                      capture_output=True).returncode:
-        pytest.skip("Debian's python3 lacks simfs's dependencies")
-    user = "simfs-test"
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
-        subprocess.run(["useradd", "--create-home", user], check=True)
-    os.chmod("/dev/fuse", 0o666)
-    home = pwd.getpwnam(user).pw_dir
-    src = str(Path(__file__).resolve().parent.parent / "src")
-    script = ("targetcli /backstores/ramdisk create u0 8M && "
-              "targetcli /iscsi create iqn.2026-12.org.simfs:user && "
-              "targetcli saveconfig && targetcli ls")
-    r = subprocess.run(["runuser", "-u", user, "--", "env", f"HOME={home}", f"PYTHONPATH={src}",
-                        py, "-m", "simfs", "run", "--", "sh", "-c", script],
-                       capture_output=True, text=True, timeout=180, cwd="/")
+def test_unprivileged_targetcli(unprivileged):
+    """An ordinary user runs targetcli: user + mount namespace, no root, no module."""
+    r = unprivileged.simfs_run("targetcli /backstores/ramdisk create u0 8M && "
+                               "targetcli /iscsi create iqn.2026-12.org.simfs:user && "
+                               "targetcli saveconfig && targetcli ls", timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "o- u0 " in r.stdout and "o- iqn.2026-12.org.simfs:user " in r.stdout
-    saved = Path(home, ".local/state/simfs/run/modern/etc")
+    saved = Path(unprivileged.home, ".local/state/simfs/run/modern/etc")
     assert list(saved.rglob("saveconfig.json")), "saveconfig landed outside the state dir"
 
 
