@@ -311,6 +311,16 @@ def _locate(dev: "SeDevice", acl: tuple, isid: Optional[str],
     return None
 
 
+def _caller_registration(cmd: "Command", sa: str) -> Registration:
+    """The registration of the I_T nexus that sent ``cmd``; an unregistered caller of
+    ``sa`` gets LOGICAL UNIT COMMUNICATION FAILURE, as in the kernel."""
+    reg = locate(cmd.dev, cmd.nexus)
+    if reg is None:
+        cmd.dev.log.err(f"SPC-3 PR: Unable to locate PR_REGISTERED *pr_reg for {sa}")
+        raise sense.LOGICAL_UNIT_COMMUNICATION_FAILURE()
+    return reg
+
+
 def locate(dev: "SeDevice", nexus: Nexus) -> Optional[Registration]:
     """core_scsi3_locate_pr_reg: the registration of this I_T nexus."""
     return _locate(dev, _acl(nexus), _isid(nexus), _sid_fabric(nexus.port))
@@ -799,10 +809,7 @@ def _check_implicit_release(dev: "SeDevice", reg: Registration) -> int:
 def _pro_reserve(cmd: "Command", pr_type: int, scope: int, res_key: int) -> None:
     """core_scsi3_pro_reserve."""
     dev, nexus, log = cmd.dev, cmd.nexus, cmd.dev.log
-    reg = locate(dev, nexus)
-    if reg is None:
-        log.err("SPC-3 PR: Unable to locate PR_REGISTERED *pr_reg for RESERVE")
-        raise sense.LOGICAL_UNIT_COMMUNICATION_FAILURE()
+    reg = _caller_registration(cmd, "RESERVE")
     if res_key != reg.key:
         log.err(f"SPC-3 PR RESERVE: Received res_key: 0x{res_key:016x} does not match "
                 f"existing SA REGISTER res_key: 0x{reg.key:016x}")
@@ -843,10 +850,7 @@ def _update_and_write_aptpl_quiet(dev: "SeDevice") -> None:
 def _pro_release(cmd: "Command", pr_type: int, scope: int, res_key: int) -> None:
     """core_scsi3_emulate_pro_release."""
     dev, nexus, log = cmd.dev, cmd.nexus, cmd.dev.log
-    reg = locate(dev, nexus)
-    if reg is None:
-        log.err("SPC-3 PR: Unable to locate PR_REGISTERED *pr_reg for RELEASE")
-        raise sense.LOGICAL_UNIT_COMMUNICATION_FAILURE()
+    reg = _caller_registration(cmd, "RELEASE")
     holder = dev.pr.holder
     if holder is None or not _is_holder(holder, reg):
         return
@@ -872,10 +876,7 @@ def _pro_release(cmd: "Command", pr_type: int, scope: int, res_key: int) -> None
 def _pro_clear(cmd: "Command", res_key: int) -> None:
     """core_scsi3_emulate_pro_clear."""
     dev, nexus, log = cmd.dev, cmd.nexus, cmd.dev.log
-    reg_n = locate(dev, nexus)
-    if reg_n is None:
-        log.err("SPC-3 PR: Unable to locate PR_REGISTERED *pr_reg for CLEAR")
-        raise sense.LOGICAL_UNIT_COMMUNICATION_FAILURE()
+    reg_n = _caller_registration(cmd, "CLEAR")
     if res_key != reg_n.key:
         log.err(f"SPC-3 PR REGISTER: Received res_key: 0x{res_key:016x} does not match "
                 f"existing SA REGISTER res_key: 0x{reg_n.key:016x}")
@@ -1069,10 +1070,7 @@ def _pro_register_and_move(cmd: "Command", buf: bytes, res_key: int, sa_res_key:
     """core_scsi3_emulate_pro_register_and_move (spc4r17 5.7.8)."""
     dev, nexus, log = cmd.dev, cmd.nexus, cmd.dev.log
     length = len(buf)
-    reg = locate(dev, nexus)
-    if reg is None:
-        log.err("SPC-3 PR: Unable to locate PR_REGISTERED *pr_reg for REGISTER_AND_MOVE")
-        raise sense.LOGICAL_UNIT_COMMUNICATION_FAILURE()
+    reg = _caller_registration(cmd, "REGISTER_AND_MOVE")
     if res_key != reg.key:
         log.warn(f"SPC-3 PR REGISTER_AND_MOVE: Received res_key: 0x{res_key:016x} does not "
                  f"match existing SA REGISTER res_key: 0x{reg.key:016x}")
