@@ -62,6 +62,8 @@ class Nexus:
     isid: Optional[str] = None
     #: the mapped LUN number the initiator sees (defaults to the port's LUN)
     mapped_lun: Optional[int] = None
+    #: the initiator's mapping of the LUN is read-only (se_dev_entry lun_access_ro)
+    read_only: bool = False
 
     @property
     def lun(self) -> int:
@@ -101,6 +103,12 @@ class Command:
     @property
     def opcode(self) -> int:
         return self.cdb[0]
+
+    @property
+    def write_protected(self) -> bool:
+        """transport_lookup_cmd_lun's lun_access_ro: the mapping, the LUN, or a read-only
+        device (which makes every LUN read-only) refuses data-out commands."""
+        return self.nexus.read_only or self.nexus.port.write_protect or self.dev.read_only
 
     @property
     def service_action(self) -> int:

@@ -122,7 +122,6 @@ class ScsiEngine:
 
     # -- stages --------------------------------------------------------------------------
     def _parse(self, cmd: Command) -> None:
-        dev = cmd.dev
         if not cmd.cdb:
             raise sense.INVALID_CDB_FIELD(why="empty CDB")
         if scsi_command_size(cmd.cdb) > MAX_VARLEN_CDB_SIZE:
@@ -136,7 +135,7 @@ class ScsiEngine:
             raise sense.UNSUPPORTED_SCSI_OPCODE()
         assert cmd.execute is not None, f"opcode {cmd.opcode:#x} parsed without a handler"
         # transport_lookup_cmd_lun: a read-only LUN refuses every data-out command
-        if cmd.direction == DATA_OUT and (cmd.nexus.port.write_protect or dev.read_only):
+        if cmd.direction == DATA_OUT and cmd.write_protected:
             self.log.err(f"TARGET_CORE[{cmd.nexus.port.fabric}]: Detected WRITE_PROTECTED "
                          f"LUN Access for 0x{cmd.nexus.lun:08x}")
             raise sense.WRITE_PROTECTED()

@@ -115,9 +115,9 @@ class _Parse:
 def _check_write_protect(cmd: "Command") -> None:
     """transport_lookup_cmd_lun: a DMA_TO_DEVICE command on a read-only LUN (mapped LUN
     write_protect, or a DF_READ_ONLY device) fails before the CDB is parsed."""
-    dev, port = cmd.dev, cmd.nexus.port
-    if not (port.write_protect or dev.read_only):
+    if not cmd.write_protected:
         return
+    dev, port = cmd.dev, cmd.nexus.port
     if cmd.opcode == S.VARIABLE_LENGTH_CMD:
         if not cmd.data_out:
             return

@@ -286,10 +286,7 @@ def emulate_modesense(cmd: "Command") -> bytes:
     pc, page, subpage = cdb[2] >> 6, cdb[2] & 0x3F, cdb[3]
     buf = bytearray(SE_MODE_PAGE_BUF + 64)
     length = 3 if ten else 2
-    port = cmd.nexus.port
-    if port.write_protect or dev.read_only:
-        # lun_access_ro (a DF_READ_ONLY device makes every LUN read-only) or the mapped
-        # LUN's write_protect
+    if cmd.write_protected:
         buf[length] |= 0x80  # WP
     if vpd.check_fua(dev) and dtype == vpd.TYPE_DISK:
         buf[length] |= 0x10  # DPOFUA

@@ -24,8 +24,7 @@ Kernel facts kept here:
 from __future__ import annotations
 
 import errno
-import threading
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from ..configfs import Attribute, ConfigfsError, Group
 from ..scsi.command import TargetPort
@@ -40,9 +39,6 @@ if TYPE_CHECKING:
 TG_PT_GROUP_NAME_BUF = 256
 ALUA_STATUS_NONE, ALUA_STATUS_EXPLICIT, ALUA_STATUS_IMPLICIT = 0, 1, 2
 _STATUS_NAMES = {0: "None", 1: "Altered by Explicit STPG", 2: "Altered by Implicit ALUA"}
-
-_tls = threading.local()
-
 
 class SeLun(TargetPort):
     """se_lun: a fabric LUN, and the target port the SCSI engine sees."""
@@ -61,13 +57,9 @@ class SeLun(TargetPort):
         self.rx_data_octets = 0
         self.tx_data_octets = 0
 
-    # The engine checks ``port.write_protect``; in the kernel the flag belongs to the
-    # mapping (se_dev_entry). A submit through a mapping sets it for its own thread.
     @property  # type: ignore[override]
     def write_protect(self) -> bool:
-        ov = getattr(_tls, "wp", None)
-        if ov is not None and ov[0] is self:
-            return ov[1]
+        """The LUN's own read-only flag (a mapping adds its own: Nexus.read_only)."""
         return self.lun_access_ro
 
     @write_protect.setter
@@ -80,21 +72,6 @@ class SeLun(TargetPort):
     @property
     def log(self):
         return self.tpg.log
-
-
-class mapping_access:
-    """Context: commands of this thread through ``lun`` see the mapping's read-only flag."""
-
-    def __init__(self, lun: SeLun, read_only: bool):
-        self.value = (lun, bool(read_only) or lun.lun_access_ro)
-
-    def __enter__(self):
-        self.prev = getattr(_tls, "wp", None)
-        _tls.wp = self.value
-        return self
-
-    def __exit__(self, *exc):
-        _tls.wp = self.prev
 
 
 # -- link / unlink (core_dev_add_lun / core_dev_del_lun) -------------------------------------------

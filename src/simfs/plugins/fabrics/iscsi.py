@@ -940,11 +940,6 @@ class FabricNexus(Nexus):
 _NEXUS_ACL: dict[int, "NodeAcl"] = {}
 
 
-def _mapping_access(port, read_only: bool):
-    from ...target.lun import mapping_access
-    return mapping_access(port, read_only)
-
-
 def _engine(core: "TargetCore"):
     eng = getattr(core, "engine", None)
     if eng is None:
@@ -1079,24 +1074,18 @@ class TpgView:
             cache = self.__dict__.setdefault("_nexus_cache", {})
             key = (isid, lun)
             hit = cache.get(key)
-            if hit is not None and hit[0] is port:
+            if hit is not None and hit[0] is port and hit[1].read_only == read_only:
                 nexus = hit[1]
             else:
                 nexus = FabricNexus(initiator=self.acl.name, port=port,
-                                    isid=_isid_text(isid), mapped_lun=lun)
+                                    isid=_isid_text(isid), mapped_lun=lun, read_only=read_only)
                 # REPORT LUNS through this nexus lists the ACL's LUNs (see report_luns)
                 object.__setattr__(nexus, "_acl", self.acl)
                 if len(cache) >= 1024:
                     cache.clear()
                 cache[key] = (port, nexus)
             engine = self.core.__dict__.get("engine") or _engine(self.core)
-        if read_only and not port.lun_access_ro:
-            # the mapping is read-only, the LUN is not: this thread's commands see it so
-            with _mapping_access(port, True):
-                res = engine.submit(nexus, port.dev, cdb, data_out)
-        else:
-            # mapping_access(port, False) would only repeat the LUN's own flag
-            res = engine.submit(nexus, port.dev, cdb, data_out)
+        res = engine.submit(nexus, port.dev, cdb, data_out)
         with lock:
             port.cmd_pdus += 1
             if deve is not None:
