@@ -10,9 +10,9 @@ the least work fusepy allows, so a cycle against it measures FUSE itself
 (kernel round trips + libfuse + fusepy's ctypes marshalling + the GIL), which
 bounds what simfs can do over the same binding.
 
-Options match ``simfs.fuse_adapter.mount``: raw_fi, multithreaded, attr/entry/
+Options match ``simfs.daemon.fuse_adapter.mount``: raw_fi, multithreaded, attr/entry/
 negative timeouts 0, ``direct_io`` set on every open, ``use_ns``. ``--pin`` adds
-simfs's thread-state pin (``simfs.fuse_adapter.ThreadStatePins``), so the floor can
+simfs's thread-state pin (``simfs.daemon.fuse_adapter.ThreadStatePins``), so the floor can
 be priced with and without it.
 
 Run: ``python3 bench/baseline_fs.py MOUNTPOINT`` (foreground; fusermount -u to stop).
@@ -153,7 +153,7 @@ class BaselineFS(fuse.Operations):
 class PinnedBaselineFS(BaselineFS):
     def __init__(self) -> None:
         super().__init__()
-        from simfs.fuse_adapter import ThreadStatePins
+        from simfs.daemon.fuse_adapter import ThreadStatePins
         self._pins = ThreadStatePins()
 
     def __call__(self, op, *args):

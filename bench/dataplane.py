@@ -198,7 +198,7 @@ def _put(path: Path, text: str) -> None:
 
 class _SimfsTarget:
     """``simfs mount`` + a fileio LUN on ``img`` exported on 127.0.0.1 (shell-equivalent
-    steps of tests/test_iscsi_e2e.py, with generate_node_acls=1)."""
+    steps of tests/e2e/test_iscsi_e2e.py, with generate_node_acls=1)."""
 
     def __init__(self, work: Path, img: Path, size: int, mrdsl: int):
         import subprocess
@@ -208,7 +208,7 @@ class _SimfsTarget:
         self.sd.mkdir()
         subprocess.run(["simfs", "mount", "--quiet", "--profile", "modern", "--state-dir",
                         str(self.sd), str(self.mp)], check=True)
-        from simfs import state
+        from simfs.daemon import state
         self.pid = int(state.read_record(str(self.mp.resolve()))["pid"])
         self.port = _free_port()
         t = self.mp / "target"

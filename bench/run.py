@@ -74,7 +74,7 @@ def _wait_mounted(mp: Path, timeout: float = 20) -> None:
 
 def _simfs_pid(state_dir: Path, mp: Path) -> int:
     sys.path.insert(0, str(REPO / "src"))
-    from simfs import state  # noqa: PLC0415
+    from simfs.daemon import state  # noqa: PLC0415
     rec = state.read_record(str(mp.resolve()))
     if not rec:
         raise RuntimeError("no simfs record for " + str(mp))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What tracing costs (src/simfs/trace.py), in process, no FUSE: ``python3 bench/trace_cost.py``.
+"""What tracing costs (simfs/daemon/trace.py), in process, no FUSE: ``python3 bench/trace_cost.py``.
 
 Idle (nobody listens) every hooked operation pays one attribute check, ``tree.trace is
 None`` (the FUSE adapter one more per request, the engine one per command). This measures
@@ -17,7 +17,7 @@ import timeit
 
 from simfs.scsi import Nexus
 from simfs.testing import Sim
-from simfs.trace import TraceHub
+from simfs.daemon.trace import TraceHub
 
 N = 10000
 TRIALS = 5

@@ -1,4 +1,4 @@
-# The scripted session tests/test_record.py records and replays: backstores, an iSCSI
+# The scripted session tests/mount/test_record.py records and replays: backstores, an iSCSI
 # target with LUNs, an ACL with a mapped LUN, a portal, ALUA groups, attribute writes, a
 # TPG made and removed, and refused writes. Usage: bash record-session.sh MOUNTROOT IMG PORT
 set -eu

@@ -1,0 +1,1 @@
+"""simfs's command line: one module per command (main dispatches)."""

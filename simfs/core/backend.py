@@ -1,0 +1,160 @@
+"""The backend (storage plugin) interface, modelled on the kernel's target_backend_ops.
+
+A backend plugin is one module under ``simfs_plugins.backends`` (or another package
+declaring the ``simfs.backends`` entry point) that defines ``BACKEND``, an instance of
+a :class:`Backend` subclass. The core never imports a backend by name.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING, Optional, Sequence
+
+from simfs.configfs import Attribute, ConfigfsError
+
+if TYPE_CHECKING:
+    from simfs.core.device import SeDevice
+    from simfs.core.hba import SeHba
+
+# transport_flags (target_core_backend.h)
+TRANSPORT_FLAG_PASSTHROUGH = 0x1
+TRANSPORT_FLAG_PASSTHROUGH_ALUA = 0x2
+TRANSPORT_FLAG_PASSTHROUGH_PGR = 0x4
+
+TYPE_DISK = 0x00
+TYPE_NO_LUN = 0x7F
+
+
+class Backend:
+    """One storage plugin: what the kernel's ``target_backend_ops`` says about it."""
+
+    #: The plugin name used in ``core/<name>_<id>``.
+    name = ""
+    #: INQUIRY product and revision defaults ("" where the device supplies them).
+    inquiry_prod = ""
+    inquiry_rev = ""
+    #: Which attrib/ list the device gets: "sbc" (emulated) or "passthrough".
+    attrib_list = "sbc"
+    #: Extra attrib/ attributes (TCMU's), appended to the list above.
+    extra_attrib_attrs: Sequence[Attribute] = ()
+    #: attributes of the device's action/ group (TCMU's).
+    action_attrs: Sequence[Attribute] = ()
+    transport_flags_default = 0
+    transport_flags_changeable = 0
+    #: Profiles that have this plugin ("modern", "v3.0").
+    profiles = frozenset({"modern", "v3.0"})
+    #: The v3.0-era plugin type number (PLUGIN_TRANSPORT[n]); 0 when it did not exist then.
+    v3_hba_type = 0
+    #: The v3.0 banner name ("iBlock", "FILEIO", ...), used in v3.0 log lines.
+    v3_banner = ""
+
+    def attach_hba(self, hba: "SeHba") -> None:
+        """Called when ``core/<name>_<id>`` is made: print the backend's banner."""
+
+    def detach_hba(self, hba: "SeHba") -> None:
+        """Called when the HBA is removed."""
+
+    def alloc_device(self, dev: "SeDevice") -> "BackendDevice":
+        raise NotImplementedError
+
+    def has_pmode(self) -> bool:
+        return type(self).pmode_enable_hba is not Backend.pmode_enable_hba
+
+    def pmode_enable_hba(self, hba: "SeHba", flag: int) -> int:
+        raise ConfigfsError(errno.EINVAL)
+
+
+class BackendDevice:
+    """One backstore object of a backend (the kernel's per-backend ``*_dev``)."""
+
+    def __init__(self, dev: "SeDevice"):
+        self.dev = dev
+
+    @property
+    def log(self):
+        return self.dev.core.log
+
+    # -- control plane --------------------------------------------------------------
+    def set_configfs_dev_params(self, buf: bytes) -> None:
+        """Apply a write to ``control``."""
+
+    def show_configfs_dev_params(self) -> str:
+        """The backend text at the end of ``info``."""
+        return "\n"
+
+    def configure_device(self) -> None:
+        """Open the storage and set hw_* attributes; raise ConfigfsError to refuse enable."""
+        raise ConfigfsError(errno.EINVAL)
+
+    def destroy_device(self) -> None:
+        """Close whatever configure_device opened (rmdir of the device)."""
+
+    def free_device(self) -> None:
+        """Release what alloc_device made."""
+
+    def get_blocks(self) -> int:
+        """The last LBA, in units of the device's current block_size."""
+        return 0
+
+    def get_device_type(self) -> int:
+        return TYPE_DISK
+
+    def configure_unmap(self) -> bool:
+        """Fill the unmap attributes from the storage; False when it cannot discard."""
+        return False
+
+    def has_configure_unmap(self) -> bool:
+        return type(self).configure_unmap is not BackendDevice.configure_unmap
+
+    def get_write_cache(self) -> Optional[bool]:
+        """The storage's own write cache state, for backends that have one (iblock)."""
+        return None
+
+    def has_get_write_cache(self) -> bool:
+        return type(self).get_write_cache is not BackendDevice.get_write_cache
+
+    # -- T10-PI (the kernel's init_prot / free_prot / format_prot) -----------------------
+    def init_prot(self) -> None:
+        """Set up protection information storage; raise ConfigfsError to refuse."""
+        raise NotImplementedError
+
+    def free_prot(self) -> None:
+        """Drop what init_prot set up."""
+
+    def format_prot(self) -> None:
+        """Fill the protection information with its escape value (all 0xff)."""
+        raise NotImplementedError
+
+    def has_prot(self) -> bool:
+        """Whether pi_prot_type can be set (the backend has init_prot and free_prot)."""
+        return type(self).init_prot is not BackendDevice.init_prot
+
+    def has_format_prot(self) -> bool:
+        return type(self).format_prot is not BackendDevice.format_prot
+
+    def legacy_activation(self) -> tuple[str, Optional[str]]:
+        """v3.0's "Activating Device ..." line and its closing "Added ..." line (or None)."""
+        return (f"CORE_{self.dev.backend.name.upper()}[{self.dev.hba.host_id}] - Activating "
+                "Device with TCQ: 0", None)
+
+    def attach_fd(self, fd_path: str, fd_num: int) -> None:
+        """The v3.0 ``fd`` attribute: take storage from a descriptor of the writer."""
+        raise ConfigfsError(errno.EINVAL,
+                            f"{self.dev.backend.name}: cannot take a file descriptor")
+
+    # -- data path -------------------------------------------------------------------
+    def read(self, offset: int, length: int) -> bytes:
+        raise ConfigfsError(errno.EIO)
+
+    def write(self, offset: int, data: bytes, fua: bool = False) -> None:
+        raise ConfigfsError(errno.EIO)
+
+    def flush(self) -> None:
+        pass
+
+    def unmap(self, offset: int, length: int) -> None:
+        pass
+
+    def describe_storage(self) -> str:
+        """A one-line description of the backing storage (for simfs's own tools)."""
+        return ""

@@ -1,0 +1,293 @@
+"""The target core "module": what ``modprobe target_core_mod`` sets up, and ``target/``.
+
+:class:`TargetCore` holds the module-wide state (HBAs, counters, dbroot, ALUA LU
+groups, registered backends) and builds the configfs tree the kernel would show:
+``target/{version,dbroot}``, ``target/core/`` and ``target/core/alua/lu_gps/``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
+
+from simfs.configfs import Attribute, ConfigfsError, ConfigfsTree, Group
+from simfs.klog import KernelLog
+from simfs.core.alua import Alua, AluaGroup, TgPtGp
+from simfs.core.backend import Backend
+from simfs.core.hba import HbaGroup, SeHba, parse_hba_name
+from simfs.core.kparse import cstr
+from simfs.core.profile import Profile
+from simfs.core.registry import BackendRegistry, discover_backends
+
+if TYPE_CHECKING:
+    from simfs.core.device import SeDevice
+
+DB_ROOT_LEN = 4096
+
+
+class CoreEvents:
+    """Hooks the SCSI engine fills in (unit attentions ...); metadata files are written here."""
+
+    def __init__(self, core: "TargetCore"):
+        self.core = core
+
+    def alua_state_changed(self, gp: TgPtGp) -> None:
+        """A target port group changed state: the engine queues 2Ah/06h unit attentions."""
+
+    def alua_metadata(self, gp: TgPtGp) -> None:
+        """alua_write_metadata=1: ``<dbroot>/alua/tpgs_<serial>/<group>`` as the kernel writes it."""
+        if not gp.write_metadata or gp.dev is None:
+            return
+        path = Path(self.core.dbroot) / "alua" / f"tpgs_{gp.dev.wwn.unit_serial}" / gp.name
+        text = (f"tg_pt_gp_id={gp.id}\nalua_access_state=0x{gp.access_state:02x}\n"
+                f"alua_access_status=0x{gp.access_status:02x}\n")
+        try:
+            # Like the kernel, never create tpgs_<serial>/: it must exist already.
+            atomic_write(path, text.encode())
+        except OSError:
+            self.core.log.err(f"filp_open({path}) for ALUA metadata failed")
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, mkdirs: bool = False) -> None:
+    """Write, fsync, rename, fsync the directory: a reader, a crash or a power loss sees the
+    old file or the new one, never half of one."""
+    if mkdirs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class TargetCore:
+    """The state of one simulated target_core_mod, and its configfs tree."""
+
+    def __init__(self, profile: Profile, log: Optional[KernelLog] = None,
+                 state_dir: Optional[Path] = None, dbroot: Optional[str] = None,
+                 backends: Optional[Iterable[Backend]] = None):
+        self.profile = profile
+        self.log = log or KernelLog()
+        self.state_dir = Path(state_dir) if state_dir else None
+        self.events = CoreEvents(self)
+        self.tree_lock = None  # set by the tree: released while a writer sleeps
+        self._writer_pid: Callable[[], int] = lambda: 0
+        self.warned_once: set[str] = set()
+        self.hbas: dict[str, SeHba] = {}
+        self.hba_id_counter = 0
+        self.scsi_index: dict[str, int] = {}
+        self.dev_index_next = 0
+        self.used_dev_indexes: set[int] = set()
+        self.target_devices = 0
+        sysname, machine, release = profile.uname()
+        engine = profile.engine_version
+        self.log.info(f"TARGET_CORE[0]: Loading Generic Kernel Storage Engine: {engine} on "
+                      f"{sysname}/{machine} on {release}")
+        self.dbroot = dbroot or self._default_dbroot()
+        self.registry = BackendRegistry(
+            discover_backends() if backends is None else backends, profile, self.log)
+        self.alua = Alua(self)
+        self.log.info(f"TARGET_CORE[0]: Initialized ConfigFS Fabric Infrastructure: "
+                      f"{profile.fabric_version} on {sysname}/{machine} on {release}")
+        if not profile.legacy:
+            self._setup_virtual_lun0()
+
+    # -- module-wide helpers ----------------------------------------------------------------
+    def _default_dbroot(self) -> str:
+        """simfs keeps what the kernel keeps under /var/target in its own state directory."""
+        if self.state_dir is None:
+            return "/var/target"
+        path = self.state_dir / "var" / "target"
+        # what a distribution's package would install: dbroot with its pr/ and alua/
+        for sub in ("pr", "alua"):
+            (path / sub).mkdir(parents=True, exist_ok=True)
+        return str(path)
+
+    def next_scsi_index(self, kind: str) -> int:
+        """scsi_get_new_index: per-kind SCSI-MIB indexes, starting at 1."""
+        self.scsi_index[kind] = self.scsi_index.get(kind, 0) + 1
+        return self.scsi_index[kind]
+
+    def alloc_dev_index(self) -> int:
+        """A cyclic id, from 0, global across HBAs (the kernel's devices_idr)."""
+        while self.dev_index_next in self.used_dev_indexes:
+            self.dev_index_next = (self.dev_index_next + 1) & 0x7FFFFFFF
+        index = self.dev_index_next
+        self.used_dev_indexes.add(index)
+        self.dev_index_next = (index + 1) & 0x7FFFFFFF
+        return index
+
+    def free_dev_index(self, index: int) -> None:
+        self.used_dev_indexes.discard(index)
+
+    def writer_pid(self) -> int:
+        return self._writer_pid()
+
+    # -- HBAs -------------------------------------------------------------------------------------
+    def alloc_hba(self, name: str, plugin: str, host_id: int, internal: bool = False) -> SeHba:
+        backend = self.registry.get(plugin)
+        if backend is None:
+            raise ConfigfsError(errno.EINVAL, f"Target_Core_ConfigFS: Unable to locate backend "
+                                f"plugin {plugin!r} for {name} (known: "
+                                f"{', '.join(sorted(self.registry.backends))})")
+        hba = SeHba(self, name, backend, host_id)
+        hba.internal = internal
+        if self.profile.legacy:
+            # The v3.0 engine numbered the HBA first and printed its plugin lookup.
+            hba.hba_id = self.hba_id_counter
+            self.hba_id_counter += 1
+            self.log.info(f"Target_Core_ConfigFS: Located se_plugin: {self.profile.kptr(backend)}"
+                          f" plugin_name: {plugin} hba_type: {backend.v3_hba_type} "
+                          f"plugin_dep_id: {host_id}")
+            backend.attach_hba(hba)
+        else:
+            backend.attach_hba(hba)  # its banner still sees hba_id 0: the kernel's order
+            hba.hba_id = self.hba_id_counter
+            self.hba_id_counter += 1
+        self.log.debug(f"CORE_HBA[{hba.hba_id}] - Attached HBA to Generic Target Core")
+        if not internal:
+            self.hbas[name] = hba
+        return hba
+
+    def delete_hba(self, hba: SeHba) -> None:
+        hba.backend.detach_hba(hba)
+        self.hbas.pop(hba.name, None)
+        self.log.debug(f"CORE_HBA[{hba.hba_id}] - Detached HBA from Generic Target Core")
+
+    def _setup_virtual_lun0(self) -> None:
+        """The internal rd_mcp HBA and read-only LUN 0 device made at module load."""
+        from simfs.core.device import SeDevice
+        if self.registry.get("rd_mcp") is None:
+            return
+        hba = self.alloc_hba("rd_mcp_0", "rd_mcp", 0, internal=True)
+        dev = SeDevice(hba, "virt_lun0")
+        dev.bdev.set_configfs_dev_params(b"rd_pages=8,rd_nullio=1,rd_dummy=1")
+        dev.configure()
+        dev.read_only = True
+        self.lun0_hba, self.lun0_dev = hba, dev
+
+    # -- the tree -------------------------------------------------------------------------------
+    def build_tree(self) -> ConfigfsTree:
+        root = Group("")
+        target = root.add_default_group(TargetGroup(self))
+        tree = ConfigfsTree(root, self.log.err)
+        self.tree_lock = tree.lock
+        self._writer_pid = lambda: tree.writer_pid
+        self.tree = tree
+        self.target_group = target
+        return tree
+
+    def shutdown(self) -> None:
+        """Unmount: close every device's storage (rmdir order: devices, then HBAs)."""
+        for hba in list(self.hbas.values()):
+            for dev in list(hba.devices.values()):
+                try:
+                    dev.free()
+                except Exception as e:  # noqa: BLE001 - keep closing the rest
+                    self.log.err(f"simfs: closing {dev.path()} failed: {e}")
+        if hasattr(self, "lun0_dev"):
+            self.lun0_dev.free()
+
+
+# -- target/ ------------------------------------------------------------------------------------
+def _core(g: Group) -> TargetCore:
+    return g.core  # type: ignore[attr-defined]
+
+
+def _show_version(g: Group) -> str:
+    core = _core(g)
+    sysname, machine, release = core.profile.uname()
+    return (f"Target Engine Core ConfigFS Infrastructure {core.profile.engine_version} on "
+            f"{sysname}/{machine} on {release}\n")
+
+
+def _show_dbroot(g: Group) -> str:
+    return f"{_core(g).dbroot}\n"
+
+
+def _store_dbroot(g: Group, buf: bytes) -> int:
+    core = _core(g)
+    if core.target_devices:
+        raise ConfigfsError(errno.EINVAL, "db_root: cannot be changed because it's in use")
+    if len(buf) > DB_ROOT_LEN - 1:
+        raise ConfigfsError(errno.EINVAL, f"db_root: count {len(buf)} exceeds DB_ROOT_LEN-1: "
+                            f"{DB_ROOT_LEN - 1}")
+    stage = cstr(buf)
+    read_bytes = len(stage)
+    if not read_bytes:
+        raise ConfigfsError(errno.EINVAL, "db_root: empty path")
+    if stage.endswith("\n"):
+        stage = stage[:-1]
+    try:
+        fd = os.open(stage, os.O_RDONLY)
+    except OSError:
+        raise ConfigfsError(errno.EINVAL, f"db_root: cannot open: {stage}") from None
+    try:
+        import stat as st
+        if not st.S_ISDIR(os.fstat(fd).st_mode):
+            raise ConfigfsError(errno.EINVAL, f"db_root: not a directory: {stage}")
+    finally:
+        os.close(fd)
+    core.dbroot = stage
+    core.log.debug(f"Target_Core_ConfigFS: db_root set to {stage}")
+    return read_bytes
+
+
+TARGET_ATTRS = (
+    Attribute("version", _show_version),
+    Attribute("dbroot", _show_dbroot, _store_dbroot),
+)
+V3_TARGET_ATTRS = (Attribute("version", _show_version),)
+
+
+class CoreGroup(Group):
+    """``target/core``: mkdir ``<plugin>_<id>`` makes an HBA."""
+
+    __slots__ = ("core",)
+
+    def __init__(self, core: TargetCore):
+        super().__init__("core")
+        self.core = core
+        self.add_default_group(AluaGroup(core))
+
+    def make_group(self, name: str) -> Group:
+        plugin, host_id = parse_hba_name(self.core, name)
+        return HbaGroup(self.core.alloc_hba(name, plugin, host_id))
+
+
+class TargetGroup(Group):
+    """``target/``: version, dbroot, core/, and (fabrics issue) one directory per fabric."""
+
+    __slots__ = ("core",)
+
+    def __init__(self, core: TargetCore):
+        super().__init__("target")
+        self.core = core
+        self.add_default_group(CoreGroup(core))
+
+    def attribute_table(self):
+        return V3_TARGET_ATTRS if self.core.profile.legacy else TARGET_ATTRS
+
+    def make_group(self, name: str) -> Group:
+        self.core.log.debug(f"Target_Core_ConfigFS: REGISTER -> group: "
+                            f"{self.core.profile.kptr(self)} name: {name}")
+        from simfs.core.fabric import make_fabric_group
+        return make_fabric_group(self.core, name)

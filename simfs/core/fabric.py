@@ -1,0 +1,390 @@
+"""Fabric modules in the tree: ``target/<fabric>/`` and ``target/<fabric>/<wwn>/``
+(target_core_configfs.c's fabric registration and target_core_fabric_configfs.c).
+
+A fabric plugin is one module of ``simfs_plugins.fabrics`` defining ``FABRIC``, an
+instance of :class:`FabricOps` (the kernel's ``target_core_fabric_ops``): its names, the
+attribute tables it adds at each level, and the hooks the generic code calls (make_wwn,
+make_tpg, make_np, enable, demo-mode checks, post_link/pre_unlink). Everything else —
+TPGs, LUNs, ACLs, mapped LUNs, statistics — is generic and lives in tpg.py, lun.py and
+acl.py.
+
+Kernel facts kept here (modern target_core_configfs.c / target_core_fabric_configfs.c):
+
+* ``mkdir target/<name>`` looks the fabric up by alias or name; when it is not loaded it
+  tries ``request_module`` for ``iscsi*`` (iscsi_target_mod) and ``loopback*`` (tcm_loop)
+  only; a name nobody registers is EINVAL.
+* every fabric directory gets a ``discovery_auth`` default group (empty for fabrics
+  without discovery attributes);
+* any failure of the fabric's make_wwn/make_tpg becomes EINVAL;
+* ``<wwn>/`` holds ``fabric_statistics/`` (where fabrics add their own groups) and
+  ``param/cmd_completion_affinity``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
+
+from simfs.configfs import Attribute, ConfigfsError, Group
+from simfs.core import kparse
+
+if TYPE_CHECKING:
+    from simfs.core.acl import NodeAcl
+    from simfs.core.core import TargetCore
+    from simfs.core.lun import SeLun
+    from simfs.core.tpg import SePortalGroup
+
+
+# -- the plugin interface ---------------------------------------------------------------------
+class FabricOps:
+    """One fabric module: the kernel's target_core_fabric_ops, restated.
+
+    Attribute tables are tuples of :class:`Attribute`; their show/store receive the
+    group, whose ``obj`` is the state object of that level (the module, the wwn, the
+    tpg, the np, the node ACL).
+    """
+
+    #: directory name under target/ (fabric_alias, else fabric_name)
+    name: str = ""
+    #: tfo->fabric_name: what logs, members files and statistics print
+    fabric_name: str = ""
+    #: the kernel module request_module() would load for it
+    module: str = ""
+    profiles: Sequence[str] = ("modern",)
+    wwn_attrs: Sequence[Attribute] = ()
+    discovery_attrs: Sequence[Attribute] = ()
+    tpg_base_attrs: Sequence[Attribute] = ()
+    tpg_attrib_attrs: Sequence[Attribute] = ()
+    tpg_auth_attrs: Sequence[Attribute] = ()
+    tpg_param_attrs: Sequence[Attribute] = ()
+    np_attrs: Sequence[Attribute] = ()
+    acl_base_attrs: Sequence[Attribute] = ()
+    acl_attrib_attrs: Sequence[Attribute] = ()
+    acl_auth_attrs: Sequence[Attribute] = ()
+    acl_param_attrs: Sequence[Attribute] = ()
+    #: fabric_enable_tpg exists: the generic ``enable`` attribute is shown
+    has_enable: bool = False
+    #: fabric_make_np exists
+    has_np: bool = False
+
+    # module life
+    def load(self, fmod: "FabricModule") -> None:
+        """Module init: log what the module logs, set up module-wide state in fmod.state."""
+
+    # wwn
+    def make_wwn(self, fmod: "FabricModule", name: str) -> "SeWwn":
+        raise NotImplementedError
+
+    def drop_wwn(self, wwn: "SeWwn") -> None:
+        """Log and forget fabric-private state of ``wwn``."""
+
+    def wwn_stat_groups(self, wwn: "SeWwn") -> list[Group]:
+        return []
+
+    # tpg
+    def make_tpg(self, wwn: "SeWwn", name: str) -> int:
+        """Parse ``tpgt_N``; return N (raise ConfigfsError to refuse)."""
+        raise NotImplementedError
+
+    def init_tpg(self, tpg: "SePortalGroup") -> None:
+        """After core_tpg_register: fabric-private defaults and the fabric's log lines."""
+
+    def drop_tpg(self, tpg: "SePortalGroup") -> None:
+        pass
+
+    def proto_id(self, tpg: "SePortalGroup") -> int:
+        raise NotImplementedError
+
+    def enable_tpg(self, tpg: "SePortalGroup", enable: bool) -> None:
+        raise ConfigfsError(errno.EINVAL)
+
+    def make_np(self, tpg: "SePortalGroup", name: str) -> Any:
+        raise ConfigfsError(errno.ENOSYS, "tf->tf_ops.fabric_make_np is NULL")
+
+    def drop_np(self, tpg: "SePortalGroup", np: Any) -> None:
+        pass
+
+    # demo mode / defaults
+    def demo_mode(self, tpg: "SePortalGroup") -> bool:
+        return False
+
+    def demo_mode_cache(self, tpg: "SePortalGroup") -> bool:
+        return False
+
+    def demo_mode_write_protect(self, tpg: "SePortalGroup") -> bool:
+        return False
+
+    def prod_mode_write_protect(self, tpg: "SePortalGroup") -> bool:
+        return False
+
+    def default_depth(self, tpg: "SePortalGroup") -> int:
+        return 1
+
+    def inst_index(self, tpg: "SePortalGroup") -> int:
+        return 1
+
+    # node ACLs
+    def init_nodeacl(self, acl: "NodeAcl") -> None:
+        """set_default_node_attributes: fabric-private ACL state."""
+
+    def acl_stat_groups(self, acl: "NodeAcl") -> list[Group]:
+        return []
+
+    def initiator_sid(self, isid: Optional[str]) -> str:
+        return ""
+
+    # LUN link hooks
+    def post_link(self, tpg: "SePortalGroup", lun: "SeLun") -> None:
+        pass
+
+    def pre_unlink(self, tpg: "SePortalGroup", lun: "SeLun") -> None:
+        pass
+
+
+# -- discovery ------------------------------------------------------------------------------
+def discover_fabrics() -> list[FabricOps]:
+    """Every fabric plugin available to this installation (``simfs.fabrics``)."""
+    from simfs.core.registry import discover_plugins
+
+    return discover_plugins("simfs.fabrics", FabricOps)
+
+
+class FabricModule:
+    """A loaded fabric module: its ops, module-wide state, and its wwns."""
+
+    def __init__(self, core: "TargetCore", ops: FabricOps):
+        self.core = core
+        self.ops = ops
+        self.state: dict[str, Any] = {}
+        self.wwns: dict[str, SeWwn] = {}
+
+    @property
+    def log(self):
+        return self.core.log
+
+
+def fabric_modules(core: "TargetCore") -> dict[str, FabricModule]:
+    """The fabric modules loaded in ``core`` (they stay loaded after rmdir, like modules)."""
+    mods = getattr(core, "fabric_modules", None)
+    if mods is None:
+        mods = {}
+        core.fabric_modules = mods  # type: ignore[attr-defined]
+    return mods
+
+
+def available_fabrics(core: "TargetCore") -> dict[str, FabricOps]:
+    avail = getattr(core, "fabric_plugins", None)
+    if avail is None:
+        avail = {ops.name: ops for ops in discover_fabrics()
+                 if core.profile.name in ops.profiles}
+        core.fabric_plugins = avail  # type: ignore[attr-defined]
+    return avail
+
+
+def _get_fabric(core: "TargetCore", name: str) -> Optional[FabricModule]:
+    """target_core_get_fabric: a *loaded* module whose alias or name equals ``name``."""
+    for fmod in fabric_modules(core).values():
+        if name in (fmod.ops.name, fmod.ops.fabric_name):
+            return fmod
+    return None
+
+
+def _autoload(core: "TargetCore", name: str) -> None:
+    """The hardcoded request_module() calls of target_core_register_fabric."""
+    log = core.log
+    log.debug(f"target_core_register_fabric() trying autoload for {name}")
+    if name.startswith("iscsi"):
+        want = "iscsi_target_mod"
+    elif name.startswith("loopback"):
+        want = "tcm_loop"
+    else:
+        return
+    ops = next((o for o in available_fabrics(core).values() if o.module == want), None)
+    if ops is None:
+        log.debug(f"request_module() failed for {want}.ko: -2")
+        raise ConfigfsError(errno.EINVAL, f"target_core_get_fabric() failed for {name}")
+    fmod = FabricModule(core, ops)
+    fabric_modules(core)[ops.name] = fmod
+    ops.load(fmod)
+
+
+def make_fabric_group(core: "TargetCore", name: str) -> Group:
+    """target_core_register_fabric: ``mkdir target/<name>``."""
+    fmod = _get_fabric(core, name)
+    if fmod is None:
+        _autoload(core, name)
+        fmod = _get_fabric(core, name)
+    if fmod is None:
+        raise ConfigfsError(errno.EINVAL, f"target_core_get_fabric() failed for {name}")
+    log = core.log
+    log.debug(f"Target_Core_ConfigFS: REGISTER -> Located fabric: {fmod.ops.fabric_name}")
+    log.debug(f"Target_Core_ConfigFS: REGISTER tfc_wwn_cit -> {core.profile.kptr(fmod)}")
+    group = FabricGroup(fmod, name)
+    log.debug(f"Target_Core_ConfigFS: REGISTER -> Allocated Fabric: {name}")
+    return group
+
+
+# -- small helpers shared by the fabric groups ---------------------------------------------------
+class ObjGroup(Group):
+    """A group whose attributes act on one state object (``obj``)."""
+
+    __slots__ = ("obj", "_table")
+
+    def __init__(self, name: str, obj: Any, table: Sequence[Attribute] = ()):
+        super().__init__(name)
+        self.obj = obj
+        self._table = tuple(table)
+
+    def attribute_table(self):
+        return self._table
+
+
+class FixedGroup(ObjGroup):
+    """A statistics-style default group: mkdir below it is ENOSYS."""
+
+    __slots__ = ()
+
+    def make_group(self, name: str) -> Group:
+        raise ConfigfsError(errno.ENOSYS, f"configfs: mkdir {self.path()}/{name}: statistics "
+                            "groups are fixed")
+
+
+def obj(g: Group) -> Any:
+    return g.obj  # type: ignore[attr-defined]
+
+
+# -- target/<fabric> ---------------------------------------------------------------------------
+class FabricGroup(ObjGroup):
+    """``target/<fabric>``: the fabric's wwn-level attributes, discovery_auth/, and wwns."""
+
+    __slots__ = ()
+
+    def __init__(self, fmod: FabricModule, name: str):
+        super().__init__(name, fmod, fmod.ops.wwn_attrs)
+        self.add_default_group(ObjGroup("discovery_auth", fmod, fmod.ops.discovery_attrs))
+
+    def make_group(self, name: str) -> Group:
+        fmod: FabricModule = self.obj
+        try:
+            wwn = fmod.ops.make_wwn(fmod, name)
+        except ConfigfsError as e:
+            raise ConfigfsError(errno.EINVAL, e.reason) from None
+        fmod.wwns[name] = wwn
+        return WwnGroup(wwn)
+
+    def drop_item(self, child: Group) -> None:
+        wwn: SeWwn = child.obj  # type: ignore[attr-defined]
+        wwn.fmod.ops.drop_wwn(wwn)
+        wwn.fmod.wwns.pop(wwn.name, None)
+
+    def release(self) -> None:
+        log = self.obj.log
+        log.debug(f"Target_Core_ConfigFS: DEREGISTER -> Releasing tf: {self.obj.ops.fabric_name}")
+        log.debug(f"Target_Core_ConfigFS: DEREGISTER -> Releasing ci {self.name}")
+
+
+# -- target/<fabric>/<wwn> -----------------------------------------------------------------------
+SE_COMPL_AFFINITY_CPUID = -1
+SE_COMPL_AFFINITY_CURR_CPU = -2
+
+
+class SeWwn:
+    """se_wwn: one target endpoint name (an IQN, a tcm_loop SAS/FC/iSCSI address)."""
+
+    def __init__(self, fmod: FabricModule, name: str, address: Optional[str] = None):
+        self.fmod = fmod
+        self.ops = fmod.ops
+        self.core = fmod.core
+        self.name = name
+        #: what tpg_get_wwn returns (tcm_loop drops the "fc." prefix)
+        self.address = address if address is not None else name
+        #: by configfs name (two names may parse to one tag, e.g. tpgt_1 and tpgt_01)
+        self.tpgs: dict[str, "SePortalGroup"] = {}
+        self.cmd_compl_affinity = SE_COMPL_AFFINITY_CPUID
+        self.private: dict[str, Any] = {}
+
+    @property
+    def log(self):
+        return self.core.log
+
+
+def _show_affinity(g: Group) -> str:
+    return f"{obj(g).cmd_compl_affinity}\n"
+
+
+def _store_affinity(g: Group, buf: bytes) -> None:
+    wwn: SeWwn = obj(g)
+    try:
+        val = kparse.kstrtoint(buf, 0)
+    except ConfigfsError:
+        raise ConfigfsError(errno.EINVAL, None) from None
+    if val in (SE_COMPL_AFFINITY_CPUID, SE_COMPL_AFFINITY_CURR_CPU):
+        wwn.cmd_compl_affinity = val
+        return
+    online = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(
+        range(os.cpu_count() or 1))
+    if val < 0 or val >= (os.cpu_count() or 1) or val not in online:
+        raise ConfigfsError(errno.EINVAL, "Command completion value must be between "
+                            f"{SE_COMPL_AFFINITY_CPUID} and {SE_COMPL_AFFINITY_CURR_CPU} or an "
+                            "online CPU.")
+    wwn.cmd_compl_affinity = val
+
+
+WWN_PARAM_ATTRS = (Attribute("cmd_completion_affinity", _show_affinity, _store_affinity),)
+
+
+class WwnGroup(ObjGroup):
+    """``target/<fabric>/<wwn>``: fabric_statistics/, param/, and ``tpgt_N`` groups."""
+
+    __slots__ = ()
+
+    def __init__(self, wwn: SeWwn):
+        super().__init__(wwn.name, wwn)
+        stats = self.add_default_group(ObjGroup("fabric_statistics", wwn))
+        for g in wwn.ops.wwn_stat_groups(wwn):
+            stats.add_default_group(g)
+        self.add_default_group(ObjGroup("param", wwn, WWN_PARAM_ATTRS))
+
+    def make_group(self, name: str) -> Group:
+        from simfs.core.tpg import SePortalGroup, TpgGroup
+        wwn: SeWwn = self.obj
+        try:
+            tpgt = wwn.ops.make_tpg(wwn, name)
+        except ConfigfsError as e:
+            raise ConfigfsError(errno.EINVAL, e.reason) from None
+        tpg = SePortalGroup(wwn, tpgt, name)
+        wwn.tpgs[name] = tpg
+        wwn.ops.init_tpg(tpg)
+        return TpgGroup(tpg)
+
+    def drop_item(self, child: Group) -> None:
+        tpg: SePortalGroup = child.obj  # type: ignore[attr-defined]
+        tpg.deregister()
+        wwn: SeWwn = self.obj
+        if wwn.tpgs.get(tpg.name) is tpg:
+            del wwn.tpgs[tpg.name]
+
+
+def all_tpgs(core: "TargetCore", fabric: Optional[str] = None) -> Iterable["SePortalGroup"]:
+    for fmod in fabric_modules(core).values():
+        if fabric is not None and fmod.ops.name != fabric:
+            continue
+        for wwn in fmod.wwns.values():
+            yield from wwn.tpgs.values()
+
+
+if TYPE_CHECKING:  # re-exported names for type checkers
+    from simfs.core.tpg import SePortalGroup  # noqa: F811
+
+
+_CITS = ("discovery", "wwn", "wwn_fabric_stats", "wwn_param", "tpg", "tpg_base", "tpg_port",
+         "tpg_port_stat", "tpg_lun", "tpg_np", "tpg_np_base", "tpg_attrib", "tpg_auth",
+         "tpg_param", "tpg_nacl", "tpg_nacl_base", "tpg_nacl_attrib", "tpg_nacl_auth",
+         "tpg_nacl_param", "tpg_nacl_stat", "tpg_mappedlun", "tpg_mappedlun_stat")
+
+
+def register_template(fmod: FabricModule) -> None:
+    """target_register_template: target_fabric_setup_cits logs each config_item_type."""
+    for name in _CITS:
+        fmod.log.debug(f"Setup generic {name}")

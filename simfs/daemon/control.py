@@ -1,0 +1,135 @@
+"""The daemon's control socket: lets ``simfs scsi`` feed CDBs to a mounted tree.
+
+One Unix stream socket per mount, ``<state-dir>/control.sock`` (mode 0600: only the user
+who mounted may drive the devices). Requests and replies are one JSON object per line.
+Commands run in the daemon, through the same engine fabrics use, so the configfs files
+show their effect at once.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from simfs.daemon import unixsock
+from simfs.scsi import Nexus, ScsiEngine, TargetPort
+from simfs.scsi import status as S
+from simfs.daemon.unixsock import UnixServer
+
+if TYPE_CHECKING:
+    from simfs.core.core import TargetCore
+    from simfs.core.device import SeDevice
+
+SOCKET_NAME = "control.sock"
+CLI_INITIATOR = "iqn.2026-12.org.simfs:cli"
+
+
+def socket_path(state_dir: Path) -> Path:
+    return Path(state_dir) / SOCKET_NAME
+
+
+class ControlServer(UnixServer):
+    """Serves control requests on a thread per connection."""
+
+    thread_name = "simfs-control"
+
+    def __init__(self, core: "TargetCore", engine: ScsiEngine, state_dir: Path):
+        self.core, self.engine = core, engine
+        self.path = socket_path(state_dir)
+        self._cli_ports: dict[tuple[int, int], TargetPort] = {}
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rwb") as f:
+            for line in f:
+                try:
+                    reply = self.handle(json.loads(line))
+                except Exception as e:  # noqa: BLE001 - report, keep serving
+                    reply = {"error": f"{type(e).__name__}: {e}"}
+                f.write(json.dumps(reply).encode() + b"\n")
+                f.flush()
+
+    # -- requests -----------------------------------------------------------------------------
+    def handle(self, req: dict) -> dict:
+        op = req.get("op")
+        if op == "ping":
+            return {"ok": True, "profile": self.core.profile.name}
+        if op == "scsi":
+            return self._scsi(req)
+        if op == "fault":
+            return self._fault(req)
+        return {"error": f"unknown request {op!r}"}
+
+    def _device(self, name: str) -> "SeDevice":
+        hba_name, _, dev_name = name.strip("/").partition("/")
+        hba = self.core.hbas.get(hba_name)
+        if hba is None or dev_name not in hba.devices:
+            raise LookupError(f"no device core/{name} (make it with mkdir first)")
+        return hba.devices[dev_name]
+
+    def cli_port(self, dev: "SeDevice", initiator: str) -> TargetPort:
+        """The port ``simfs scsi`` uses for a device no fabric LUN exports yet.
+
+        It stands for a tcm_loop connection, whose protocol follows the WWN's prefix as
+        tcm_loop's does: an ``iqn.`` initiator meets an iSCSI-style port, ``fc.`` FCP,
+        anything else SAS. It joins the device's default target port group (so ALUA
+        states apply, REPORT TARGET PORT GROUPS lists it and ``members`` shows it as
+        ``loopback/<wwn>/tpgt_0/lun_0``) but it is not a configfs LUN: it does not count
+        as an export, so attrib/ and wwn/ stay writable.
+        """
+        if initiator.startswith("iqn."):
+            proto, wwn = S.PROTO_ISCSI, "iqn.2026-12.org.simfs:cli"
+        elif initiator.startswith("fc."):
+            proto, wwn = S.PROTO_FCP, "fc.5001405000000001"
+        else:
+            proto, wwn = S.PROTO_SAS, "naa.5001405000000001"
+        key = (id(dev), proto)
+        port = self._cli_ports.get(key)
+        if port is not None and port.dev is not dev:  # a new device reusing the id()
+            port = None
+        if port is None:
+            port = TargetPort(fabric="loopback", proto_id=proto, wwn=wwn, tpgt=0,
+                              rtpi=0xFFFF - proto, lun=0, dev=dev)
+            port.set_tg_pt_gp(dev.default_tg_pt_gp)
+            self._cli_ports[key] = port
+        return port
+
+    def _scsi(self, req: dict) -> dict:
+        dev = self._device(req["device"])
+        lun = req.get("lun")
+        ports = [p for p in dev.luns if lun is None or p.lun == lun]
+        initiator = req.get("initiator") or CLI_INITIATOR
+        port = ports[0] if ports else self.cli_port(dev, initiator)
+        nexus = Nexus(initiator=initiator, port=port, isid=req.get("isid"))
+        res = self.engine.submit(nexus, dev, bytes.fromhex(req["cdb"]),
+                                 bytes.fromhex(req.get("data_out", "")))
+        return {"status": res.status, "data": res.data.hex(), "sense": res.sense.hex(),
+                "port": port.member_path() if ports else "simfs-cli (loopback)"}
+
+    def _fault(self, req: dict) -> dict:
+        """Inject, clear or show a device fault (docs/faults.md). ``kind`` None shows."""
+        from simfs.scsi import faults
+        lock = getattr(self.core, "tree_lock", None) or threading.RLock()
+        with lock:
+            dev = self._device(req["device"])
+            kind = req.get("kind")
+            if kind is not None:
+                try:
+                    faults.inject(dev, kind, req.get("arg"))
+                except ValueError as e:
+                    return {"error": str(e)}
+            return faults.describe(dev)
+
+
+def request(state_dir: Path, req: dict, timeout: float = 30.0) -> dict:
+    """Send one request to a mount's daemon and return its reply."""
+    with unixsock.connect(socket_path(state_dir), timeout) as s:
+        with s.makefile("rwb") as f:
+            f.write(json.dumps(req).encode() + b"\n")
+            f.flush()
+            line = f.readline()
+    if not line:
+        raise ConnectionError("the simfs daemon closed the control socket")
+    return json.loads(line)

@@ -1,0 +1,26 @@
+"""A userspace iSCSI target (RFC 7143) that behaves like the Linux kernel's iscsi_target_mod.
+
+Modules: :mod:`.pdu` (PDU encode/decode), :mod:`.digest` (CRC32C), :mod:`.text` (keys and
+the kernel's negotiation), :mod:`.chap`, :mod:`.login` (login state machine), :mod:`.session`
+(full feature phase), :mod:`.server` (asyncio listeners in their own thread).
+
+The server serves a *backend* (duck-typed; the fabric tree provides
+``simfs_plugins.fabrics.iscsi.TreeIscsiBackend``):
+
+* ``portals() -> [(ip, port), ...]``
+* ``discovery(initiator, portal) -> [(target_iqn, ["ip:port,tpgt", ...]), ...]``
+* ``discovery_auth() -> {enforce, userid, password, userid_mutual, password_mutual}``
+* ``login(target_name, portal, initiator) -> TpgView`` or raise :class:`LoginRefused`
+
+and a ``TpgView``: ``tpgt``, ``target_name``, ``params`` (the TPG's ``param/`` values),
+``auth`` (dict as above), ``luns()``, ``submit(isid, lun, cdb, data_out) -> Result``; optional
+``task_management(isid, function, lun, ref_itt) -> response``, ``session_added(isid)``,
+``session_removed(isid)``, ``cmdsn_depth`` (default 64), ``nopin_timeout`` (15 s),
+``nopin_response_timeout`` (30 s), ``block_size(lun)`` (residual reporting),
+``tmr_warm_reset``/``tmr_cold_reset`` (default False).
+"""
+
+from simfs.iscsi.errors import LoginRefused, ProtocolError
+from simfs.iscsi.server import IscsiServer
+
+__all__ = ["IscsiServer", "LoginRefused", "ProtocolError"]

@@ -1,0 +1,137 @@
+"""What a command carries: the I_T nexus it came on, the CDB, the data; and its result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from simfs.scsi import status as S
+
+if TYPE_CHECKING:
+    from simfs.core.device import SeDevice
+
+
+@dataclass(eq=False)
+class TargetPort:
+    """The target side of a nexus: a fabric's portal group and the LUN the command named.
+
+    The kernel's ``se_lun`` (with its ``se_portal_group``). Fabrics make these when a LUN
+    links a device; the ``simfs scsi`` CLI uses the device's LUNs, or a loopback-style port.
+    """
+
+    fabric: str = "loopback"
+    proto_id: int = S.PROTO_SAS
+    wwn: str = "naa.5001405000000001"
+    tpgt: int = 1
+    #: relative target port identifier (unique per device across its LUNs)
+    rtpi: int = 1
+    lun: int = 0
+    #: the device's target port group this LUN belongs to (an alua.TgPtGp) or None
+    tg_pt_gp: Any = None
+    #: ALUA secondary state: LUN offline (alua_tg_pt_offline)
+    offline: bool = False
+    #: LUN opened read-only for this initiator (mapped LUN write_protect)
+    write_protect: bool = False
+    #: the device this LUN exports (an SeDevice), None while unlinked
+    dev: Any = None
+
+    def name(self) -> str:
+        """``<wwn>,t,0x<tpgt>``: the SCSI name string of this target port."""
+        return f"{self.wwn},t,0x{self.tpgt:04x}"
+
+    def set_tg_pt_gp(self, gp) -> None:
+        """Move this LUN into target port group ``gp`` (target_swap_tg_pt_gp)."""
+        old = self.tg_pt_gp
+        if old is not None and self in old.members:
+            old.members.remove(self)
+        self.tg_pt_gp = gp
+        if gp is not None and self not in gp.members:
+            gp.members.append(self)
+
+    def member_path(self) -> str:
+        """How a target port group's ``members`` file lists this LUN."""
+        return f"{self.fabric}/{self.wwn}/tpgt_{self.tpgt}/lun_{self.lun}"
+
+
+@dataclass(frozen=True)
+class Nexus:
+    """An I_T nexus: initiator port (ACL name and, for iSCSI, ISID) and target port."""
+
+    initiator: str
+    port: TargetPort = field(default_factory=TargetPort)
+    isid: Optional[str] = None
+    #: the mapped LUN number the initiator sees (defaults to the port's LUN)
+    mapped_lun: Optional[int] = None
+    #: the initiator's mapping of the LUN is read-only (se_dev_entry lun_access_ro)
+    read_only: bool = False
+
+    @property
+    def lun(self) -> int:
+        return self.port.lun if self.mapped_lun is None else self.mapped_lun
+
+    def key(self) -> tuple:
+        """Identity of this nexus for per-nexus state (UAs, SPC-2 reservations)."""
+        return (self.initiator, self.isid, id(self.port))
+
+    def initiator_port(self) -> str:
+        """The initiator port name (iSCSI: ``<name>,i,0x<isid>``)."""
+        return self.initiator + (f",i,0x{self.isid}" if self.isid else "")
+
+
+DATA_NONE, DATA_IN, DATA_OUT = "none", "in", "out"
+
+
+@dataclass(eq=False)
+class Command:
+    """One command in flight (the kernel's ``se_cmd``)."""
+
+    nexus: Nexus
+    dev: "SeDevice"
+    cdb: bytes
+    data_out: bytes = b""
+    #: the handler that runs the command, chosen at parse time
+    execute: Optional[Callable[["Command"], Optional[bytes]]] = None
+    direction: str = DATA_NONE
+    #: LBA range the command touches (ALUA LBA-dependent checks, statistics)
+    lba: Optional[int] = None
+    nblocks: int = 0
+    #: allocation length for data-in (the engine truncates to it)
+    alloc_len: Optional[int] = None
+    #: extra context a handler keeps between parse and execute
+    ctx: dict = field(default_factory=dict)
+
+    @property
+    def opcode(self) -> int:
+        return self.cdb[0]
+
+    @property
+    def write_protected(self) -> bool:
+        """transport_lookup_cmd_lun's lun_access_ro: the mapping, the LUN, or a read-only
+        device (which makes every LUN read-only) refuses data-out commands."""
+        return self.nexus.read_only or self.nexus.port.write_protect or self.dev.read_only
+
+    @property
+    def service_action(self) -> int:
+        return self.cdb[1] & 0x1F if len(self.cdb) > 1 else 0
+
+
+@dataclass
+class Result:
+    """status, data-in (already truncated to the allocation length), sense bytes."""
+
+    status: int = S.GOOD
+    data: bytes = b""
+    sense: bytes = b""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == S.GOOD
+
+    def sense_tuple(self) -> Optional[tuple[int, int, int]]:
+        """(key, asc, ascq) decoded from fixed or descriptor sense, or None."""
+        s = self.sense
+        if not s:
+            return None
+        if s[0] & 0x7F in (0x72, 0x73):
+            return s[1] & 0x0F, s[2], s[3]
+        return s[2] & 0x0F, s[12], s[13]

@@ -1,0 +1,173 @@
+"""The command pipeline: parse, then the unit-attention, ALUA and reservation checks, then run.
+
+The order is the modern kernel's (``target_cmd_parse_cdb`` then ``__target_execute_cmd``):
+a CDB that does not parse (unknown opcode, bad field, LBA out of range) fails before any
+pending unit attention is reported; a parsed command then meets, in turn, the UA check,
+the ALUA access-state check and the reservation check, and only then runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Optional
+
+from simfs.scsi import alua, faults, pr, sbc, sense, spc
+from simfs.scsi import status as S
+from simfs.scsi.command import DATA_IN, DATA_OUT, Command, Nexus, Result
+from simfs.scsi.sense import ReservationConflict, SenseError
+from simfs.scsi.ua import INTLCK_ESTABLISH_UA, PREVIOUS_RESERVATION_CONFLICT_STATUS, UnitAttentions
+from simfs.scsi import ua as ua_mod
+
+if TYPE_CHECKING:
+    from simfs.core.core import TargetCore
+    from simfs.core.device import SeDevice
+
+
+#: scsi_command_size_tbl (include/scsi/scsi_common.h): CDB length by opcode group
+_COMMAND_SIZE = (6, 10, 10, 12, 16, 12, 10, 10)
+#: SCSI_MAX_VARLEN_CDB_SIZE
+MAX_VARLEN_CDB_SIZE = 260
+
+
+def scsi_command_size(cdb: bytes) -> int:
+    """scsi_command_size(): the CDB length the opcode implies (VARIABLE LENGTH: byte 7 + 8)."""
+    if cdb[0] == S.VARIABLE_LENGTH_CMD:
+        return (cdb[7] if len(cdb) > 7 else 0) + 8
+    return _COMMAND_SIZE[(cdb[0] >> 5) & 7]
+
+
+def pad_cdb(cdb: bytes) -> bytes:
+    """A CDB as the kernel reads it: fabrics hand the core a fixed, zero-filled CDB buffer
+    (the iSCSI BHS's 16 bytes, tcm_loop's 32-byte scsi_cmnd cdb) and it reads
+    ``scsi_command_size(cdb)`` bytes of it, so bytes an initiator left out read as zero.
+    Bytes beyond that length are kept (and ignored by the parsers)."""
+    if not cdb:
+        return cdb
+    want = scsi_command_size(cdb)
+    if cdb[0] == S.VARIABLE_LENGTH_CMD:
+        want = max(want, 32)
+    return cdb + bytes(max(0, want - len(cdb)))
+
+
+class DeviceScsiState:
+    """What the engine keeps per device beyond the configfs-visible state."""
+
+    def __init__(self) -> None:
+        self.ua = UnitAttentions()
+        #: serialises data commands on one device against each other
+        self.io_lock = threading.Lock()
+
+
+def scsi_state(dev: "SeDevice") -> DeviceScsiState:
+    st = getattr(dev, "scsi", None)
+    if st is None:
+        st = DeviceScsiState()
+        dev.scsi = st  # type: ignore[attr-defined]
+    return st
+
+
+class ScsiEngine:
+    """Feeds CDBs to devices of one :class:`TargetCore`. Thread-safe."""
+
+    def __init__(self, core: "TargetCore"):
+        self.core = core
+        self._fallback_lock = threading.RLock()
+
+    @property
+    def _lock(self):
+        return getattr(self.core, "tree_lock", None) or self._fallback_lock
+
+    @property
+    def log(self):
+        return self.core.log
+
+    #: the trace hub (simfs.daemon.trace) while `simfs trace --scsi` listens, else None
+    trace = None
+
+    def submit(self, nexus: Nexus, dev: "SeDevice", cdb: bytes, data_out: bytes = b"") -> Result:
+        """Run one command; never raises for SCSI-level errors (they become status/sense)."""
+        res = self._submit(nexus, dev, cdb, data_out)
+        if self.trace is not None:
+            self.trace.scsi(nexus, dev, cdb, res)
+        return res
+
+    def _submit(self, nexus: Nexus, dev: "SeDevice", cdb: bytes, data_out: bytes) -> Result:
+        cmd = Command(nexus=nexus, dev=dev, cdb=pad_cdb(bytes(cdb)), data_out=bytes(data_out))
+        st = scsi_state(dev)
+        try:
+            with self._lock:
+                if not dev.configured:
+                    raise sense.NON_EXISTENT_LUN(why="device not enabled")
+                self._parse(cmd)
+                self._checks(cmd, st)
+                data = None if cmd.ctx.get("io") else cmd.execute(cmd)
+            if cmd.ctx.get("io"):
+                # data transfer runs outside the tree lock: configfs stays responsive
+                faults.delay(dev)
+                with st.io_lock:
+                    data = cmd.execute(cmd)
+        except ReservationConflict:
+            with self._lock:
+                if dev.attrib.emulate_ua_intlck_ctrl == INTLCK_ESTABLISH_UA:
+                    st.ua.allocate(nexus.key(), *PREVIOUS_RESERVATION_CONFLICT_STATUS)
+            return Result(status=S.RESERVATION_CONFLICT)
+        except SenseError as e:
+            return Result(status=S.CHECK_CONDITION,
+                          sense=sense.build_sense(e, descriptor=self._desc_sense(dev)))
+        self._account(cmd)
+        data = data or b""
+        if cmd.alloc_len is not None:
+            data = data[:cmd.alloc_len]
+        return Result(status=S.GOOD, data=data)
+
+    # -- stages --------------------------------------------------------------------------
+    def _parse(self, cmd: Command) -> None:
+        if not cmd.cdb:
+            raise sense.INVALID_CDB_FIELD(why="empty CDB")
+        if scsi_command_size(cmd.cdb) > MAX_VARLEN_CDB_SIZE:
+            # target_setup_cmd_from_cdb (target_cmd_init_cdb in later kernels)
+            self.log.err(f"Received SCSI CDB with command_size: {scsi_command_size(cmd.cdb)} "
+                         f"that exceeds SCSI_MAX_VARLEN_CDB_SIZE: {MAX_VARLEN_CDB_SIZE}")
+            raise sense.INVALID_CDB_FIELD()
+        if not (sbc.parse(cmd) or spc.parse(cmd)):
+            self.log.debug(f"{cmd.nexus.port.fabric}/{cmd.nexus.initiator}: Unsupported SCSI "
+                           f"Opcode 0x{cmd.opcode:02x}, sending CHECK_CONDITION.")
+            raise sense.UNSUPPORTED_SCSI_OPCODE()
+        assert cmd.execute is not None, f"opcode {cmd.opcode:#x} parsed without a handler"
+        # transport_lookup_cmd_lun: a read-only LUN refuses every data-out command
+        if cmd.direction == DATA_OUT and cmd.write_protected:
+            self.log.err(f"TARGET_CORE[{cmd.nexus.port.fabric}]: Detected WRITE_PROTECTED "
+                         f"LUN Access for 0x{cmd.nexus.lun:08x}")
+            raise sense.WRITE_PROTECTED()
+
+    def _checks(self, cmd: Command, st: DeviceScsiState) -> None:
+        pending = ua_mod.check(cmd, st.ua)
+        if pending:
+            raise sense.unit_attention(*pending)
+        faults.check_offline(cmd)
+        alua.state_check(cmd)
+        if pr.check_reservation(cmd):
+            raise ReservationConflict()
+
+    @staticmethod
+    def _desc_sense(dev: "SeDevice") -> bool:
+        try:
+            return dev.bdev.get_blocks() > 0xFFFFFFFF
+        except Exception:  # noqa: BLE001 - an unconfigured backend has no size
+            return False
+
+    @staticmethod
+    def _account(cmd: Command) -> None:
+        dev = cmd.dev
+        dev.num_cmds += 1
+        if cmd.direction == DATA_IN and cmd.ctx.get("io"):
+            dev.read_bytes += cmd.nblocks * dev.attrib.block_size
+        elif cmd.direction == DATA_OUT and cmd.ctx.get("io"):
+            dev.write_bytes += cmd.nblocks * dev.attrib.block_size
+
+    # -- helpers for other layers ----------------------------------------------------------
+    def unit_attentions(self, dev: "SeDevice") -> UnitAttentions:
+        return scsi_state(dev).ua
+
+    def request_sense_ua(self, nexus: Nexus, dev: "SeDevice") -> Optional[tuple[int, int]]:
+        return scsi_state(dev).ua.clear_for_request_sense(nexus.key())

@@ -1,0 +1,1253 @@
+"""Persistent reservations (SPC-4 5.9) and SPC-2 RESERVE/RELEASE: the kernel's target_core_pr.c.
+
+The device's reservation state lives in ``dev.pr`` (:class:`~simfs.core.pr_files.PrState`),
+which the ``pr/`` configfs files show; this module changes it the way the modern kernel does,
+quirks included (they are behaviour an initiator can see):
+
+* the PRgeneration counter is post-incremented (``core_scsi3_pr_generation``): a new
+  registration records the value *before* the increment;
+* changing a key (REGISTER with a non-zero SERVICE ACTION KEY) changes only the nexus the
+  command came on, not its ALL_TG_PT siblings; unregistering frees the siblings whose key
+  equals the RESERVATION KEY field of the command (so REGISTER AND IGNORE EXISTING KEY,
+  whose key is taken as 0, frees none of them);
+* ALL_TG_PT sibling registrations carry no ISID, so with ``enforce_pr_isids=1`` an iSCSI
+  nexus never "locates" them (they still make their ACL/LUN count as registered);
+* "registered" for the access checks (core_scsi3_pr_seq_non_holder) is per initiator ACL
+  and mapped LUN (the se_dev_entry DEF_PR_REG_ACTIVE bit): any ISID of the ACL counts,
+  and freeing one of two registrations of the ACL clears it;
+* unit attentions go to the ACL's mapped LUN (target_ua_allocate_lun): every session of
+  that initiator on that target portal group and LUN, possibly the caller's own;
+* RESERVE, RELEASE, CLEAR and REGISTER AND MOVE from an unregistered nexus end in
+  LOGICAL UNIT COMMUNICATION FAILURE (when no reservation makes them conflict first);
+* REGISTER AND MOVE with no reservation is INVALID FIELD IN CDB; it sets the *source*
+  registration's scope to the reservation type and keeps an already registered
+  destination's key;
+* a REGISTER with APTPL=0 rewrites the APTPL file to "No Registrations or Reservations".
+
+Model notes. The kernel's initiator ACL (se_node_acl) is the pair (target portal group,
+initiator name); here a TPG is (fabric, wwn, tpgt) of a :class:`TargetPort`. Until fabrics
+bring ACLs and mapped LUNs, an initiator "has an ACL with the LUN mapped" on a port once a
+command from it arrived through that port (SPEC_I_PT and REGISTER AND MOVE resolve their
+TransportIDs that way), ALL_TG_PT registers the initiator on every other TPG of the same
+fabric exporting the device, and APTPL pre-registrations become registrations when their
+initiator first sends a command through the matching port (or when the fabric layer calls
+:func:`check_aptpl_registration`, the kernel's core_scsi3_check_aptpl_registration).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from simfs.scsi import sense
+from simfs.scsi import status as S
+from simfs.scsi.command import DATA_IN, DATA_NONE, DATA_OUT, Nexus, TargetPort
+from simfs.scsi.sense import ReservationConflict
+from simfs.scsi.transport_id import parse_transport_id, transport_id, transport_id_len
+from simfs.core.pr_files import PrRegistration, pr_type_name
+
+if TYPE_CHECKING:
+    from simfs.core.device import SeDevice
+    from simfs.scsi.command import Command
+
+# PERSISTENT RESERVE OUT service actions
+PRO_REGISTER, PRO_RESERVE, PRO_RELEASE, PRO_CLEAR = 0, 1, 2, 3
+PRO_PREEMPT, PRO_PREEMPT_AND_ABORT, PRO_REGISTER_AND_IGNORE_EXISTING_KEY = 4, 5, 6
+PRO_REGISTER_AND_MOVE = 7
+# PERSISTENT RESERVE IN service actions
+PRI_READ_KEYS, PRI_READ_RESERVATION, PRI_REPORT_CAPABILITIES, PRI_READ_FULL_STATUS = 0, 1, 2, 3
+# types
+WE, EA, WE_RO, EA_RO, WE_AR, EA_AR = 1, 3, 5, 6, 7, 8
+PR_TYPES = (WE, EA, WE_RO, EA_RO, WE_AR, EA_AR)
+REG_ONLY = (WE_RO, EA_RO)
+ALL_REG = (WE_AR, EA_AR)
+LU_SCOPE = 0
+# register_type
+REGISTER, REGISTER_AND_IGNORE_EXISTING_KEY, REGISTER_AND_MOVE = 0, 1, 2
+_REG_SUFFIX = {REGISTER: "", REGISTER_AND_IGNORE_EXISTING_KEY: "_AND_IGNORE_EXISTING_KEY",
+               REGISTER_AND_MOVE: "_AND_MOVE"}
+
+ASCQ_RESERVATIONS_PREEMPTED = 0x03
+ASCQ_RESERVATIONS_RELEASED = 0x04
+ASCQ_REGISTRATIONS_PREEMPTED = 0x05
+
+PR_REG_ISID_LEN = 16
+NO_REGS = "No Registrations or Reservations"
+
+_DIRECTION = {DATA_OUT: "DMA_TO_DEVICE", DATA_IN: "DMA_FROM_DEVICE", DATA_NONE: "DMA_NONE"}
+
+
+@dataclass(eq=False)
+class Registration(PrRegistration):
+    """t10_pr_registration: what the configfs files show plus the engine's own fields."""
+
+    #: SCSI protocol identifier of the registration's target port (TransportID format)
+    proto_id: int = S.PROTO_SAS
+    #: pr_res_holder / pr_res_type / pr_res_scope of this registration
+    res_holder: bool = False
+    res_type: int = 0
+    res_scope: int = 0
+    #: the I_T nexus that registered (or a stand-in for ALL_TG_PT/SPEC_I_PT/APTPL ones)
+    nexus: Optional[Nexus] = field(default=None, repr=False)
+
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+    @property
+    def acl(self) -> tuple:
+        """The se_node_acl: (fabric, target wwn, tpgt, initiator name)."""
+        return (self.fabric, self.target_wwn, self.tpgt, self.initiator)
+
+
+class PrRuntime:
+    """Per-device engine state that configfs does not show."""
+
+    def __init__(self) -> None:
+        #: every I_T nexus that sent a command to the device: stands in for the ACLs'
+        #: sessions (unit attentions, SPEC_I_PT and REGISTER AND MOVE destinations)
+        self.seen: dict[tuple, Nexus] = {}
+        #: (acl, mapped_lun) with DEF_PR_REG_ACTIVE set on their se_dev_entry
+        self.reg_active: set[tuple] = set()
+        #: SPC-2 reservation: holder session and the ISID flags
+        self.spc2: Optional[Nexus] = None
+        self.spc2_bin_isid = 0
+        self.spc2_with_isid = False
+
+
+def runtime(dev: "SeDevice") -> PrRuntime:
+    rt = getattr(dev, "pr_runtime", None)
+    if rt is None:
+        rt = PrRuntime()
+        dev.pr_runtime = rt  # type: ignore[attr-defined]
+    return rt
+
+
+# -- small helpers ----------------------------------------------------------------------------
+def _acl(nexus: Nexus) -> tuple:
+    p = nexus.port
+    return (p.fabric, p.wwn, p.tpgt, nexus.initiator)
+
+
+def _tpg(port: TargetPort) -> tuple:
+    return (port.fabric, port.wwn, port.tpgt)
+
+
+def _sid_fabric(port: TargetPort) -> bool:
+    """The fabric has sess_get_initiator_sid (iSCSI): its initiator ports carry an ISID."""
+    return port.proto_id == S.PROTO_ISCSI
+
+
+def _isid(nexus: Nexus) -> Optional[str]:
+    if _sid_fabric(nexus.port) and nexus.isid is not None:
+        return nexus.isid[:PR_REG_ISID_LEN - 1]
+    return None
+
+
+def _bin_isid(nexus: Nexus) -> int:
+    """se_session->sess_bin_isid (0 for fabrics without ISIDs)."""
+    isid = _isid(nexus)
+    try:
+        return int(isid, 16) if isid else 0
+    except ValueError:
+        return 0
+
+
+def _ibuf(reg: Registration) -> str:
+    """core_pr_dump_initiator_port."""
+    return f",i,0x{reg.isid}" if reg.isid is not None else ""
+
+
+def _log(dev: "SeDevice"):
+    return dev.log
+
+
+def _gen(dev: "SeDevice") -> int:
+    """core_scsi3_pr_generation: returns the old value, then increments (32-bit wrap)."""
+    old = dev.pr.generation
+    dev.pr.generation = (old + 1) & 0xFFFFFFFF
+    return old
+
+
+def _be64(b: bytes) -> int:
+    return int.from_bytes(b[:8], "big")
+
+
+def note_nexus(dev: "SeDevice", nexus: Nexus) -> None:
+    """Remember an I_T nexus (its "ACL" now has the LUN mapped) and activate any APTPL
+    pre-registration waiting for it."""
+    rt = runtime(dev)
+    key = nexus.key()
+    if key in rt.seen:
+        return
+    rt.seen[key] = nexus
+    if dev.pr.pre_registrations:
+        check_aptpl_registration(dev, nexus.port, nexus.initiator, nexus.lun)
+
+
+def _ua_lun(dev: "SeDevice", reg: Registration, ascq: int) -> None:
+    """target_ua_allocate_lun(pr_reg_nacl, pr_res_mapped_lun, 0x2A, ascq)."""
+    from simfs.scsi.engine import scsi_state  # the engine imports this module
+    rt = runtime(dev)
+    keys = [k for k, n in rt.seen.items() if _acl(n) == reg.acl and n.lun == reg.mapped_lun]
+    if reg.nexus is not None and reg.nexus.key() not in keys:
+        keys.append(reg.nexus.key())
+    ua = scsi_state(dev).ua
+    for k in keys:
+        ua.allocate(k, 0x2A, ascq)
+
+
+def _set_holder(dev: "SeDevice", reg: Registration, pr_type: int, scope: int) -> None:
+    reg.res_holder, reg.res_type, reg.res_scope = True, pr_type, scope
+    dev.pr.holder, dev.pr.res_type, dev.pr.res_scope = reg, pr_type, scope
+
+
+def _clear_holder(dev: "SeDevice") -> None:
+    h = dev.pr.holder
+    if h is not None:
+        h.res_type = h.res_scope = 0
+        h.res_holder = False
+    dev.pr.holder, dev.pr.res_type, dev.pr.res_scope = None, 0, 0
+
+
+def _is_holder(holder: Optional[Registration], reg: Registration) -> bool:
+    """is_reservation_holder: the holder, or any registrant of an All Registrants type."""
+    return holder is not None and (holder is reg or holder.res_type in ALL_REG)
+
+
+def _remove(dev: "SeDevice", reg: Registration) -> bool:
+    regs = dev.pr.registrations
+    for i, r in enumerate(regs):
+        if r is reg:
+            del regs[i]
+            return True
+    return False
+
+
+# -- registrations ------------------------------------------------------------------------------
+def _new_reg(dev: "SeDevice", initiator: str, port: TargetPort, mapped_lun: int,
+             isid: Optional[str], key: int, all_tg_pt: bool, aptpl: bool) -> Registration:
+    """__core_scsi3_do_alloc_registration."""
+    return Registration(
+        fabric=port.fabric, initiator=initiator, isid=isid, key=key, generation=0,
+        all_tg_pt=bool(all_tg_pt), target_wwn=port.wwn, tpgt=port.tpgt, rtpi=port.rtpi,
+        lun=port.lun, mapped_lun=mapped_lun, aptpl=bool(aptpl), proto_id=port.proto_id,
+        nexus=Nexus(initiator=initiator, port=port, isid=isid, mapped_lun=mapped_lun))
+
+
+def _alloc_registration(dev: "SeDevice", initiator: str, port: TargetPort, mapped_lun: int,
+                        isid: Optional[str], key: int, all_tg_pt: bool,
+                        aptpl: bool) -> tuple[Registration, list[Registration]]:
+    """__core_scsi3_alloc_registration: the registration, and for ALL_TG_PT=1 one more for
+    the same initiator name on every other TPG of the same fabric exporting the device
+    (without an ISID)."""
+    reg = _new_reg(dev, initiator, port, mapped_lun, isid, key, all_tg_pt, aptpl)
+    atp: list[Registration] = []
+    if all_tg_pt:
+        for p in dev.luns:
+            if _tpg(p) == _tpg(port) or p.fabric != port.fabric:
+                continue
+            atp.append(_new_reg(dev, initiator, p, p.lun, None, key, all_tg_pt, aptpl))
+    return reg, atp
+
+
+def _dump_registration(dev: "SeDevice", reg: Registration, register_type: int) -> None:
+    f, log = reg.fabric, _log(dev)
+    log.debug(f"SPC-3 PR [{f}] Service Action: REGISTER{_REG_SUFFIX[register_type]} "
+              f"Initiator Node: {reg.initiator}{_ibuf(reg)}")
+    log.debug(f"SPC-3 PR [{f}] registration on Target Port: {reg.target_wwn},0x{reg.tpgt:04x}")
+    log.debug(f"SPC-3 PR [{f}] for {'ALL' if reg.all_tg_pt else 'SINGLE'} TCM Subsystem "
+              f"{dev.backend.name} Object Target Port(s)")
+    log.debug(f"SPC-3 PR [{f}] SA Res Key: 0x{reg.key:016x} PRgeneration: "
+              f"0x{reg.generation:08x}  APTPL: {int(reg.aptpl)}")
+
+
+def _add_registration(dev: "SeDevice", reg: Registration, register_type: int,
+                      register_move: bool = False, atp: tuple = ()) -> None:
+    """__core_scsi3_add_registration."""
+    rt = runtime(dev)
+    reg.generation = _gen(dev)
+    dev.pr.registrations.append(reg)
+    _dump_registration(dev, reg, register_type)
+    rt.reg_active.add((reg.acl, reg.mapped_lun))
+    if not reg.all_tg_pt or register_move:
+        return
+    for r in atp:
+        r.generation = _gen(dev)
+        dev.pr.registrations.append(r)
+        _dump_registration(dev, r, register_type)
+        rt.reg_active.add((r.acl, r.mapped_lun))
+
+
+def _free_registration(dev: "SeDevice", reg: Registration) -> None:
+    """__core_scsi3_free_registration."""
+    _remove(dev, reg)
+    runtime(dev).reg_active.discard((reg.acl, reg.mapped_lun))
+    f, log = reg.fabric, _log(dev)
+    log.debug(f"SPC-3 PR [{f}] Service Action: UNREGISTER Initiator Node: "
+              f"{reg.initiator}{_ibuf(reg)}")
+    log.debug(f"SPC-3 PR [{f}] for {'ALL' if reg.all_tg_pt else 'SINGLE'} TCM Subsystem "
+              f"{dev.backend.name} Object Target Port(s)")
+    log.debug(f"SPC-3 PR [{f}] SA Res Key: 0x{reg.key:016x} PRgeneration: "
+              f"0x{reg.generation:08x}")
+
+
+def _locate(dev: "SeDevice", acl: tuple, isid: Optional[str],
+            sid_fabric: bool) -> Optional[Registration]:
+    """__core_scsi3_locate_pr_reg."""
+    for r in dev.pr.registrations:
+        if r.acl != acl:
+            continue
+        if r.isid is None:
+            # enforce_pr_isids: an iSCSI session (which always has an ISID in the kernel)
+            # does not match a registration made without one
+            if sid_fabric and dev.attrib.enforce_pr_isids and isid is not None:
+                continue
+            return r
+        if isid is None or isid != r.isid:
+            continue
+        return r
+    return None
+
+
+def _caller_registration(cmd: "Command", sa: str) -> Registration:
+    """The registration of the I_T nexus that sent ``cmd``; an unregistered caller of
+    ``sa`` gets LOGICAL UNIT COMMUNICATION FAILURE, as in the kernel."""
+    reg = locate(cmd.dev, cmd.nexus)
+    if reg is None:
+        cmd.dev.log.err(f"SPC-3 PR: Unable to locate PR_REGISTERED *pr_reg for {sa}")
+        raise sense.LOGICAL_UNIT_COMMUNICATION_FAILURE()
+    return reg
+
+
+def locate(dev: "SeDevice", nexus: Nexus) -> Optional[Registration]:
+    """core_scsi3_locate_pr_reg: the registration of this I_T nexus."""
+    return _locate(dev, _acl(nexus), _isid(nexus), _sid_fabric(nexus.port))
+
+
+def _complete_pro_release(dev: "SeDevice", nacl: tuple[str, str], reg: Registration,
+                          explicit: bool, unreg: bool) -> None:
+    """__core_scsi3_complete_pro_release; ``nacl`` is (fabric, initiator) of the ACL the
+    kernel passes (it names the log lines)."""
+    fabric, iname = nacl
+    pr_res_type = pr_res_scope = 0
+    if dev.pr.holder is not None:
+        pr_res_type, pr_res_scope = dev.pr.holder.res_type, dev.pr.holder.res_scope
+        _clear_holder(dev)
+    if unreg:
+        _remove(dev, reg)
+        # an All Registrants reservation passes to the next registration
+        if dev.pr.registrations and pr_res_type in ALL_REG:
+            _set_holder(dev, dev.pr.registrations[0], pr_res_type, pr_res_scope)
+    log = _log(dev)
+    if dev.pr.holder is None:
+        log.debug(f"SPC-3 PR [{fabric}] Service Action: "
+                  f"{'explicit' if explicit else 'implicit'} RELEASE cleared reservation "
+                  f"holder TYPE: {pr_type_name(pr_res_type)} ALL_TG_PT: {int(reg.all_tg_pt)}")
+    log.debug(f"SPC-3 PR [{fabric}] RELEASE Node: {iname}{_ibuf(reg)}")
+    reg.res_holder, reg.res_type, reg.res_scope = False, 0, 0
+
+
+# -- APTPL ----------------------------------------------------------------------------------------
+def aptpl_path(dev: "SeDevice") -> Path:
+    return Path(dev.core.dbroot) / "pr" / f"aptpl_{dev.wwn.unit_serial}"
+
+
+def aptpl_buf(dev: "SeDevice") -> str:
+    """core_scsi3_update_aptpl_buf: the metadata text for every registration."""
+    out = []
+    for n, r in enumerate(dev.pr.registrations):
+        isid = f"initiator_sid={r.isid}\n" if r.isid is not None else ""
+        if dev.pr.holder is r:
+            out.append(f"PR_REG_START: {n}\ninitiator_fabric={r.fabric}\n"
+                       f"initiator_node={r.initiator}\n{isid}sa_res_key={r.key}\n"
+                       f"res_holder=1\nres_type={r.res_type:02x}\n"
+                       f"res_scope={r.res_scope:02x}\nres_all_tg_pt={int(r.all_tg_pt)}\n"
+                       f"mapped_lun={r.mapped_lun}\n")
+        else:
+            out.append(f"PR_REG_START: {n}\ninitiator_fabric={r.fabric}\n"
+                       f"initiator_node={r.initiator}\n{isid}sa_res_key={r.key}\n"
+                       f"res_holder=0\nres_all_tg_pt={int(r.all_tg_pt)}\n"
+                       f"mapped_lun={r.mapped_lun}\n")
+        out.append(f"target_fabric={r.fabric}\ntarget_node={r.target_wwn}\ntpgt={r.tpgt}\n"
+                   f"port_rtpi={r.rtpi}\ntarget_lun={r.lun}\nPR_REG_END: {n}\n")
+    return "".join(out) if out else NO_REGS
+
+
+def _write_aptpl_file(dev: "SeDevice", text: str) -> bool:
+    """__core_scsi3_write_aptpl_to_file: the text and its terminating NUL, mode 0600.
+    Written atomically; like the kernel, ``<dbroot>/pr`` must already exist."""
+    from simfs.core.core import atomic_write
+    path = aptpl_path(dev)
+    try:
+        atomic_write(path, text.encode() + b"\0", mode=0o600)
+    except OSError:
+        _log(dev).err(f"filp_open({path}) for APTPL metadata failed")
+        return False
+    return True
+
+
+def _update_and_write_aptpl(dev: "SeDevice", aptpl: bool) -> None:
+    """core_scsi3_update_and_write_aptpl; raises LOGICAL UNIT COMMUNICATION FAILURE when the
+    file cannot be written."""
+    log = _log(dev)
+    if not aptpl:
+        ok = _write_aptpl_file(dev, NO_REGS + "\n")
+        dev.pr.aptpl_active = False
+        log.debug("SPC-3 PR: Set APTPL Bit Deactivated")
+        if not ok:
+            raise sense.LOGICAL_UNIT_COMMUNICATION_FAILURE()
+        return
+    if not _write_aptpl_file(dev, aptpl_buf(dev)):
+        log.err("SPC-3 PR: Could not update APTPL")
+        raise sense.LOGICAL_UNIT_COMMUNICATION_FAILURE()
+    dev.pr.aptpl_active = True
+    log.debug("SPC-3 PR: Set APTPL Bit Activated")
+
+
+def check_aptpl_registration(dev: "SeDevice", port: TargetPort, initiator: str,
+                             mapped_lun: int) -> None:
+    """core_scsi3_check_aptpl_registration: an ACL mapped LUN ``mapped_lun`` appeared for
+    ``initiator`` on ``port``: the matching APTPL pre-registrations become registrations
+    (and the reservation)."""
+    if runtime(dev).spc2 is not None:
+        return
+    for pre in list(dev.pr.pre_registrations):
+        if not (pre.get("initiator_node") == initiator and pre["mapped_lun"] == mapped_lun
+                and pre.get("target_node") == port.wwn and pre["tpgt"] == port.tpgt
+                and pre["target_lun"] == port.lun):
+            continue
+        dev.pr.pre_registrations.remove(pre)
+        isid = pre.get("initiator_sid")
+        reg = _new_reg(dev, initiator, port, mapped_lun,
+                       isid[:PR_REG_ISID_LEN - 1] if isid is not None else None,
+                       pre["sa_res_key"], bool(pre["res_all_tg_pt"]), True)
+        reg.res_type, reg.res_scope, reg.res_holder = pre["res_type"], 0, bool(pre["res_holder"])
+        _add_registration(dev, reg, REGISTER)
+        if reg.res_holder:
+            _set_holder(dev, reg, reg.res_type, 0)
+            log = _log(dev)
+            log.debug(f"SPC-3 PR [{port.fabric}] Service Action: APTPL RESERVE created new "
+                      f"reservation holder TYPE: {pr_type_name(reg.res_type)} "
+                      f"ALL_TG_PT: {int(reg.all_tg_pt)}")
+            log.debug(f"SPC-3 PR [{port.fabric}] RESERVE Node: {initiator}{_ibuf(reg)}")
+        dev.pr.aptpl_active = True
+
+
+# -- the reservation check (target_check_reservation) ------------------------------------------
+def _skip(dev: "SeDevice") -> bool:
+    return (getattr(dev.hba, "internal", False) or not dev.attrib.emulate_pr
+            or dev.passthrough_pgr)
+
+
+def check_reservation(cmd: "Command") -> bool:
+    """True when ``cmd`` must end in RESERVATION CONFLICT (target_check_reservation)."""
+    dev = cmd.dev
+    if _skip(dev):
+        return False
+    note_nexus(dev, cmd.nexus)
+    if runtime(dev).spc2 is not None:
+        return _scsi2_reservation_check(cmd)
+    return _scsi3_reservation_check(cmd)
+
+
+def _scsi2_reservation_check(cmd: "Command") -> bool:
+    """target_scsi2_reservation_check."""
+    if cmd.opcode in (S.INQUIRY, S.RELEASE, S.RELEASE_10):
+        return False
+    rt = runtime(cmd.dev)
+    holder = rt.spc2
+    if holder is None:
+        return False
+    if _acl(holder) != _acl(cmd.nexus):
+        return True
+    if rt.spc2_with_isid and rt.spc2_bin_isid != _bin_isid(cmd.nexus):
+        return True
+    return False
+
+
+def _scsi3_reservation_check(cmd: "Command") -> bool:
+    """target_scsi3_pr_reservation_check."""
+    holder = cmd.dev.pr.holder
+    if holder is None:
+        return False
+    if holder.acl != _acl(cmd.nexus):
+        return _seq_non_holder(cmd, holder.res_type, False)
+    if holder.isid is not None and holder.isid != _isid(cmd.nexus):
+        return _seq_non_holder(cmd, holder.res_type, True)
+    return False
+
+
+def _seq_non_holder(cmd: "Command", pr_type: int, isid_mismatch: bool) -> bool:
+    """core_scsi3_pr_seq_non_holder (spc4r17 tables 45/46): True = conflict."""
+    dev, cdb, log = cmd.dev, cmd.cdb, cmd.dev.log
+    registered = (not isid_mismatch
+                  and (_acl(cmd.nexus), cmd.nexus.lun) in runtime(dev).reg_active)
+    we = pr_type in (WE, WE_RO, WE_AR)
+    reg_only = pr_type in REG_ONLY
+    all_reg = pr_type in ALL_REG
+    if pr_type not in PR_TYPES:
+        return True
+    op = cdb[0]
+    sa = cdb[1] & 0x1F if len(cdb) > 1 else 0
+    other_cdb = False
+    ret = True
+    if op == S.SECURITY_PROTOCOL_IN:
+        if registered:
+            return False
+        ret = not we
+    elif op in (S.MODE_SENSE, S.MODE_SENSE_10, S.READ_ATTRIBUTE, S.READ_BUFFER,
+                S.RECEIVE_DIAGNOSTIC):
+        ret = False if registered else not we
+    elif op == S.PERSISTENT_RESERVE_OUT:
+        if sa in (PRO_CLEAR, PRO_PREEMPT, PRO_PREEMPT_AND_ABORT, PRO_RELEASE):
+            ret = not registered
+        elif sa in (PRO_REGISTER, PRO_REGISTER_AND_IGNORE_EXISTING_KEY):
+            ret = False
+        elif sa in (PRO_REGISTER_AND_MOVE, PRO_RESERVE):
+            ret = True
+        else:
+            log.err(f"Unknown PERSISTENT_RESERVE_OUT service action: 0x{sa:02x}")
+            return True
+    elif op in (S.RELEASE, S.RELEASE_10, S.RESERVE, S.RESERVE_10, S.TEST_UNIT_READY):
+        ret = False  # RESERVE/RELEASE: handled by CRH=1 when they run
+    elif op == S.MAINTENANCE_IN:
+        if sa in (S.MI_MANAGEMENT_PROTOCOL_IN, S.MI_REPORT_SUPPORTED_OPERATION_CODES,
+                  S.MI_REPORT_SUPPORTED_TASK_MANAGEMENT_FUNCTIONS):
+            ret = False if registered else not we
+        elif sa in (S.MI_REPORT_ALIASES, S.MI_REPORT_IDENTIFYING_INFORMATION,
+                    S.MI_REPORT_PRIORITY, S.MI_REPORT_TARGET_PGS, S.MI_REPORT_TIMESTAMP):
+            ret = False
+        else:
+            log.err(f"Unknown MI Service Action: 0x{sa:02x}")
+            return True
+    elif op in (S.ACCESS_CONTROL_IN, S.ACCESS_CONTROL_OUT, S.INQUIRY, S.LOG_SENSE,
+                S.SERVICE_ACTION_IN_12, S.REPORT_LUNS, S.REQUEST_SENSE,
+                S.PERSISTENT_RESERVE_IN):
+        ret = False
+    else:
+        other_cdb = True
+    tname = pr_type_name(pr_type)
+    if not ret and not other_cdb:
+        log.debug(f"Allowing explicit CDB: 0x{op:02x} for {tname} reservation holder")
+        return False
+    direction = _DIRECTION.get(cmd.direction, "DMA_NONE")
+    initiator = cmd.nexus.initiator
+    if we and not registered:
+        if cmd.direction == DATA_OUT:
+            log.debug(f"{direction} Conflict for unregistered nexus {initiator} CDB: "
+                      f"0x{op:02x} to {tname} reservation")
+            return True
+        log.debug(f"Allowing implicit CDB: 0x{op:02x} for {tname} reservation on "
+                  f"unregistered nexus")
+        return False
+    if reg_only or all_reg:
+        if registered:
+            log.debug(f"Allowing implicit CDB: 0x{op:02x} for {tname} reservation")
+            return False
+    elif we and registered:
+        if cmd.direction == DATA_IN:
+            log.debug(f"Allowing READ CDB: 0x{op:02x} for {tname} reservation")
+            return False
+    log.debug(f"{direction} Conflict for {'' if registered else 'un'}registered nexus "
+              f"{initiator} CDB: 0x{op:2x} for {tname} reservation")
+    return True
+
+
+# -- parsing (called by spc.parse) ----------------------------------------------------------------
+def _require_pr(cmd: "Command", cdb_len: int) -> None:
+    dev = cmd.dev
+    if not dev.attrib.emulate_pr:
+        raise sense.UNSUPPORTED_SCSI_OPCODE(why="emulate_pr=0")
+    if dev.passthrough_pgr:
+        # the kernel passes PR commands to the real device; simfs has none to pass them to
+        raise sense.UNSUPPORTED_SCSI_OPCODE(why="PGR passthrough")
+    if len(cmd.cdb) < cdb_len:
+        raise sense.INVALID_CDB_FIELD(why="short CDB")
+
+
+def parse_pr_in(cmd: "Command") -> None:
+    """PERSISTENT RESERVE IN: set ``cmd.execute`` or raise SenseError."""
+    _require_pr(cmd, 10)
+    cmd.direction = DATA_IN
+    cmd.alloc_len = struct.unpack(">H", cmd.cdb[7:9])[0]
+    cmd.execute = _execute_pr_in
+
+
+def parse_pr_out(cmd: "Command") -> None:
+    """PERSISTENT RESERVE OUT: set ``cmd.execute`` or raise SenseError."""
+    _require_pr(cmd, 10)
+    cmd.direction = DATA_OUT
+    cmd.ctx["pr_data_length"] = struct.unpack(">I", cmd.cdb[5:9])[0]
+    cmd.execute = _execute_pr_out
+
+
+def parse_spc2_reserve(cmd: "Command") -> None:
+    """RESERVE(6) / RESERVE(10)."""
+    _require_pr(cmd, 10 if cmd.opcode == S.RESERVE_10 else 6)
+    cmd.direction = DATA_NONE
+    cmd.execute = _spc2_reserve
+
+
+def parse_spc2_release(cmd: "Command") -> None:
+    """RELEASE(6) / RELEASE(10)."""
+    _require_pr(cmd, 10 if cmd.opcode == S.RELEASE_10 else 6)
+    cmd.direction = DATA_NONE
+    cmd.execute = _spc2_release
+
+
+def _spc2_held_conflict(cmd: "Command") -> None:
+    if runtime(cmd.dev).spc2 is not None:
+        cmd.dev.log.err("Received PERSISTENT_RESERVE CDB while legacy SPC-2 reservation is "
+                        "held, returning RESERVATION_CONFLICT")
+        raise ReservationConflict()
+
+
+# -- SPC-2 RESERVE / RELEASE --------------------------------------------------------------------
+def _scsi2_conflict(cmd: "Command") -> int:
+    """target_check_scsi2_reservation_conflict: 1 = GOOD without doing anything (CRH),
+    -1 = RESERVATION CONFLICT, 0 = go on."""
+    dev = cmd.dev
+    reg = locate(dev, cmd.nexus)
+    if reg is not None:
+        if reg.res_holder or reg.res_type in REG_ONLY + ALL_REG:
+            return 1
+        conflict = True
+    else:
+        conflict = bool(dev.pr.registrations)
+    if conflict:
+        dev.log.err("Received legacy SPC-2 RESERVE/RELEASE while active SPC-3 registrations "
+                    "exist, returning RESERVATION_CONFLICT")
+        return -1
+    return 0
+
+
+def _spc2_reserve(cmd: "Command") -> None:
+    """target_scsi2_reservation_reserve."""
+    dev, nexus, log = cmd.dev, cmd.nexus, cmd.dev.log
+    if cmd.cdb[1] & 0x01 and cmd.cdb[1] & 0x02:
+        log.err("LongIO and Obsolete Bits set, returning ILLEGAL_REQUEST")
+        raise sense.UNSUPPORTED_SCSI_OPCODE()
+    note_nexus(dev, nexus)
+    rc = _scsi2_conflict(cmd)
+    if rc == 1:
+        return None
+    if rc < 0:
+        raise ReservationConflict()
+    rt = runtime(dev)
+    fabric, port = nexus.port.fabric, nexus.port
+    if rt.spc2 is not None and _acl(rt.spc2) != _acl(nexus):
+        log.err(f"SCSI-2 RESERVATION CONFLIFT for {fabric} fabric")
+        log.err(f"Original reserver LUN: {port.lun} {rt.spc2.initiator}")
+        log.err(f"Current attempt - LUN: {port.lun} -> MAPPED LUN: {nexus.lun} from "
+                f"{nexus.initiator} ")
+        raise ReservationConflict()
+    rt.spc2 = nexus
+    bin_isid = _bin_isid(nexus)
+    if bin_isid:
+        rt.spc2_bin_isid, rt.spc2_with_isid = bin_isid, True
+    dev.pr.spc2_holder = (fabric, nexus.initiator)
+    log.debug(f"SCSI-2 Reserved {fabric} LUN: {port.lun} -> MAPPED LUN: {nexus.lun} for "
+              f"{nexus.initiator}")
+    return None
+
+
+def _spc2_release(cmd: "Command") -> None:
+    """target_scsi2_reservation_release."""
+    dev, nexus = cmd.dev, cmd.nexus
+    note_nexus(dev, nexus)
+    rc = _scsi2_conflict(cmd)
+    if rc == 1:
+        return None
+    if rc < 0:
+        raise ReservationConflict()
+    rt = runtime(dev)
+    holder = rt.spc2
+    if holder is None or _acl(holder) != _acl(nexus) or rt.spc2_bin_isid != _bin_isid(nexus):
+        return None
+    release_spc2(dev)
+    dev.log.debug(f"SCSI-2 Released reservation for {nexus.port.fabric} LUN: "
+                  f"{nexus.port.lun} -> MAPPED LUN: {nexus.lun} for {nexus.initiator}")
+    return None
+
+
+def release_spc2(dev: "SeDevice") -> None:
+    """target_release_reservation (also what a LUN reset / I_T nexus loss does)."""
+    rt = runtime(dev)
+    rt.spc2 = None
+    if rt.spc2_with_isid:
+        rt.spc2_bin_isid, rt.spc2_with_isid = 0, False
+    dev.pr.spc2_holder = None
+
+
+# -- PERSISTENT RESERVE OUT ----------------------------------------------------------------------
+def _execute_pr_out(cmd: "Command") -> None:
+    """target_scsi3_emulate_pr_out."""
+    dev, log = cmd.dev, cmd.dev.log
+    note_nexus(dev, cmd.nexus)
+    _spc2_held_conflict(cmd)
+    length = cmd.ctx["pr_data_length"]
+    if length < 24:
+        log.warn(f"SPC-PR: Received PR OUT parameter list length too small: {length}")
+        raise sense.PARAMETER_LIST_LENGTH_ERROR()
+    buf = bytes(cmd.data_out[:length]).ljust(length, b"\0")
+    cdb = cmd.cdb
+    sa, scope, pr_type = cdb[1] & 0x1F, cdb[2] & 0xF0, cdb[2] & 0x0F
+    res_key, sa_res_key = _be64(buf[0:8]), _be64(buf[8:16])
+    spec_i_pt = all_tg_pt = unreg = False
+    if sa != PRO_REGISTER_AND_MOVE:
+        spec_i_pt, all_tg_pt, aptpl = bool(buf[20] & 0x08), bool(buf[20] & 0x04), bool(buf[20] & 1)
+    else:
+        aptpl, unreg = bool(buf[17] & 0x01), bool(buf[17] & 0x02)
+    if dev.attrib.force_pr_aptpl:
+        aptpl = True
+    if spec_i_pt and sa != PRO_REGISTER:
+        raise sense.INVALID_PARAMETER_LIST()
+    if not spec_i_pt and sa != PRO_REGISTER_AND_MOVE and length != 24:
+        log.warn(f"SPC-PR: Received PR OUT illegal parameter list length: {length}")
+        raise sense.PARAMETER_LIST_LENGTH_ERROR()
+    if sa == PRO_REGISTER:
+        _pro_register(cmd, buf, res_key, sa_res_key, aptpl, all_tg_pt, spec_i_pt, REGISTER)
+    elif sa == PRO_RESERVE:
+        if pr_type not in PR_TYPES:
+            log.err(f"SPC-3 PR: Unknown Service Action RESERVE Type: 0x{pr_type:02x}")
+            raise sense.INVALID_CDB_FIELD()
+        _pro_reserve(cmd, pr_type, scope, res_key)
+    elif sa == PRO_RELEASE:
+        _pro_release(cmd, pr_type, scope, res_key)
+    elif sa == PRO_CLEAR:
+        _pro_clear(cmd, res_key)
+    elif sa in (PRO_PREEMPT, PRO_PREEMPT_AND_ABORT):
+        abort = sa == PRO_PREEMPT_AND_ABORT
+        if pr_type not in PR_TYPES:
+            log.err(f"SPC-3 PR: Unknown Service Action PREEMPT{'_AND_ABORT' if abort else ''} "
+                    f"Type: 0x{pr_type:02x}")
+            raise sense.INVALID_CDB_FIELD()
+        _pro_preempt(cmd, pr_type, scope, res_key, sa_res_key, abort)
+    elif sa == PRO_REGISTER_AND_IGNORE_EXISTING_KEY:
+        _pro_register(cmd, buf, 0, sa_res_key, aptpl, all_tg_pt, spec_i_pt,
+                      REGISTER_AND_IGNORE_EXISTING_KEY)
+    elif sa == PRO_REGISTER_AND_MOVE:
+        _pro_register_and_move(cmd, buf, res_key, sa_res_key, aptpl, unreg)
+    else:
+        log.err(f"Unknown PERSISTENT_RESERVE_OUT service action: 0x{sa:02x}")
+        raise sense.INVALID_CDB_FIELD()
+    return None
+
+
+def _pro_register(cmd: "Command", buf: bytes, res_key: int, sa_res_key: int, aptpl: bool,
+                  all_tg_pt: bool, spec_i_pt: bool, register_type: int) -> None:
+    """core_scsi3_emulate_pro_register (spc4r17 table 47)."""
+    dev, nexus, log = cmd.dev, cmd.nexus, cmd.dev.log
+    reg = locate(dev, nexus)
+    if reg is None:
+        if res_key:
+            log.warn("SPC-3 PR: Reservation Key non-zero for SA REGISTER, returning CONFLICT")
+            raise ReservationConflict()
+        if not sa_res_key:
+            return
+        if not spec_i_pt:
+            new, atp = _alloc_registration(dev, nexus.initiator, nexus.port, nexus.lun,
+                                           _isid(nexus), sa_res_key, all_tg_pt, aptpl)
+            new.nexus = nexus
+            _add_registration(dev, new, register_type, atp=tuple(atp))
+        else:
+            _decode_spec_i_port(cmd, buf, sa_res_key, all_tg_pt, aptpl)
+        _update_and_write_aptpl(dev, aptpl)
+        return
+    if register_type == REGISTER and res_key != reg.key:
+        log.err(f"SPC-3 PR REGISTER: Received res_key: 0x{res_key:016x} does not match "
+                f"existing SA REGISTER res_key: 0x{reg.key:016x}")
+        raise ReservationConflict()
+    if spec_i_pt:
+        log.err("SPC-3 PR REGISTER: SPEC_I_PT set on a registered nexus")
+        raise sense.INVALID_PARAMETER_LIST()
+    if reg.all_tg_pt and not all_tg_pt:
+        log.err("SPC-3 PR REGISTER: ALL_TG_PT=1 registration exists, but ALL_TG_PT=1 bit "
+                "not present in received PROUT")
+        raise sense.INVALID_CDB_FIELD()
+    if sa_res_key:
+        reg.generation = _gen(dev)
+        reg.key = sa_res_key
+        log.debug(f"SPC-3 PR [{nexus.port.fabric}] REGISTER{_REG_SUFFIX[register_type]}: "
+                  f"Changed Reservation Key for {reg.initiator} to: 0x{reg.key:016x} "
+                  f"PRgeneration: 0x{reg.generation:08x}")
+    else:
+        pr_type = reg.res_type
+        pr_holder = _check_implicit_release(dev, reg)
+        if pr_holder < 0:
+            raise ReservationConflict()
+        if reg.all_tg_pt:
+            for r in list(dev.pr.registrations):
+                if (r.all_tg_pt and r.key == res_key and r is not reg
+                        and r.initiator == reg.initiator):
+                    _free_registration(dev, r)
+        _free_registration(dev, reg)
+        if pr_holder and pr_type in REG_ONLY:
+            for r in dev.pr.registrations:
+                _ua_lun(dev, r, ASCQ_RESERVATIONS_RELEASED)
+    _update_and_write_aptpl(dev, aptpl)
+
+
+def _check_implicit_release(dev: "SeDevice", reg: Registration) -> int:
+    """core_scsi3_check_implicit_release: 1 released, 0 nothing, -1 refused."""
+    holder = dev.pr.holder
+    if holder is None:
+        return 0
+    if holder is reg:
+        _complete_pro_release(dev, (reg.fabric, reg.initiator), reg, False, True)
+        return 1
+    if reg.all_tg_pt and holder.initiator == reg.initiator and holder.key == reg.key:
+        dev.log.err(f"SPC-3 PR: Unable to perform ALL_TG_PT=1 UNREGISTER while existing "
+                    f"reservation with matching key 0x{reg.key:016x} is present from another "
+                    f"SCSI Initiator Port")
+        return -1
+    return 0
+
+
+def _pro_reserve(cmd: "Command", pr_type: int, scope: int, res_key: int) -> None:
+    """core_scsi3_pro_reserve."""
+    dev, nexus, log = cmd.dev, cmd.nexus, cmd.dev.log
+    reg = _caller_registration(cmd, "RESERVE")
+    if res_key != reg.key:
+        log.err(f"SPC-3 PR RESERVE: Received res_key: 0x{res_key:016x} does not match "
+                f"existing SA REGISTER res_key: 0x{reg.key:016x}")
+        raise ReservationConflict()
+    if scope != LU_SCOPE:
+        log.err(f"SPC-3 PR: Illegal SCOPE: 0x{scope:02x}")
+        raise sense.INVALID_PARAMETER_LIST()
+    holder = dev.pr.holder
+    fabric = nexus.port.fabric
+    if holder is not None:
+        if not _is_holder(holder, reg):
+            log.err(f"SPC-3 PR: Attempted RESERVE from [{fabric}]: {nexus.initiator} while "
+                    f"reservation already held by [{holder.fabric}]: {holder.initiator}, "
+                    f"returning RESERVATION_CONFLICT")
+            raise ReservationConflict()
+        if holder.res_type != pr_type or holder.res_scope != scope:
+            log.err(f"SPC-3 PR: Attempted RESERVE from [{fabric}]: {nexus.initiator} trying "
+                    f"to change TYPE and/or SCOPE, while reservation already held by "
+                    f"[{holder.fabric}]: {holder.initiator}, returning RESERVATION_CONFLICT")
+            raise ReservationConflict()
+        return
+    _set_holder(dev, reg, pr_type, scope)
+    log.debug(f"SPC-3 PR [{fabric}] Service Action: RESERVE created new reservation holder "
+              f"TYPE: {pr_type_name(pr_type)} ALL_TG_PT: {int(reg.all_tg_pt)}")
+    log.debug(f"SPC-3 PR [{fabric}] RESERVE Node: {nexus.initiator}{_ibuf(reg)}")
+    if dev.pr.aptpl_active:
+        _update_and_write_aptpl_quiet(dev)
+
+
+def _update_and_write_aptpl_quiet(dev: "SeDevice") -> None:
+    """The kernel ignores the result of the APTPL rewrite after RESERVE/RELEASE/PREEMPT."""
+    try:
+        _update_and_write_aptpl(dev, True)
+    except sense.SenseError:
+        pass
+
+
+def _pro_release(cmd: "Command", pr_type: int, scope: int, res_key: int) -> None:
+    """core_scsi3_emulate_pro_release."""
+    dev, nexus, log = cmd.dev, cmd.nexus, cmd.dev.log
+    reg = _caller_registration(cmd, "RELEASE")
+    holder = dev.pr.holder
+    if holder is None or not _is_holder(holder, reg):
+        return
+    if res_key != reg.key:
+        log.err(f"SPC-3 PR RELEASE: Received res_key: 0x{res_key:016x} does not match "
+                f"existing SA REGISTER res_key: 0x{reg.key:016x}")
+        raise ReservationConflict()
+    if holder.res_type != pr_type or holder.res_scope != scope:
+        log.err(f"SPC-3 PR RELEASE: Attempted to release reservation from "
+                f"[{nexus.port.fabric}]: {nexus.initiator} with different TYPE and/or SCOPE "
+                f" while reservation already held by [{holder.fabric}]: {holder.initiator}, "
+                f"returning RESERVATION_CONFLICT")
+        raise ReservationConflict()
+    _complete_pro_release(dev, (nexus.port.fabric, nexus.initiator), reg, True, False)
+    if pr_type in REG_ONLY + ALL_REG:
+        for r in dev.pr.registrations:
+            if r is not reg:
+                _ua_lun(dev, r, ASCQ_RESERVATIONS_RELEASED)
+    if dev.pr.aptpl_active:
+        _update_and_write_aptpl_quiet(dev)
+
+
+def _pro_clear(cmd: "Command", res_key: int) -> None:
+    """core_scsi3_emulate_pro_clear."""
+    dev, nexus, log = cmd.dev, cmd.nexus, cmd.dev.log
+    reg_n = _caller_registration(cmd, "CLEAR")
+    if res_key != reg_n.key:
+        log.err(f"SPC-3 PR REGISTER: Received res_key: 0x{res_key:016x} does not match "
+                f"existing SA REGISTER res_key: 0x{reg_n.key:016x}")
+        raise ReservationConflict()
+    holder = dev.pr.holder
+    if holder is not None:
+        _complete_pro_release(dev, (holder.fabric, holder.initiator), holder, False, False)
+    for r in list(dev.pr.registrations):
+        _free_registration(dev, r)
+        if r is not reg_n:
+            _ua_lun(dev, r, ASCQ_RESERVATIONS_PREEMPTED)
+    log.debug(f"SPC-3 PR [{nexus.port.fabric}] Service Action: CLEAR complete")
+    try:
+        _update_and_write_aptpl(dev, False)
+    except sense.SenseError:
+        pass
+    _gen(dev)
+
+
+def _complete_pro_preempt(dev: "SeDevice", reg: Registration, pr_type: int, scope: int,
+                          abort: bool) -> None:
+    """__core_scsi3_complete_pro_preempt."""
+    if dev.pr.holder is not None:
+        _complete_pro_release(dev, (reg.fabric, reg.initiator), dev.pr.holder, False, False)
+    _set_holder(dev, reg, pr_type, scope)
+    suffix = "_AND_ABORT" if abort else ""
+    dev.log.debug(f"SPC-3 PR [{reg.fabric}] Service Action: PREEMPT{suffix} created new "
+                  f"reservation holder TYPE: {pr_type_name(pr_type)} "
+                  f"ALL_TG_PT: {int(reg.all_tg_pt)}")
+    dev.log.debug(f"SPC-3 PR [{reg.fabric}] PREEMPT{suffix} from Node: "
+                  f"{reg.initiator}{_ibuf(reg)}")
+
+
+def _pro_preempt(cmd: "Command", pr_type: int, scope: int, res_key: int, sa_res_key: int,
+                 abort: bool) -> None:
+    """core_scsi3_pro_preempt."""
+    dev, nexus, log = cmd.dev, cmd.nexus, cmd.dev.log
+    reg_n = locate(dev, nexus)
+    if reg_n is None:
+        log.err(f"SPC-3 PR: Unable to locate PR_REGISTERED *pr_reg for "
+                f"PREEMPT{'_AND_ABORT' if abort else ''}")
+        raise ReservationConflict()
+    if reg_n.key != res_key:
+        raise ReservationConflict()
+    if scope != LU_SCOPE:
+        log.err(f"SPC-3 PR: Illegal SCOPE: 0x{scope:02x}")
+        raise sense.INVALID_PARAMETER_LIST()
+    holder = dev.pr.holder
+    all_reg = holder is not None and holder.res_type in ALL_REG
+    if not all_reg and not sa_res_key:
+        raise sense.INVALID_PARAMETER_LIST()
+    unmatched = sa_res_key != 0
+    if holder is None or holder.key != sa_res_key:
+        # spc4r17 5.7.11.4.4: remove the registrations SERVICE ACTION KEY names
+        for r in list(dev.pr.registrations):
+            calling = r is reg_n
+            if not all_reg:
+                if r.key != sa_res_key:
+                    continue
+                unmatched = False
+                _free_registration(dev, r)
+            else:
+                if sa_res_key and r.key != sa_res_key:
+                    continue
+                unmatched = False
+                if calling:
+                    continue
+                _free_registration(dev, r)
+            if not calling:
+                _ua_lun(dev, r, ASCQ_REGISTRATIONS_PREEMPTED)
+        if unmatched:
+            raise ReservationConflict()
+        if holder is not None and all_reg and not sa_res_key:
+            _complete_pro_preempt(dev, reg_n, pr_type, scope, abort)
+        if dev.pr.aptpl_active:
+            _update_and_write_aptpl_quiet(dev)
+        _gen(dev)
+        return
+    # the SERVICE ACTION KEY names the holder: preempt the reservation
+    prh_type, prh_scope = holder.res_type, holder.res_scope
+    if reg_n is not holder:
+        _complete_pro_release(dev, (holder.fabric, holder.initiator), holder, False, False)
+    for r in list(dev.pr.registrations):
+        if r is reg_n or r.key != sa_res_key:
+            continue
+        _free_registration(dev, r)
+        _ua_lun(dev, r, ASCQ_REGISTRATIONS_PREEMPTED)
+    _complete_pro_preempt(dev, reg_n, pr_type, scope, abort)
+    if prh_type != pr_type or prh_scope != scope:
+        for r in dev.pr.registrations:
+            if r is not reg_n:
+                _ua_lun(dev, r, ASCQ_RESERVATIONS_RELEASED)
+    if abort:
+        # core_tmr_lun_reset over the preempted nexuses; simfs has no task set to abort
+        name = dev.backend.name
+        log.debug(f"LUN_RESET: Preempt starting for [{name}], tas: {dev.attrib.emulate_tas}")
+        dev.num_resets += 1
+        log.debug(f"LUN_RESET: Preempt for [{name}] Complete")
+    if dev.pr.aptpl_active:
+        _update_and_write_aptpl_quiet(dev)
+    _gen(dev)
+
+
+def _deve_from_rtpi(dev: "SeDevice", acl: tuple, rtpi: int) -> Optional[Nexus]:
+    """core_get_se_deve_from_rtpi: the ACL's mapped LUN on the port ``rtpi`` (here: a nexus
+    of that initiator seen on that port)."""
+    for n in runtime(dev).seen.values():
+        if _acl(n) == acl and n.port.rtpi == rtpi:
+            return n
+    return None
+
+
+def _acl_exists(dev: "SeDevice", port: TargetPort, initiator: str) -> bool:
+    """__core_tpg_get_initiator_node_acl (here: the initiator was seen on that TPG)."""
+    want = _tpg(port) + (initiator,)
+    return any(_acl(n) == want for n in runtime(dev).seen.values())
+
+
+def _decode_spec_i_port(cmd: "Command", buf: bytes, sa_res_key: int, all_tg_pt: bool,
+                        aptpl: bool) -> None:
+    """core_scsi3_decode_spec_i_port: register the local nexus and every TransportID."""
+    dev, nexus, log = cmd.dev, cmd.nexus, cmd.dev.log
+    length = len(buf)
+    local, local_atp = _alloc_registration(dev, nexus.initiator, nexus.port, nexus.lun,
+                                           _isid(nexus), sa_res_key, all_tg_pt, aptpl)
+    local.nexus = nexus
+    dests: list[tuple[Registration, list[Registration], TargetPort, int]] = []
+    if length < 28:
+        log.warn(f"SPC-PR: Received PR OUT parameter list length too small: {length}")
+        raise sense.INVALID_PARAMETER_LIST()
+    tpdl = struct.unpack(">I", buf[24:28])[0]
+    if tpdl + 28 != length:
+        log.err(f"SPC-3 PR: Illegal tpdl: {tpdl} + 28 byte header does not equal CDB "
+                f"data_length: {length}")
+        raise sense.INVALID_PARAMETER_LIST()
+    ptr = 28
+    while tpdl > 0:
+        tid = buf[ptr:]
+        proto_ident = tid[0] & 0x0F if tid else -1
+        dest_port = None
+        i_str, iport, tid_len, dest_rtpi = "", None, 0, 0
+        for p in dev.luns:
+            if p.proto_id != proto_ident:
+                continue
+            dest_rtpi = p.rtpi
+            parsed = parse_transport_id(p.proto_id, tid)
+            if parsed is None:
+                continue
+            i_str, iport, tid_len = parsed
+            if (_sid_fabric(nexus.port) and dev.attrib.enforce_pr_isids and iport is None):
+                log.warn(f"SPC-PR: enforce_pr_isids is set but a isid has not been sent in "
+                         f"the SPEC_I_PT data for {i_str}.")
+                raise sense.INVALID_PARAMETER_LIST()
+            if not _acl_exists(dev, p, i_str):
+                continue
+            dest_port = p
+            log.debug(f"SPC-3 PR SPEC_I_PT: Located {p.fabric} Node: {i_str} Port RTPI: "
+                      f"{dest_rtpi}")
+            break
+        if dest_port is None:
+            log.err("SPC-3 PR SPEC_I_PT: Unable to locate dest_tpg")
+            raise sense.INVALID_PARAMETER_LIST()
+        log.debug(f"SPC-3 PR SPEC_I_PT: Got {dest_port.fabric} data_length: {length} tpdl: "
+                  f"{tpdl} tid_len: {tid_len} for {i_str} + {iport}")
+        if tid_len > tpdl:
+            log.err(f"SPC-3 PR SPEC_I_PT: Illegal tid_len: {tid_len} for Transport ID: "
+                    f"{i_str}")
+            raise sense.INVALID_PARAMETER_LIST()
+        dest_acl = _tpg(dest_port) + (i_str,)
+        deve = _deve_from_rtpi(dev, dest_acl, dest_rtpi)
+        if deve is None:
+            log.err(f"Unable to locate {dest_port.fabric} dest_se_deve from destination "
+                    f"RTPI: {dest_rtpi}")
+            raise sense.INVALID_PARAMETER_LIST()
+        log.debug(f"SPC-3 PR SPEC_I_PT: Located {dest_port.fabric} Node: {i_str} "
+                  f"dest_se_deve mapped_lun: {deve.lun}")
+        if _locate(dev, dest_acl, iport, _sid_fabric(dest_port)) is None:
+            reg, atp = _alloc_registration(dev, i_str, deve.port, deve.lun, iport,
+                                           sa_res_key, all_tg_pt, aptpl)
+            dests.append((reg, atp, dest_port, deve.lun))
+        ptr += tid_len
+        tpdl -= tid_len
+    for reg, atp, port, mlun in [(local, local_atp, nexus.port, nexus.lun)] + dests:
+        _add_registration(dev, reg, REGISTER, atp=tuple(atp))
+        log.debug(f"SPC-3 PR [{port.fabric}] SPEC_I_PT: Successfully registered Transport "
+                  f"ID for Node: {reg.initiator}{_ibuf(reg)} Mapped LUN: {mlun}")
+
+
+def _pro_register_and_move(cmd: "Command", buf: bytes, res_key: int, sa_res_key: int,
+                           aptpl: bool, unreg: bool) -> None:
+    """core_scsi3_emulate_pro_register_and_move (spc4r17 5.7.8)."""
+    dev, nexus, log = cmd.dev, cmd.nexus, cmd.dev.log
+    length = len(buf)
+    reg = _caller_registration(cmd, "REGISTER_AND_MOVE")
+    if res_key != reg.key:
+        log.warn(f"SPC-3 PR REGISTER_AND_MOVE: Received res_key: 0x{res_key:016x} does not "
+                 f"match existing SA REGISTER res_key: 0x{reg.key:016x}")
+        raise ReservationConflict()
+    if not sa_res_key:
+        log.warn("SPC-3 PR REGISTER_AND_MOVE: Received zero sa_res_key")
+        raise sense.INVALID_PARAMETER_LIST()
+    rtpi = struct.unpack(">H", buf[18:20])[0]
+    tid_len = struct.unpack(">I", buf[20:24])[0]
+    if tid_len + 24 != length:
+        log.err(f"SPC-3 PR: Illegal tid_len: {tid_len} + 24 byte header does not equal CDB "
+                f"data_length: {length}")
+        raise sense.INVALID_PARAMETER_LIST()
+    dest_port = next((p for p in dev.luns if p.rtpi == rtpi), None)
+    if dest_port is None:
+        log.err(f"SPC-3 PR REGISTER_AND_MOVE: Unable to locate fabric ops from Relative "
+                f"Target Port Identifier: {rtpi}")
+        raise sense.INVALID_PARAMETER_LIST()
+    proto_ident = buf[24] & 0x0F
+    log.debug(f"SPC-3 PR REGISTER_AND_MOVE: Extracted Protocol Identifier: 0x{proto_ident:02x}")
+    if proto_ident != dest_port.proto_id:
+        log.err(f"SPC-3 PR REGISTER_AND_MOVE: Received proto_ident: 0x{proto_ident:02x} does "
+                f"not match ident: 0x{dest_port.proto_id:02x} from fabric: {dest_port.fabric}")
+        raise sense.INVALID_PARAMETER_LIST()
+    parsed = parse_transport_id(dest_port.proto_id, buf[24:])
+    if parsed is None:
+        log.err("SPC-3 PR REGISTER_AND_MOVE: Unable to locate initiator_str from Transport ID")
+        raise sense.INVALID_PARAMETER_LIST()
+    i_str, iport, _ = parsed
+    log.debug(f"SPC-3 PR [{dest_port.fabric}] Extracted initiator "
+              f"{'port' if iport is not None else 'device'} identifier: {i_str} "
+              f"{iport if iport is not None else ''}")
+    if i_str == reg.initiator:
+        if iport is None or reg.isid is None:
+            log.err(f"SPC-3 PR REGISTER_AND_MOVE: TransportID: {i_str} matches: "
+                    f"{reg.initiator} on received I_T Nexus")
+            raise sense.INVALID_PARAMETER_LIST()
+        if iport == reg.isid:
+            log.err(f"SPC-3 PR REGISTER_AND_MOVE: TransportID: {i_str} {iport} matches: "
+                    f"{reg.initiator} {reg.isid} on received I_T Nexus")
+            raise sense.INVALID_PARAMETER_LIST()
+    if not _acl_exists(dev, dest_port, i_str):
+        log.err(f"Unable to locate {dest_port.fabric} dest_node_acl for TransportID{i_str}")
+        raise sense.INVALID_PARAMETER_LIST()
+    log.debug(f"SPC-3 PR REGISTER_AND_MOVE: Found {dest_port.fabric} dest_node_acl: {i_str} "
+              f"from TransportID")
+    dest_acl = _tpg(dest_port) + (i_str,)
+    deve = _deve_from_rtpi(dev, dest_acl, rtpi)
+    if deve is None:
+        log.err(f"Unable to locate {dest_port.fabric} dest_se_deve from RTPI: {rtpi}")
+        raise sense.INVALID_PARAMETER_LIST()
+    log.debug(f"SPC-3 PR REGISTER_AND_MOVE: Located {dest_port.fabric} node {i_str} LUN ACL "
+              f"for dest_se_deve->mapped_lun: {deve.lun}")
+    holder = dev.pr.holder
+    if holder is None:
+        log.warn("SPC-3 PR REGISTER_AND_MOVE: No reservation currently held")
+        raise sense.INVALID_CDB_FIELD()
+    if not _is_holder(holder, reg):
+        log.warn("SPC-3 PR REGISTER_AND_MOVE: Calling I_T Nexus is not reservation holder")
+        raise ReservationConflict()
+    if holder.res_type in ALL_REG:
+        log.warn(f"SPC-3 PR REGISTER_AND_MOVE: Unable to move reservation for type: "
+                 f"{pr_type_name(holder.res_type)}")
+        raise ReservationConflict()
+    pr_type = holder.res_type
+    scope = holder.res_type  # sic: the kernel copies the type into the scope
+    dest = _locate(dev, dest_acl, iport, _sid_fabric(dest_port))
+    new_reg = False
+    if dest is None:
+        dest, _ = _alloc_registration(dev, i_str, deve.port, deve.lun, iport, sa_res_key,
+                                      False, aptpl)
+        _add_registration(dev, dest, REGISTER_AND_MOVE, register_move=True)
+        new_reg = True
+    _complete_pro_release(dev, (holder.fabric, holder.initiator), holder, False, False)
+    dest.res_holder, dest.res_type = True, pr_type
+    dev.pr.holder, dev.pr.res_type, dev.pr.res_scope = dest, pr_type, dest.res_scope
+    reg.res_scope = scope
+    if not new_reg:
+        dest.generation = _gen(dev)
+    log.debug(f"SPC-3 PR [{dest_port.fabric}] Service Action: REGISTER_AND_MOVE created new "
+              f"reservation holder TYPE: {pr_type_name(pr_type)} on object RTPI: {rtpi}  "
+              f"PRGeneration: 0x{dest.generation:08x}")
+    log.debug(f"SPC-3 PR Successfully moved reservation from {nexus.port.fabric} Fabric Node: "
+              f"{reg.initiator}{_ibuf(reg)} -> {dest_port.fabric} Fabric Node: {i_str} "
+              f"{iport if iport is not None else ''}")
+    if unreg:
+        _free_registration(dev, reg)
+    try:
+        _update_and_write_aptpl(dev, aptpl)
+    except sense.SenseError:
+        pass
+
+
+# -- PERSISTENT RESERVE IN -----------------------------------------------------------------------
+def _execute_pr_in(cmd: "Command") -> bytes:
+    """target_scsi3_emulate_pr_in."""
+    dev, log = cmd.dev, cmd.dev.log
+    note_nexus(dev, cmd.nexus)
+    _spc2_held_conflict(cmd)
+    sa = cmd.cdb[1] & 0x1F
+    n = cmd.alloc_len or 0
+    handlers = {PRI_READ_KEYS: _read_keys, PRI_READ_RESERVATION: _read_reservation,
+                PRI_REPORT_CAPABILITIES: _report_capabilities,
+                PRI_READ_FULL_STATUS: _read_full_status}
+    if sa not in handlers:
+        log.err(f"Unknown PERSISTENT_RESERVE_IN service action: 0x{sa:02x}")
+        raise sense.INVALID_CDB_FIELD()
+    return handlers[sa](dev, n)
+
+
+def _read_keys(dev: "SeDevice", n: int) -> bytes:
+    if n < 8:
+        dev.log.err(f"PRIN SA READ_KEYS SCSI Data Length: {n} too small")
+        raise sense.INVALID_CDB_FIELD()
+    keys = b"".join(struct.pack(">Q", r.key) for r in dev.pr.registrations)
+    return struct.pack(">II", dev.pr.generation, len(keys)) + keys
+
+
+def _read_reservation(dev: "SeDevice", n: int) -> bytes:
+    if n < 8:
+        dev.log.err(f"PRIN SA READ_RESERVATIONS SCSI Data Length: {n} too small")
+        raise sense.INVALID_CDB_FIELD()
+    h = dev.pr.holder
+    if h is None:
+        return struct.pack(">II", dev.pr.generation, 0)
+    head = struct.pack(">II", dev.pr.generation, 16)
+    if n < 22:
+        return head + bytes(16)
+    key = 0 if h.res_type in ALL_REG else h.key
+    body = bytearray(16)
+    body[0:8] = struct.pack(">Q", key)
+    body[13] = (h.res_scope & 0xF0) | (h.res_type & 0x0F)
+    return head + bytes(body)
+
+
+def _report_capabilities(dev: "SeDevice", n: int) -> bytes:
+    if n < 6:
+        dev.log.err(f"PRIN SA REPORT_CAPABILITIES SCSI Data Length: {n} too small")
+        raise sense.INVALID_CDB_FIELD()
+    buf = bytearray(8)
+    buf[0:2] = struct.pack(">H", 8)
+    buf[2] = 0x10 | 0x08 | 0x04 | 0x01  # CRH, SIP_C, ATP_C, PTPL_C
+    buf[3] = 0x80 | 0x10 | (0x01 if dev.pr.aptpl_active else 0)  # TMV, ALLOW COMMANDS 001b
+    buf[4] = 0x80 | 0x40 | 0x20 | 0x08 | 0x02  # EX_AC_RO..., see SPC-4 table 167
+    buf[5] = 0x01  # EX_AC_AR
+    return bytes(buf)
+
+
+def _read_full_status(dev: "SeDevice", n: int) -> bytes:
+    if n < 8:
+        dev.log.err(f"PRIN SA READ_FULL_STATUS SCSI Data Length: {n} too small")
+        raise sense.INVALID_CDB_FIELD()
+    h = dev.pr.holder
+    all_reg = h is not None and h.res_type in ALL_REG
+    out = bytearray()
+    add_len = 0
+    for r in dev.pr.registrations:
+        exp = transport_id_len(r)
+        if exp < 0 or exp + add_len > n:
+            dev.log.warn(f"SPC-3 PRIN READ_FULL_STATUS ran out of buffer: {n}")
+            break
+        tid = transport_id(r)
+        if tid is None:
+            break
+        d = bytearray(24)
+        d[0:8] = struct.pack(">Q", r.key)
+        if r.all_tg_pt:
+            d[12] = 0x02
+        if r.res_holder:
+            d[12] |= 0x01
+            d[13] = (r.res_scope & 0xF0) | (r.res_type & 0x0F)
+        elif all_reg:
+            d[12] |= 0x01
+            d[13] = (h.res_scope & 0xF0) | (h.res_type & 0x0F)
+        if not r.all_tg_pt:
+            d[18:20] = struct.pack(">H", r.rtpi & 0xFFFF)
+        d[20:24] = struct.pack(">I", len(tid))
+        out += d + tid
+        add_len += 24 + len(tid)
+    return struct.pack(">II", dev.pr.generation, add_len) + bytes(out)

@@ -1,0 +1,75 @@
+"""``simfs scsi``: SCSI commands to a mounted device, and the configfs files that follow."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from helpers import sh
+
+SERIAL = "abcdef0123456789"
+
+
+def scsi(m, *args: str, initiator: str | None = None) -> subprocess.CompletedProcess:
+    cmd = ["simfs", "scsi", m.root, "rd_mcp_0/r0"]
+    if initiator:
+        cmd += ["--initiator", initiator]
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def rd(mnt):
+    t = mnt.core
+    mnt.ok(f"mkdir -p {t}/rd_mcp_0/r0 && echo rd_pages=1024 > {t}/rd_mcp_0/r0/control && "
+           f"echo {SERIAL} > {t}/rd_mcp_0/r0/wwn/vpd_unit_serial && "
+           f"echo 1 > {t}/rd_mcp_0/r0/enable")
+    return mnt
+
+
+def test_inquiry_and_vpd(rd):
+    r = scsi(rd, "inquiry")
+    assert r.returncode == 0 and "Status: GOOD" in r.stdout
+    assert "Vendor: 'LIO-ORG '" in r.stdout and "Product: 'RAMDISK-MCP     '" in r.stdout
+    r = scsi(rd, "inquiry", "--vpd", "0x83")
+    assert "NAA: 0x6001405abcdef0123456789000000000" in r.stdout
+    assert f"T10 vendor ID: LIO-ORG RAMDISK-MCP:{SERIAL}" in r.stdout
+
+
+def test_write_read_and_statistics(rd, tmp_path):
+    data = bytes(range(256)) * 4
+    (tmp_path / "in").write_bytes(data)
+    assert scsi(rd, "write", "5", "--in", str(tmp_path / "in")).returncode == 0
+    assert scsi(rd, "read", "5", "3", "--out", str(tmp_path / "out")).returncode == 0
+    assert (tmp_path / "out").read_bytes() == data + bytes(512)
+    stats = "target/core/rd_mcp_0/r0/statistics/scsi_lu"
+    assert int(rd.read(f"{stats}/num_cmds")) >= 3
+
+
+def test_bad_lba_is_a_check_condition(rd):
+    r = scsi(rd, "read", "0xffffff", "1")
+    assert r.returncode == 3
+    assert "ILLEGAL REQUEST: LOGICAL BLOCK ADDRESS OUT OF RANGE (5/21h/00h)" in r.stdout
+
+
+def test_persistent_reservation_shows_in_configfs(rd):
+    pr = "target/core/rd_mcp_0/r0/pr"
+    a, b = "iqn.1994-05.com.example:a", "iqn.1994-05.com.example:b"
+    assert scsi(rd, "persist", "--register", "--sa-key", "0xa", initiator=a).returncode == 0
+    assert scsi(rd, "persist", "--register", "--sa-key", "0xb", initiator=b).returncode == 0
+    r = scsi(rd, "persist", "--reserve", "--key", "0xa", "--type", "1", initiator=a)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0x00000002" in rd.read(f"{pr}/res_pr_generation")
+    assert a in rd.read(f"{pr}/res_holder")
+    r = scsi(rd, "write", "0", "--data", "00" * 512, initiator=b)
+    assert "RESERVATION CONFLICT" in r.stdout and r.returncode == 3
+    r = scsi(rd, "persist", "--read-reservation", initiator=b)
+    assert "Reservation: key 0xa  scope 0  type 1 (Write Exclusive)" in r.stdout
+
+
+def test_unknown_device_and_no_mount(rd, tmp_path):
+    r = subprocess.run(["simfs", "scsi", rd.root, "rd_mcp_0/nope", "tur"], capture_output=True,
+                       text=True)
+    assert r.returncode == 1 and "no device core/rd_mcp_0/nope" in r.stderr
+    r = subprocess.run(["simfs", "scsi", str(tmp_path), "rd_mcp_0/r0", "tur"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "cannot reach the daemon" in r.stderr
