@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from simfs import __version__
+from simfs.cli.common import find_state_dir
 from simfs.daemon import state
 
 
@@ -101,24 +102,8 @@ def cmd_umount(a: argparse.Namespace) -> int:
     return 0
 
 
-def _find_state_dir(mountpoint: str | None) -> Path | None:
-    if mountpoint:
-        mountpoint = state.resolve(mountpoint)
-        rec = state.read_record(mountpoint)
-        return Path(rec["state_dir"]) if rec else state.default_state_dir(mountpoint)
-    recs = state.active_records()
-    if len(recs) == 1:
-        return Path(recs[0]["state_dir"])
-    if not recs:
-        print("simfs: no simfs mount is active; name a MOUNTPOINT", file=sys.stderr)
-    else:
-        print("simfs: several mounts are active; name one: "
-              + ", ".join(r["mountpoint"] for r in recs), file=sys.stderr)
-    return None
-
-
 def cmd_dmesg(a: argparse.Namespace) -> int:
-    sdir = _find_state_dir(a.mountpoint)
+    sdir = find_state_dir(a.mountpoint)
     if sdir is None:
         return 2
     path = state.log_path(sdir)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from simfs.cli import record as rec
+from simfs.cli.common import find_state_dir
 from simfs.daemon import trace as tr
 
 
@@ -83,8 +84,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _state_dir(a: argparse.Namespace) -> Path | None:
     if a.state_dir:
         return Path(a.state_dir)
-    from simfs.cli.main import _find_state_dir
-    return _find_state_dir(a.mountpoint)
+    return find_state_dir(a.mountpoint)
 
 
 def _mount_prefix(a: argparse.Namespace) -> str | None:

@@ -1,0 +1,26 @@
+"""What several commands share: finding a mount's state directory."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from simfs.daemon import state
+
+
+def find_state_dir(mountpoint: str | None) -> Path | None:
+    """The state directory of the mount at ``mountpoint`` or, with none named, of the one
+    active mount; None (after saying why on stderr) when there is no single answer."""
+    if mountpoint:
+        mountpoint = state.resolve(mountpoint)
+        rec = state.read_record(mountpoint)
+        return Path(rec["state_dir"]) if rec else state.default_state_dir(mountpoint)
+    recs = state.active_records()
+    if len(recs) == 1:
+        return Path(recs[0]["state_dir"])
+    if not recs:
+        print("simfs: no simfs mount is active; name a MOUNTPOINT", file=sys.stderr)
+    else:
+        print("simfs: several mounts are active; name one: "
+              + ", ".join(r["mountpoint"] for r in recs), file=sys.stderr)
+    return None
