@@ -47,6 +47,9 @@ def add_parser(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(r)
     r.add_argument("-o", "--output", metavar="FILE", help="the script (default: stdout)")
+    r.add_argument("--keep-dbroot", action="store_true",
+                   help="replay dbroot writes as recorded (default: only with DBROOT=DIR, "
+                   "so a replay never moves a simulation's files to a host path)")
     r.set_defaults(func=cmd_record)
 
     s = sub.add_parser("show", help="the topology (fabrics, LUNs, ACLs, backstores, ALUA, PR) "
@@ -257,7 +260,7 @@ def cmd_record(a: argparse.Namespace) -> int:
     _stop_on_term()
     keep = Filter(a.path, a.pid, a.comm, _mount_prefix(a))
     out: TextIO = open(a.output, "w") if a.output else sys.stdout
-    writer = rec.ScriptWriter(out, close=bool(a.output))
+    writer = rec.ScriptWriter(out, close=bool(a.output), keep_dbroot=a.keep_dbroot)
     s, f, stream = _open_stream(a, False)
     try:
         writer.header(a.mountpoint or str(a.state_dir or a.input))
