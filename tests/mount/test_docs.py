@@ -8,6 +8,9 @@ what it is (a block without one fails the test, so a new block cannot slip in un
                                 transcript: each ``$`` line is run and the lines after it
                                 are its expected output (stdout and stderr). Other blocks
                                 run line by line and each line must exit 0.
+    <!-- test: python -->       Python code, run with the python simfs is installed in;
+                                must exit 0, and each ``# {...}``-style comment after a
+                                ``print(...)`` is what that line prints.
     <!-- test: log -->          lines the kernel-style log must hold, in this order
                                 (``simfs dmesg`` of the document's mount).
     <!-- test: output FILE -->  the expected content of FILE, written by earlier commands.
@@ -32,6 +35,7 @@ import re
 import select
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -41,7 +45,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-MARK = re.compile(r"^<!--\s*test:\s*(run|log|output|skip|instead)\b\s*(.*?)\s*-->\s*$")
+MARK = re.compile(r"^<!--\s*test:\s*(run|python|log|output|skip|instead)\b\s*(.*?)\s*-->\s*$")
 END = "__simfs_doctest_end__"
 
 
@@ -241,6 +245,13 @@ def run_doc(doc: Doc, home: Path, cwd: Path) -> list[str]:
                         rc, got = sh.run(cmd)
                         if rc != 0:
                             failures.append(f"{where}: {cmd!r} exited {rc}: {got}")
+            elif b.kind == "python":
+                code = "\n".join(b.lines)
+                rc, got = sh.run(f"{sys.executable} - <<'__SIMFS_DOC_PY__'\n{code}\n"
+                                 "__SIMFS_DOC_PY__")
+                want = [m.group(1) for m in re.finditer(r"print\(.*\)\s*#\s*(.*)", code)]
+                if rc != 0 or (want and not same_lines(want, got)):
+                    failures.append(f"{where}: python exited {rc}\n  want {want}\n  got {got}")
             elif b.kind == "log":
                 mp = b.arg or "/mnt/configfs"
                 _, log = sh.run(f"simfs dmesg {mp}")
@@ -291,7 +302,7 @@ def _svg_text(svg: Path) -> tuple[str, list[str]]:
 @pytest.mark.parametrize("path", _docs(), ids=_id)
 def test_document_runs_as_written(path, tmp_path):
     doc = parse(path)
-    if not any(b.kind in ("run", "log", "output", "instead") for b in doc.blocks):
+    if not any(b.kind in ("run", "python", "log", "output", "instead") for b in doc.blocks):
         pytest.skip("no runnable block")
     # a short home: simfs run's D-Bus socket lives in its state directory, and a Unix
     # socket path has at most 107 bytes
