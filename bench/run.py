@@ -4,8 +4,9 @@
     python3 bench/run.py [--quick] [--only control,scale,memory,dataplane,iscsi,seed]
                          [--profile] [--out FILE]
 
-Needs root (mounts, unshare, losetup) and /dev/fuse. Prints a table and writes
-bench/results/<timestamp>.json. Never part of the test suite. See bench/README.md and
+Needs root (mounts, unshare, losetup) and /dev/fuse. Prints a table and writes the
+results, trials included, to ~/.local/state/simfs/bench/<timestamp>.json (outside the
+checkout; $XDG_STATE_HOME moves it, --out FILE chooses). Never part of the test suite. See bench/README.md and
 docs/performance.md for what each figure means.
 
 Sections:
@@ -536,7 +537,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer trials; scale stops at 1,000")
     p.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     p.add_argument("--profile", action="store_true", help="py-spy the daemon (control)")
-    p.add_argument("--out", help="JSON path (default bench/results/<timestamp>.json)")
+    p.add_argument("--out", help="JSON path (default ~/.local/state/simfs/bench/"
+                   "<timestamp>.json, outside the checkout)")
     a = p.parse_args(argv)
     if os.geteuid() != 0:
         print("bench: needs root (mount, unshare, losetup)", file=sys.stderr)
@@ -556,7 +558,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     res["seconds"] = round(time.monotonic() - t0, 1)
     res["machine"]["loadavg_at_end"] = os.getloadavg()
     res["table"] = table(res)
-    out = Path(a.out) if a.out else HERE / "results" / (
+    out = Path(a.out) if a.out else results_dir() / (
         dt.datetime.now().strftime("%Y%m%d-%H%M%S") + (".quick" if a.quick else "") + ".json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1, default=str))
@@ -567,6 +569,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"\nwritten: {out.relative_to(REPO) if out.is_relative_to(REPO) else out} "
           f"({res['seconds']:.0f} s)")
     return 0
+
+
+def results_dir() -> Path:
+    """Where results go unless --out says: the user's state directory, as simfs's own
+    state does, so a run never writes into the checkout."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                            ".local", "state")
+    return Path(base) / "simfs" / "bench"
 
 
 if __name__ == "__main__":

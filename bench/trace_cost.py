@@ -11,7 +11,6 @@ Not part of bench/run.py's table (it needs no mount); docs/performance.md quotes
 from __future__ import annotations
 
 import sys
-import tempfile
 import threading
 import timeit
 
@@ -34,7 +33,7 @@ fn_globals: dict = {}
 
 
 def main() -> int:
-    sim = Sim(tempfile.mkdtemp(prefix="simfs-bench-trace-"))
+    sim = Sim()  # its own temporary state directory, removed by close()
     dev = sim.rd_device()
     port = sim.port(dev)
     nexus = Nexus(initiator="iqn.1994-05.com.example:bench", port=port)

@@ -6,6 +6,7 @@ mkdir/write calls (the same code paths FUSE reaches), plus an engine and nexus h
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -20,6 +21,8 @@ class Sim:
     """A target core, its tree and a SCSI engine, for one test."""
 
     def __init__(self, state_dir: Optional[Path] = None, profile: Profile = MODERN):
+        #: a state directory Sim made itself is removed again by close()
+        self._own_dir = state_dir is None
         self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="simfs-sim-"))
         self.log = KernelLog()
         self.core = TargetCore(profile, log=self.log, state_dir=self.state_dir)
@@ -93,3 +96,11 @@ class Sim:
 
     def close(self) -> None:
         self.core.shutdown()
+        if self._own_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def __enter__(self) -> "Sim":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

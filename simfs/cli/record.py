@@ -7,6 +7,12 @@ newline (what ``echo`` writes), else ``printf 'FORMAT' > FILE`` with every byte 
 the same bytes reach the store in one write(2). Paths are relative to ``$CONFIGFS``
 (default ``/sys/kernel/config``), so the script replays on a simfs mount
 (``CONFIGFS=/mnt/configfs sh script``) or on a real kernel.
+
+``target/dbroot`` is where APTPL and ALUA metadata files go. A recorded session's dbroot
+(targetcli points it at ``/etc/rtslib-fb-target``) names a directory of the machine it
+ran on; replayed as is into a simfs mount, it would send a simulation's files to the
+host. So by default the script sets dbroot only when the replay asks for it
+(``DBROOT=DIR``), and says what the session wrote; ``keep_dbroot`` records it verbatim.
 """
 
 from __future__ import annotations
@@ -63,12 +69,24 @@ def write_command(path: str, data: bytes) -> str:
     return f"printf {shquote(printf_format(data))} > {cfs(path)}"
 
 
-def command(ev: dict) -> str | None:
-    """The shell line for one event, or None when it changed nothing."""
+DBROOT = "target/dbroot"
+
+
+def dbroot_command(data: bytes) -> str:
+    """A recorded dbroot write, replayed only when the replay names a directory."""
+    seen = data.decode("latin-1").strip()
+    return (f"# the session set dbroot to {seen}; replay with DBROOT=DIR to set it\n"
+            f'if [ -n "${{DBROOT:-}}" ]; then echo "$DBROOT" > {cfs(DBROOT)}; fi')
+
+
+def command(ev: dict, keep_dbroot: bool = False) -> str | None:
+    """The shell line(s) for one event, or None when it changed nothing."""
     op = ev.get("op")
     if ev.get("result") != "ok" or op not in CHANGES:
         return None
     path = ev.get("path", "")
+    if op == "write" and path.strip("/") == DBROOT and not keep_dbroot:
+        return dbroot_command(ev.get("data", "").encode("latin-1"))
     if op == "mkdir":
         return f"mkdir -p {cfs(path)}"
     if op == "rmdir":
@@ -94,9 +112,10 @@ class ScriptWriter:
     """Writes the script as events arrive (flushed per line: an interrupted recording is
     still a complete script up to its last change)."""
 
-    def __init__(self, out: TextIO, close: bool = True):
+    def __init__(self, out: TextIO, close: bool = True, keep_dbroot: bool = False):
         self.out = out
         self._close = close
+        self.keep_dbroot = keep_dbroot
         self.lines = 0
 
     def header(self, source: str = "") -> None:
@@ -105,7 +124,7 @@ class ScriptWriter:
         self.out.flush()
 
     def event(self, ev: dict) -> None:
-        line = command(ev)
+        line = command(ev, self.keep_dbroot)
         if line is not None:
             self.out.write(line + "\n")
             self.out.flush()
@@ -119,11 +138,11 @@ class ScriptWriter:
                 self.out.close()
 
 
-def script(events: Iterable[dict], source: str = "") -> str:
+def script(events: Iterable[dict], source: str = "", keep_dbroot: bool = False) -> str:
     """The whole script for a list of events (sans-I/O helper for tests and tools)."""
     import io
     buf = io.StringIO()
-    w = ScriptWriter(buf, close=False)
+    w = ScriptWriter(buf, close=False, keep_dbroot=keep_dbroot)
     w.header(source)
     for ev in events:
         w.event(ev)

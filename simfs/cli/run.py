@@ -25,6 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from simfs.cli import proc_modules
 from simfs.daemon import state
 
 CONFIGFS = "/sys/kernel/config"
@@ -175,6 +176,7 @@ def inner(spec: dict) -> int:
     modprobe.write_text("#!/bin/sh\n# simfs run: the target modules are simfs itself\nexit 0\n")
     modprobe.chmod(0o755)
     env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/bin:/bin')}"
+    proc_modules.provide(scratch, env)  # rtslib's module check, as with the modules loaded
     mount = subprocess.run([sys.executable, "-m", "simfs", "mount", "--quiet", "--profile",
                             spec["profile"], "--state-dir", str(sdir / "mount"), CONFIGFS])
     if mount.returncode != 0:

@@ -4,7 +4,8 @@ and the state that results (docs/introspection.md).
     simfs trace [MP | --state-dir DIR] [--path PREFIX] [--pid PID] [--comm NAME] [--scsi]
                 [--json] [--record FILE] [--wait] [--input FILE]
     simfs record [MP | --state-dir DIR] [-o FILE] [filters as trace] [--input FILE]
-    simfs show [MP | --state-dir DIR] [--svg FILE] [--json] [--pr HBA/DEV | --alua HBA/DEV]
+    simfs show [MP | --state-dir DIR] [--svg FILE] [--json] [--renderer auto|dot|builtin]
+               [--pr | --alua | --access | --paths HBA/DEV | --sequence EVENTS [--device D]]
 
 All three talk to the mount's daemon over ``<state-dir>/trace.sock`` (simfs/daemon/trace.py).
 ``trace`` and ``record`` run until interrupted (Ctrl-C) or until the tree is unmounted.
@@ -47,6 +48,9 @@ def add_parser(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(r)
     r.add_argument("-o", "--output", metavar="FILE", help="the script (default: stdout)")
+    r.add_argument("--keep-dbroot", action="store_true",
+                   help="replay dbroot writes as recorded (default: only with DBROOT=DIR, "
+                   "so a replay never moves a simulation's files to a host path)")
     r.set_defaults(func=cmd_record)
 
     s = sub.add_parser("show", help="the topology (fabrics, LUNs, ACLs, backstores, ALUA, PR) "
@@ -59,6 +63,16 @@ def add_parser(sub) -> None:
                       help="the persistent reservation state machine of a device")
     what.add_argument("--alua", metavar="HBA/DEV",
                       help="the ALUA access state machine of a device's port groups")
+    what.add_argument("--access", metavar="HBA/DEV",
+                      help="who may read and write a device under its reservation")
+    what.add_argument("--paths", metavar="HBA/DEV",
+                      help="a device's paths: initiators, target ports, port groups")
+    what.add_argument("--sequence", metavar="EVENTS",
+                      help="the SCSI commands of a trace file (simfs trace --json, "
+                      "SIMFS_TRACE_LOG) as a sequence; no mount needed")
+    s.add_argument("--device", metavar="HBA/DEV", help="with --sequence: only this device")
+    s.add_argument("--renderer", choices=["auto", "dot", "builtin"], default="auto",
+                   help="--svg: graphviz's dot when installed (auto), or simfs's own drawing")
     s.add_argument("--svg", metavar="FILE", help="draw it as an SVG picture into FILE")
     s.add_argument("--json", action="store_true", help="print the daemon's model as JSON")
     s.set_defaults(func=cmd_show)
@@ -246,7 +260,7 @@ def cmd_record(a: argparse.Namespace) -> int:
     _stop_on_term()
     keep = Filter(a.path, a.pid, a.comm, _mount_prefix(a))
     out: TextIO = open(a.output, "w") if a.output else sys.stdout
-    writer = rec.ScriptWriter(out, close=bool(a.output))
+    writer = rec.ScriptWriter(out, close=bool(a.output), keep_dbroot=a.keep_dbroot)
     s, f, stream = _open_stream(a, False)
     try:
         writer.header(a.mountpoint or str(a.state_dir or a.input))
@@ -266,6 +280,14 @@ def cmd_record(a: argparse.Namespace) -> int:
 # -- simfs show ------------------------------------------------------------------------------
 def cmd_show(a: argparse.Namespace) -> int:
     from simfs.daemon import show
+    if a.sequence:
+        try:
+            with open(a.sequence, "rb") as f:
+                model = show.sequence_model(list(iter_events(f)), a.device)
+        except OSError as e:
+            print(f"simfs show: cannot read {a.sequence}: {e.strerror}", file=sys.stderr)
+            return 1
+        return _show(a, show, model)
     sdir = _state_dir(a)
     if sdir is None:
         return 2
@@ -274,6 +296,10 @@ def cmd_show(a: argparse.Namespace) -> int:
         req.update(what="pr", device=a.pr)
     elif a.alua:
         req.update(what="alua", device=a.alua)
+    elif a.access:
+        req.update(what="access", device=a.access)
+    elif a.paths:
+        req.update(what="paths", device=a.paths)
     else:
         req.update(what="topology")
     try:
@@ -284,12 +310,16 @@ def cmd_show(a: argparse.Namespace) -> int:
     if "error" in model:
         print(f"simfs show: {model['error']}", file=sys.stderr)
         return 1
+    return _show(a, show, model)
+
+
+def _show(a: argparse.Namespace, show, model: dict) -> int:
     if a.json:
         print(json.dumps(model, indent=2))
     elif not a.svg:
         sys.stdout.write(show.render_text(model))
     if a.svg:
-        how = show.write_svg(model, a.svg)
+        how = show.write_svg(model, a.svg, a.renderer)
         print(f"simfs show: wrote {a.svg} ({how})", file=sys.stderr)
     return 0
 

@@ -100,6 +100,10 @@ class ControlServer(UnixServer):
         dev = self._device(req["device"])
         lun = req.get("lun")
         ports = [p for p in dev.luns if lun is None or p.lun == lun]
+        if req.get("port"):  # a target port by its members-file path (simfs scsi --port)
+            ports = [p for p in ports if p.member_path() == req["port"]]
+            if not ports:
+                return {"error": f"no LUN {req['port']} exports core/{req['device']}"}
         initiator = req.get("initiator") or CLI_INITIATOR
         port = ports[0] if ports else self.cli_port(dev, initiator)
         nexus = Nexus(initiator=initiator, port=port, isid=req.get("isid"))

@@ -13,12 +13,12 @@ Two halves:
 
 from __future__ import annotations
 
-import html
-import math
 import shutil
 import subprocess
 import threading
 from typing import Any
+
+from simfs.daemon import show_svg
 
 ALUA_STATES = [(0x0, "Active/Optimized"), (0x1, "Active/NonOptimized"), (0x2, "Standby"),
                (0x3, "Unavailable"), (0x4, "LBA Dependent"), (0xE, "Offline"),
@@ -47,7 +47,14 @@ def handle(core: Any, req: dict) -> dict:
             return {"kind": "pr", "device": _dev_name(dev), "pr": _pr(dev)}
         if what == "alua":
             return {"kind": "alua", "device": _dev_name(dev), "groups": _tg_pt_gps(dev)}
-        return {"error": f"unknown show {what!r} (topology, pr, alua)"}
+        if what == "access":
+            return {"kind": "access", "device": _dev_name(dev), "pr": _pr(dev),
+                    "nexuses": _nexuses(dev)}
+        if what == "paths":
+            return {"kind": "paths", "device": _dev_name(dev), "groups": _tg_pt_gps(dev),
+                    "nexuses": _nexuses(dev),
+                    "serial": getattr(dev.wwn, "unit_serial", "") or ""}
+        return {"error": f"unknown show {what!r} (topology, pr, alua, access, paths)"}
 
 
 def _device(core: Any, name: str) -> Any:
@@ -58,6 +65,19 @@ def _device(core: Any, name: str) -> Any:
 
 def _dev_name(dev: Any) -> str:
     return f"{dev.hba.name}/{dev.name}"
+
+
+def _nexuses(dev: Any) -> list[dict]:
+    """The I_T nexuses that have sent the device a command, with the target port each
+    came through (the engine's record of who gets its unit attentions)."""
+    out = []
+    for nx in list((getattr(dev, "alua_nexuses", None) or {}).values()):
+        try:
+            port = nx.port.member_path()
+        except Exception:  # noqa: BLE001 - a port without a path
+            port = "?"
+        out.append({"initiator": nx.initiator, "isid": nx.isid, "port": port})
+    return sorted(out, key=lambda n: (n["initiator"], n["isid"] or "", n["port"]))
 
 
 def topology(core: Any) -> dict:
@@ -129,7 +149,8 @@ def _backstores(core: Any) -> list[dict]:
                 pass
             if dev.configured:
                 try:
-                    size = dev.bdev.get_blocks() * dev.attrib.block_size
+                    # get_blocks() is the last LBA, as the kernel's backends answer it
+                    size = (dev.bdev.get_blocks() + 1) * dev.attrib.block_size
                 except Exception:  # noqa: BLE001
                     size = None
             lu_gp = getattr(dev, "lu_gp", None)
@@ -213,6 +234,11 @@ def _size(n: int | None) -> str:
     return ""
 
 
+def mapped_label(m: dict) -> str:
+    """A mapped LUN, the same in the text, the built-in SVG and graphviz's."""
+    return f"mapped lun_{m['mapped_lun']} -> {m['lun']}{' (read-only)' if m['read_only'] else ''}"
+
+
 def outline(model: dict) -> tuple[str, list]:
     """The topology as (label, children) nodes: what both text and SVG trees draw."""
     fabrics = []
@@ -231,9 +257,7 @@ def outline(model: dict) -> tuple[str, list]:
                     kids.append((f"{lun['name']} -> {lun['device'] or '(no device)'}"
                                  f"{alua}{off}", []))
                 for acl in tpg["acls"]:
-                    maps = [(f"mapped lun_{m['mapped_lun']} -> {m['lun']}"
-                             f"{' (read-only)' if m['read_only'] else ''}", [])
-                            for m in acl["mapped_luns"]]
+                    maps = [(mapped_label(m), []) for m in acl["mapped_luns"]]
                     extra = ", dynamic" if acl["dynamic"] else ""
                     kids.append((f"acl {acl['name']} ({acl['sessions']} session(s){extra})",
                                  maps))
@@ -304,6 +328,26 @@ def render_text(model: dict) -> str:
                          f"{',i,0x' + r['isid'] if r['isid'] else ''} key {r['key']} "
                          f"via {r['port']}")
         return "\n".join(lines) + "\n"
+    if kind == "access":
+        pr = model["pr"]
+        res = (f"{pr['type_name']} (type {pr['type']})" if pr["holder"] else "no reservation")
+        lines = [f"{model['device']}: {res}, generation 0x{pr['generation']:x}"]
+        for w in who_may(model):
+            lines.append(f"  {w['name']}: {w['role']}; {show_svg.access_label(w)}")
+        return "\n".join(lines) + "\n"
+    if kind == "paths":
+        lines = [f"{model['device']}: paths"]
+        for gp in model["groups"]:
+            lines.append(f"  {gp['name']} (id {gp['id']}): {gp['state_name']}")
+            for port in gp["members"]:
+                users = [n["initiator"] for n in model["nexuses"] if n["port"] == port]
+                lines.append(f"    {port}" + (f" <- {', '.join(users)}" if users else ""))
+        return "\n".join(lines) + "\n"
+    if kind == "sequence":
+        lines = [f"{model['device'] or 'all devices'}: {len(model['steps'])} command(s)"]
+        for s in model["steps"]:
+            lines.append(f"  {s['initiator']} -> {s['command']} = {s['answer']}")
+        return "\n".join(lines) + "\n"
     if kind == "alua":
         lines = [f"{model['device']}: ALUA target port groups"]
         for gp in model["groups"]:
@@ -313,16 +357,80 @@ def render_text(model: dict) -> str:
     return str(model) + "\n"
 
 
+# == who may read and write (SPC-4 "Persistent reservations type codes") ======================
+#: per type: who may read, who may write ("all", "registrants", "holder")
+PR_ACCESS = {1: ("all", "holder"), 3: ("holder", "holder"), 5: ("all", "registrants"),
+             6: ("registrants", "registrants"), 7: ("all", "registrants"),
+             8: ("registrants", "registrants")}
+
+
+def who_may(model: dict) -> list[dict]:
+    """Each initiator of an ``access`` model (registrants, then the others that reached the
+    LU): its role and whether the reservation lets it read and write."""
+    pr = model["pr"]
+    out: list[dict] = []
+    seen = set()
+    holder_type = pr["type"] if pr["holder"] else 0
+    all_holders = holder_type in (7, 8)
+    for r in pr["registrations"]:
+        name = r["initiator"] + (f",i,0x{r['isid']}" if r["isid"] else "")
+        if name in seen:
+            continue
+        seen.add(name)
+        holder = r["holder"] or (all_holders and pr["holder"] is not None)
+        out.append({"name": name, "key": r["key"], "registered": True, "holder": holder})
+    for n in model.get("nexuses", []):
+        name = n["initiator"] + (f",i,0x{n['isid']}" if n["isid"] else "")
+        if name not in seen:
+            seen.add(name)
+            out.append({"name": name, "key": None, "registered": False, "holder": False})
+    for w in out:
+        read_who, write_who = PR_ACCESS.get(holder_type, ("all", "all"))
+
+        def allowed(who: str, w: dict = w) -> bool:
+            return (who == "all" or (who == "registrants" and w["registered"])
+                    or (who == "holder" and w["holder"]))
+        w["read"], w["write"] = allowed(read_who), allowed(write_who)
+        w["role"] = ("holder" if w["holder"] else "registered" if w["registered"]
+                     else "not registered") + (f", key {w['key']}" if w["key"] else "")
+        w["lines"] = [w["name"], w["role"]]
+    return out
+
+
+def sequence_model(events: list[dict], device: str | None = None) -> dict:
+    """The SCSI commands of a trace (``simfs trace --json``, ``SIMFS_TRACE_LOG``) as the
+    steps of a sequence picture: who sent what, and the answer."""
+    steps = []
+    for ev in events:
+        if ev.get("op") != "scsi" or (device and ev.get("device") != device):
+            continue
+        ans = str(ev.get("result", "?")).replace("_", " ")
+        if ev.get("sense_text"):
+            ans += f" {ev['sense_text']}"
+        steps.append({"initiator": ev.get("initiator", "?"), "command": ev.get("opname", "?"),
+                      "answer": ans, "good": ev.get("result") == "GOOD",
+                      "device": ev.get("device")})
+    return {"kind": "sequence", "device": device, "steps": steps}
+
+
 # == SVG ======================================================================================
-def write_svg(model: dict, path: str) -> str:
-    """Draw ``model`` into ``path``; returns how ("graphviz dot" or "built-in")."""
+#: pictures graphviz draws when it is installed; the others are always drawn here
+DOT_KINDS = ("topology", "pr", "alua")
+
+
+def write_svg(model: dict, path: str, renderer: str = "auto") -> str:
+    """Draw ``model`` into ``path``; returns how ("graphviz dot" or "built-in").
+    ``renderer``: "auto" (dot when installed), "dot" or "builtin"."""
     svg, how = None, "built-in"
-    if shutil.which("dot"):
+    use_dot = renderer == "dot" or (renderer == "auto" and shutil.which("dot"))
+    if use_dot and model.get("kind") in DOT_KINDS:
         try:
             svg = subprocess.run(["dot", "-Tsvg"], input=to_dot(model).encode(),
                                  capture_output=True, check=True, timeout=60).stdout.decode()
             how = "graphviz dot"
         except (OSError, subprocess.SubprocessError):
+            if renderer == "dot":
+                raise
             svg = None
     if svg is None:
         svg = builtin_svg(model)
@@ -335,7 +443,7 @@ def _q(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-HIGHLIGHT = "#ffd54f"
+HIGHLIGHT = show_svg.HIGHLIGHT
 
 
 def to_dot(model: dict) -> str:
@@ -391,8 +499,7 @@ def _topology_dot(model: dict) -> list[str]:
                 for acl in tpg["acls"]:
                     a = node(f"acl {acl['name']}\n{acl['sessions']} session(s)", "#f8d7da", p)
                     for m in acl["mapped_luns"]:
-                        ro = " (read-only)" if m["read_only"] else ""
-                        mn = node(f"mapped lun_{m['mapped_lun']}{ro}", "#fff3c4", a)
+                        mn = node(mapped_label(m), "#fff3c4", a)
                         maps.append((mn, (fab["name"], t["wwn"], tpg["name"], m["lun"])))
     devs: dict[str, str] = {}
     if model["backstores"]:
@@ -467,6 +574,10 @@ def _pr_dot(model: dict) -> list[str]:
     return out
 
 
+#: every change of state passes through Transitioning: what starts one, what ends it
+ALUA_EDGE_LABELS = ("STPG / alua_access_state", "trans_delay_msecs done")
+
+
 def _alua_current(model: dict) -> dict[int, list[str]]:
     cur: dict[int, list[str]] = {}
     for gp in model["groups"]:
@@ -494,92 +605,64 @@ def _alua_dot(model: dict) -> list[str]:
     for state, _ in ALUA_STATES:
         if state == 0xF:
             continue
-        out.append(f"  s{state:x} -> sf [label=\"STPG / alua_access_state\" fontsize=8];")
-        out.append(f"  sf -> s{state:x} [label=\"trans_delay done\" fontsize=8 style=dashed];")
+        out.append(f"  s{state:x} -> sf [label={_q(ALUA_EDGE_LABELS[0])} fontsize=8];")
+        out.append(f"  sf -> s{state:x} [label={_q(ALUA_EDGE_LABELS[1])} fontsize=8 "
+                   "style=dashed];")
     return out
 
 
-# -- the built-in SVG writer (no graphviz) ------------------------------------------------------
-def _text(x: float, y: float, s: str, size: int = 12, anchor: str = "start",
-          weight: str = "normal") -> str:
-    return (f'<text x="{x:.0f}" y="{y:.0f}" font-family="Helvetica,Arial,sans-serif" '
-            f'font-size="{size}" text-anchor="{anchor}" font-weight="{weight}">'
-            f"{html.escape(s)}</text>")
-
-
+# -- the built-in SVG writer (no graphviz): simfs.daemon.show_svg -------------------------------
 def builtin_svg(model: dict) -> str:
     kind = model.get("kind")
     if kind == "topology":
-        title, children = outline(model)
-        rows: list[tuple[int, str]] = []
-
-        def walk(nodes: list, depth: int) -> None:
-            for label, kids in nodes:
-                rows.append((depth, label))
-                walk(kids, depth + 1)
-        walk(children, 0)
-        h, indent = 26, 22
-        width = max([len(label) * 7 + d * indent + 40 for d, label in rows] + [400])
-        parts = [_text(10, 20, title, 14, weight="bold")]
-        for i, (d, label) in enumerate(rows):
-            y = 40 + i * h
-            x = 10 + d * indent
-            w = len(label) * 7 + 16
-            parts.append(f'<rect x="{x}" y="{y}" width="{w}" height="{h - 6}" rx="5" '
-                         f'fill="#eef3fb" stroke="#555"/>')
-            parts.append(_text(x + 8, y + 15, label, 12))
-            if d:
-                parts.append(f'<path d="M{x - indent + 8},{y - 6} V{y + 10} H{x}" '
-                             f'fill="none" stroke="#888"/>')
-        height = 50 + len(rows) * h
-        return _svg(width, height, parts)
-    # state machines on a circle
+        return show_svg.topology(*outline(model))
     if kind == "pr":
         labels = _pr_labels(model)
-        nodes = [(k, labels[k].replace("\\n", " | "), k == model["pr"]["state"])
-                 for k, _ in PR_NODES]
-        edges = [(a, b, label) for a, b, label in PR_EDGES]
-        title = f"{model['device']}: persistent reservation"
-    else:
+        nodes = [(k, labels[k].split("\\n"), HIGHLIGHT if k == model["pr"]["state"]
+                  else show_svg.PLAIN) for k, _ in PR_NODES]
+        title = (f"{model['device']}: persistent reservation "
+                 f"(generation 0x{model['pr']['generation']:x})")
+        return show_svg.row_machine(title, nodes, PR_EDGES)
+    if kind == "alua":
         cur = _alua_current(model)
-        nodes = [(f"{s:x}", name + (": " + ", ".join(cur[s]) if s in cur else ""), s in cur)
-                 for s, name in ALUA_STATES]
-        edges = [(f"{s:x}", "f", "") for s, _ in ALUA_STATES if s != 0xF]
-        title = f"{model['device']}: ALUA access states"
-    n = len(nodes)
-    cx, cy, r = 420, 300, 220
-    pos = {}
-    for i, (key, _, _) in enumerate(nodes):
-        a = 2 * math.pi * i / n - math.pi / 2
-        pos[key] = (cx + r * math.cos(a), cy + r * math.sin(a))
-    parts = [_text(10, 24, title, 15, weight="bold"),
-             '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" '
-             'markerHeight="8" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/>'
-             '</marker></defs>']
-    for a, b, label in edges:
-        (x1, y1), (x2, y2) = pos[a], pos[b]
-        if a == b:
-            parts.append(f'<path d="M{x1 - 20:.0f},{y1 - 22:.0f} C{x1 - 50:.0f},{y1 - 90:.0f} '
-                         f'{x1 + 50:.0f},{y1 - 90:.0f} {x1 + 20:.0f},{y1 - 22:.0f}" '
-                         f'fill="none" stroke="#555" marker-end="url(#arrow)"/>')
-            parts.append(_text(x1, y1 - 75, label, 10, "middle"))
-            continue
-        parts.append(f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" '
-                     f'stroke="#555" marker-end="url(#arrow)"/>')
-        if label:
-            parts.append(_text((x1 + x2) / 2, (y1 + y2) / 2 - 4, label, 10, "middle"))
-    for key, label, hot in nodes:
-        x, y = pos[key]
-        w = max(120, len(label) * 6.5 + 20)
-        fill = HIGHLIGHT if hot else "#eef3fb"
-        parts.append(f'<ellipse cx="{x:.0f}" cy="{y:.0f}" rx="{w / 2:.0f}" ry="22" '
-                     f'fill="{fill}" stroke="#333" stroke-width="{3 if hot else 1}"/>')
-        parts.append(_text(x, y + 4, label, 11, "middle"))
-    return _svg(cx * 2, cy * 2 + 40, parts)
-
-
-def _svg(width: float, height: float, parts: list[str]) -> str:
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" '
-            f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}">\n'
-            f'<rect width="100%" height="100%" fill="white"/>\n' + "\n".join(parts) + "\n</svg>\n")
+        supported = 0
+        for gp in model["groups"]:
+            supported |= gp["supported"]
+        spokes = []
+        for state, name in ALUA_STATES:
+            if state == 0xF:
+                continue
+            dim = bool(supported) and not supported & ALUA_SUPPORT_BITS[state]
+            fill = HIGHLIGHT if state in cur else ("#eeeeee" if dim else show_svg.PLAIN)
+            spokes.append(([name, *cur.get(state, [])], fill, dim and state not in cur))
+        hub = (["Transitioning", *cur.get(0xF, [])], HIGHLIGHT if 0xF in cur else show_svg.PLAIN)
+        return show_svg.star_machine(
+            f"{model['device']}: ALUA access states (highlighted: current)", hub, spokes,
+            ALUA_EDGE_LABELS[0], ALUA_EDGE_LABELS[1])
+    if kind == "access":
+        pr = model["pr"]
+        res = [pr["type_name"], f"holder {pr['holder']}"] if pr["holder"] else ["no reservation"]
+        return show_svg.access(f"{model['device']}: who may read and write",
+                               [model["device"], *res, f"generation 0x{pr['generation']:x}"],
+                               who_may(model))
+    if kind == "paths":
+        groups = [{"lines": [f"{gp['name']} (id {gp['id']})", gp["state_name"]],
+                   "state": gp["state"], "ports": gp["members"]} for gp in model["groups"]
+                  if gp["members"]]
+        hosts = sorted({n["initiator"] for n in model["nexuses"]})
+        used = {(n["initiator"], n["port"]) for n in model["nexuses"]}
+        lu = [model["device"]] + ([f"serial {model['serial']}"] if model.get("serial") else [])
+        return show_svg.paths(f"{model['device']}: paths from the host to the LU", hosts,
+                              groups, lu, used)
+    if kind == "sequence":
+        actors: list[str] = []
+        for s in model["steps"]:
+            if s["initiator"] not in actors:
+                actors.append(s["initiator"])
+        devs = sorted({s["device"] for s in model["steps"] if s["device"]})
+        target = model["device"] or (devs[0] if len(devs) == 1 else "the LU")
+        steps = [(s["initiator"], s["command"], s["answer"], not s["good"])
+                 for s in model["steps"]]
+        return show_svg.sequence(f"{target}: the SCSI commands, in order", actors, target,
+                                 steps)
+    return show_svg.Canvas().svg()

@@ -67,3 +67,31 @@ def test_unprivileged_run_cannot_open_what_its_user_cannot(unprivileged):
         assert "Permission denied" in r.stderr
     finally:
         os.unlink(secret)
+
+
+def test_rtslib_module_check_sees_the_target_modules(tmp_path):
+    """rtslib-fb reads /proc/modules before it loads a module; inside the namespace the
+    target modules are there (bind-mounted over the host's list, or, on a kernel without
+    module support, answered to Python tools), and the host's /proc/modules is unchanged."""
+    host = open("/proc/modules").read() if os.path.exists("/proc/modules") else None
+    r = run(tmp_path, "python3", "-c",
+            "from rtslib import utils; print(' '.join(utils.list_loaded_kernel_modules()))")
+    assert r.returncode == 0, r.stderr
+    loaded = r.stdout.split()
+    for name in ("target_core_mod", "target_core_iblock", "target_core_file",
+                 "iscsi_target_mod", "tcm_loop"):
+        assert name in loaded, loaded
+    now = open("/proc/modules").read() if os.path.exists("/proc/modules") else None
+    assert (now is None) == (host is None) and "target_core_mod" not in (now or "")
+
+
+def test_targetcli_fabric_create_gets_past_the_module_check(tmp_path):
+    """`targetcli /vhost create` (rtslib: mkdir target/vhost, then the module check) never
+    fails on /proc/modules: it creates the target where simfs has the fabric, and
+    otherwise fails as a machine with the module loaded and no such fabric would."""
+    r = run(tmp_path, "targetcli", "/vhost", "create", timeout=120)
+    out = r.stdout + r.stderr
+    assert "/proc/modules" not in out and "Traceback" not in out, out
+    if r.returncode == 0 and "Created target" in out:
+        return
+    assert "Could not create VhostFabricModule in configFS" in out, out

@@ -100,3 +100,30 @@ def test_only_successful_changes():
     body = record.script(evs).splitlines()
     assert body[-1] == 'rm "$CONFIGFS"/\'x/y z\''
     assert not any(l.startswith(("echo", "mkdir", "printf")) for l in body)
+
+
+def test_replay_leaves_dbroot_alone_unless_asked(mnt, tmp_path):
+    """targetcli's first write points dbroot at the host's /etc/rtslib-fb-target; the
+    recorded script replays it only with DBROOT=DIR, so a replay into a simfs mount never
+    sends a simulation's APTPL files to the host."""
+    evs = [{"op": "write", "result": "ok", "path": "target/dbroot",
+            "data": "/etc/rtslib-fb-target\n"},
+           {"op": "mkdir", "result": "ok", "path": "target/core/rd_mcp_0"}]
+    script = tmp_path / "s.sh"
+    script.write_text(record.script(evs))
+    assert "/etc/rtslib-fb-target" not in [l for l in script.read_text().splitlines()
+                                           if not l.startswith("#")]
+    dbroot = f"{mnt.root}/target/dbroot"
+    before = open(dbroot).read()
+    env = dict(os.environ, CONFIGFS=mnt.root)
+    r = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert open(dbroot).read() == before and os.path.isdir(f"{mnt.core}/rd_mcp_0")
+    chosen = tmp_path / "db"
+    chosen.mkdir()
+    r = subprocess.run(["sh", str(script)], env=dict(env, DBROOT=str(chosen)),
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert open(dbroot).read() == f"{chosen}\n", r.stderr
+    kept = record.script(evs, keep_dbroot=True)
+    assert 'echo /etc/rtslib-fb-target > "$CONFIGFS/target/dbroot"' in kept

@@ -72,4 +72,30 @@ def test_unknown_device_and_no_mount(rd, tmp_path):
     assert r.returncode == 1 and "no device core/rd_mcp_0/nope" in r.stderr
     r = subprocess.run(["simfs", "scsi", str(tmp_path), "rd_mcp_0/r0", "tur"],
                        capture_output=True, text=True)
-    assert r.returncode == 1 and "cannot reach the daemon" in r.stderr
+    assert r.returncode == 1 and f"{tmp_path} is not mounted" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_usage_errors_not_tracebacks(rd):
+    """Bad hex, bad numbers and bad state names are usage errors (exit 2), and the
+    nexus options may follow the command's name."""
+    for args, want in (
+            (["write", "0", "--data", "00...00"], "'.' is not a hex digit"),
+            (["write", "0", "--data", "0"], "an odd number of hex digits"),
+            (["raw", "zz"], "'z' is not a hex digit"),
+            (["read", "x1"], "'x1' is not a number"),
+            (["stpg", "--group", "0", "--state", "sleepy"], "unknown state 'sleepy'")):
+        r = subprocess.run(["simfs", "scsi", rd.root, "rd_mcp_0/r0", *args],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and want in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    r = subprocess.run(["simfs", "scsi", rd.root, "rd_mcp_0/r0", "tur", "-I",
+                        "iqn.1994-05.com.example:late"], capture_output=True, text=True)
+    assert r.returncode in (0, 3) and r.stdout.startswith("Status:"), r.stderr
+
+
+def test_stpg_state_names(rd):
+    r = subprocess.run(["simfs", "scsi", rd.root, "rd_mcp_0/r0", "stpg", "--group", "0",
+                        "--state", "standby"], capture_output=True, text=True)
+    assert r.stdout.startswith("Status: GOOD"), r.stdout + r.stderr
+    assert open(f"{rd.core}/rd_mcp_0/r0/alua/default_tg_pt_gp/alua_access_state").read() == "2\n"
