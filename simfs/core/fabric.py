@@ -232,9 +232,9 @@ def load_module(core: "TargetCore", module: str) -> list[str]:
     return loaded
 
 
-def set_hardware_ports(core: "TargetCore", specs: Iterable[str]) -> None:
-    """The hardware ports of this "machine", from ``FABRIC=PORT`` specs (``--wwn``);
-    ValueError names a bad one."""
+def parse_hardware_ports(specs: Iterable[str]) -> dict[str, list[str]]:
+    """``FABRIC=PORT`` specs (``--wwn``) as {fabric: [canonical port, ...]}; ValueError names
+    a bad one."""
     ports: dict[str, list[str]] = {}
     plugins = {}
     for ops in discover_fabrics():  # by directory name, and by module name (fc = tcm_fc)
@@ -248,7 +248,12 @@ def set_hardware_ports(core: "TargetCore", specs: Iterable[str]) -> None:
         port = ops.hw_port(value)
         if port not in ports.setdefault(ops.name, []):
             ports[ops.name].append(port)
-    core.hardware_ports = ports  # type: ignore[attr-defined]
+    return ports
+
+
+def set_hardware_ports(core: "TargetCore", specs: Iterable[str]) -> None:
+    """The hardware ports of this "machine" (parse_hardware_ports)."""
+    core.hardware_ports = parse_hardware_ports(specs)  # type: ignore[attr-defined]
 
 
 def hardware_ports(core: "TargetCore", fabric: str) -> list[str]:
