@@ -30,9 +30,16 @@ def cmd_mount(a: argparse.Namespace) -> int:
     if not os.path.isdir(mp):
         print(f"simfs: {mp}: not a directory", file=sys.stderr)
         return 2
+    try:
+        from simfs.core.fabric import parse_hardware_ports
+        parse_hardware_ports(a.wwn)  # refuse a bad --wwn before mounting
+    except ValueError as e:
+        print(f"simfs: {e}", file=sys.stderr)
+        return 2
     if a.foreground:
         from simfs.daemon import serve
-        return serve(mp, a.profile, a.state_dir, a.dbroot, a.allow_other, debug=a.debug)
+        return serve(mp, a.profile, a.state_dir, a.dbroot, a.allow_other, debug=a.debug,
+                     wwns=tuple(a.wwn))
     mp = state.resolve(mp)
     sdir = Path(a.state_dir) if a.state_dir else state.default_state_dir(mp)
     sdir.mkdir(parents=True, exist_ok=True)
@@ -44,6 +51,7 @@ def cmd_mount(a: argparse.Namespace) -> int:
         cmd += ["--dbroot", a.dbroot]
     if a.allow_other:
         cmd.append("--allow-other")
+    cmd += [f"--wwn={w}" for w in a.wwn]
     cmd.append(mp)
     with open(err_path, "wb") as err:
         proc = subprocess.Popen(cmd, pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=err,
@@ -140,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--timeout", type=float, default=30.0, help=argparse.SUPPRESS)
     m.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     m.add_argument("-q", "--quiet", action="store_true")
+    m.add_argument("--wwn", action="append", default=[], metavar="FABRIC=PORT",
+                   help="a hardware port of this machine for a fabric that drives hardware "
+                   "(qla2xxx, efct, tcm_fc, srpt, ibmvscsis, usb_gadget); repeatable")
     m.add_argument("mountpoint", help="the configfs root: MOUNTPOINT/target/core/... appears")
     m.set_defaults(func=cmd_mount)
 
@@ -156,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     from simfs.cli.scsi import add_parser as add_scsi_parser
     add_scsi_parser(sub)
     add_run_parser(sub)
+    from simfs.cli.modprobe import add_parser as add_modprobe_parser
+    add_modprobe_parser(sub)
     from simfs.cli.fault import add_parser as add_fault_parser
     add_fault_parser(sub)
     from simfs.cli.trace import add_parser as add_trace_parser  # trace, record, show

@@ -8,8 +8,9 @@ ordinary user it is a user + mount namespace (``unshare -Urm``), so no root is n
 Inside, and only there: a tmpfs over ``/sys/kernel`` makes room for ``config``; ``/etc`` and
 ``/var`` are overlaid so what tools write there (``/etc/target``, Debian's
 ``/etc/rtslib-fb-target`` saveconfig and backups, ``/var/target`` APTPL files) lands in the
-state directory (``DIR/etc``, ``DIR/var``) and persists from run to run; ``modprobe`` succeeds quietly (the
-"module" is simfs); a private D-Bus system bus is started when ``dbus-daemon`` exists
+state directory (``DIR/etc``, ``DIR/var``) and persists from run to run; ``modprobe`` loads
+fabric modules into the mount and otherwise succeeds quietly (the "module" is simfs); ``--wwn``
+hardware ports appear in /sys (simfs/cli/sysfs.py); a private D-Bus system bus is started when ``dbus-daemon`` exists
 (Debian's targetcli asks the system bus for tcmu-runner's service).
 """
 
@@ -25,7 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from simfs.cli import proc_modules
+from simfs.cli import modprobe, proc_modules, sysfs
+from simfs.core.fabric import parse_hardware_ports
 from simfs.daemon import state
 
 CONFIGFS = "/sys/kernel/config"
@@ -46,6 +48,9 @@ def add_parser(sub) -> None:
     p.add_argument("--dev", action="append", default=[], metavar="/dev/NAME=DEVICE",
                    help="make /dev/NAME inside the namespace stand for DEVICE (e.g. "
                    "--dev /dev/sdd=/dev/loop1 for a script that names /dev/sdd)")
+    p.add_argument("--wwn", action="append", default=[], metavar="FABRIC=PORT",
+                   help="a hardware fabric port of the machine (simfs mount --wwn), shown "
+                   "in /sys as its driver would show it (docs/fabrics.md)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     p.set_defaults(func=cmd_run)
 
@@ -70,8 +75,13 @@ def cmd_run(a: argparse.Namespace) -> int:
             print(f"simfs run: --dev wants /dev/NAME=DEVICE, not {item!r}", file=sys.stderr)
             return 2
         devs.append((name, os.path.realpath(source)))
+    try:
+        parse_hardware_ports(a.wwn)
+    except ValueError as e:
+        print(f"simfs run: {e}", file=sys.stderr)
+        return 2
     spec = json.dumps({"profile": a.profile, "state_dir": str(sdir), "command": command,
-                       "devs": devs})
+                       "devs": devs, "wwns": a.wwn})
     ns = ["unshare", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
         ns[1:1] = ["--user", "--map-root-user"]
@@ -172,15 +182,17 @@ def inner(spec: dict) -> int:
     env = dict(os.environ)
     bindir = scratch / "bin"
     bindir.mkdir()
-    modprobe = bindir / "modprobe"
-    modprobe.write_text("#!/bin/sh\n# simfs run: the target modules are simfs itself\nexit 0\n")
-    modprobe.chmod(0o755)
+    modprobe.install_shim(bindir, sdir / "mount")  # fabric modules load into the mount
+    wwns = spec.get("wwns", [])
+    sysfs.provide(scratch, parse_hardware_ports(wwns))  # hardware fabrics' ports in /sys
     env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/bin:/bin')}"
     proc_modules.provide(scratch, env)  # rtslib's module check, as with the modules loaded
     mount = subprocess.run([sys.executable, "-m", "simfs", "mount", "--quiet", "--profile",
-                            spec["profile"], "--state-dir", str(sdir / "mount"), CONFIGFS])
+                            spec["profile"], "--state-dir", str(sdir / "mount"),
+                            *(f"--wwn={w}" for w in wwns), CONFIGFS])
     if mount.returncode != 0:
         return mount.returncode
+    modprobe.load_builtin(sdir / "mount")
     bus = _dbus(scratch, env)
     try:
         proc = subprocess.Popen(spec["command"], env=env)

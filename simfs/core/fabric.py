@@ -51,6 +51,8 @@ class FabricOps:
     fabric_name: str = ""
     #: the kernel module request_module() would load for it
     module: str = ""
+    #: other names ``modprobe`` knows that module by (MODULE_ALIAS)
+    aliases: Sequence[str] = ()
     profiles: Sequence[str] = ("modern",)
     wwn_attrs: Sequence[Attribute] = ()
     discovery_attrs: Sequence[Attribute] = ()
@@ -71,6 +73,11 @@ class FabricOps:
     # module life
     def load(self, fmod: "FabricModule") -> None:
         """Module init: log what the module logs, set up module-wide state in fmod.state."""
+
+    # hardware (``simfs mount --wwn FABRIC=PORT``)
+    def hw_port(self, value: str) -> str:
+        """The canonical name of a hardware port this fabric drives; ValueError if invalid."""
+        raise ValueError(f"{self.name} drives no hardware ports")
 
     # wwn
     def make_wwn(self, fmod: "FabricModule", name: str) -> "SeWwn":
@@ -207,6 +214,51 @@ def _autoload(core: "TargetCore", name: str) -> None:
     fmod = FabricModule(core, ops)
     fabric_modules(core)[ops.name] = fmod
     ops.load(fmod)
+
+
+def load_module(core: "TargetCore", module: str) -> list[str]:
+    """``modprobe MODULE``: register the fabrics that module provides (modprobe treats ``-``
+    and ``_`` alike). Returns their names; [] when no fabric plugin is that module."""
+    want = module.replace("-", "_")
+    loaded = []
+    for ops in available_fabrics(core).values():
+        if want not in {n.replace("-", "_") for n in (ops.module, *ops.aliases)}:
+            continue
+        if ops.name not in fabric_modules(core):
+            fmod = FabricModule(core, ops)
+            fabric_modules(core)[ops.name] = fmod
+            ops.load(fmod)
+        loaded.append(ops.name)
+    return loaded
+
+
+def parse_hardware_ports(specs: Iterable[str]) -> dict[str, list[str]]:
+    """``FABRIC=PORT`` specs (``--wwn``) as {fabric: [canonical port, ...]}; ValueError names
+    a bad one."""
+    ports: dict[str, list[str]] = {}
+    plugins = {}
+    for ops in discover_fabrics():  # by directory name, and by module name (fc = tcm_fc)
+        plugins.setdefault(ops.module, ops)
+        plugins[ops.name] = ops
+    for spec in specs:
+        fabric, eq, value = spec.partition("=")
+        ops = plugins.get(fabric)
+        if not eq or ops is None:
+            raise ValueError(f"--wwn wants FABRIC=PORT with a known fabric, not {spec!r}")
+        port = ops.hw_port(value)
+        if port not in ports.setdefault(ops.name, []):
+            ports[ops.name].append(port)
+    return ports
+
+
+def set_hardware_ports(core: "TargetCore", specs: Iterable[str]) -> None:
+    """The hardware ports of this "machine" (parse_hardware_ports)."""
+    core.hardware_ports = parse_hardware_ports(specs)  # type: ignore[attr-defined]
+
+
+def hardware_ports(core: "TargetCore", fabric: str) -> list[str]:
+    """The canonical names of ``fabric``'s hardware ports (set_hardware_ports)."""
+    return list(getattr(core, "hardware_ports", {}).get(fabric, ()))
 
 
 def make_fabric_group(core: "TargetCore", name: str) -> Group:

@@ -12,13 +12,15 @@ from simfs.daemon.control import ControlServer
 from simfs.klog import KernelLog
 from simfs.scsi import ScsiEngine
 from simfs.core.core import TargetCore
+from simfs.core.fabric import set_hardware_ports
 from simfs.core.profile import get_profile
 
 
 def serve(mountpoint: str, profile_name: str = "modern", state_dir: str | None = None,
           dbroot: str | None = None, allow_other: bool = False, ready_fd: int = -1,
-          debug: bool = False) -> int:
-    """Mount and serve until unmounted. Writes "ready" to ``ready_fd`` once the tree is up."""
+          debug: bool = False, wwns: tuple = ()) -> int:
+    """Mount and serve until unmounted. Writes "ready" to ``ready_fd`` once the tree is up.
+    ``wwns``: the machine's hardware fabric ports, ``FABRIC=PORT`` (``--wwn``)."""
     from simfs.daemon.fuse_adapter import SimfsOperations, mount
 
     profile = get_profile(profile_name)
@@ -32,6 +34,7 @@ def serve(mountpoint: str, profile_name: str = "modern", state_dir: str | None =
         pass
     log = KernelLog(logfile)
     core = TargetCore(profile, log=log, state_dir=sdir, dbroot=dbroot)
+    set_hardware_ports(core, wwns)
     tree = core.build_tree()
     engine = ScsiEngine(core)
     core.engine = engine  # one engine for every entry point: CLI, iSCSI, loopback
@@ -111,10 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--allow-other", action="store_true")
     p.add_argument("--ready-fd", type=int, default=-1)
     p.add_argument("--debug", action="store_true")
+    p.add_argument("--wwn", action="append", default=[])
     p.add_argument("mountpoint")
     a = p.parse_args(argv)
     return serve(a.mountpoint, a.profile, a.state_dir, a.dbroot, a.allow_other, a.ready_fd,
-                 a.debug)
+                 a.debug, tuple(a.wwn))
 
 
 if __name__ == "__main__":

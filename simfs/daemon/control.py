@@ -60,7 +60,16 @@ class ControlServer(UnixServer):
             return self._scsi(req)
         if op == "fault":
             return self._fault(req)
+        if op == "modprobe":
+            return self._modprobe(req)
         return {"error": f"unknown request {op!r}"}
+
+    def _modprobe(self, req: dict) -> dict:
+        """``modprobe MODULE`` for a fabric module: its fabrics register (simfs/cli/modprobe.py)."""
+        from simfs.core.fabric import load_module
+        lock = getattr(self.core, "tree_lock", None) or threading.RLock()
+        with lock:
+            return {"ok": True, "fabrics": load_module(self.core, str(req["module"]))}
 
     def _device(self, name: str) -> "SeDevice":
         hba_name, _, dev_name = name.strip("/").partition("/")

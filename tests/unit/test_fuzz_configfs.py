@@ -75,7 +75,41 @@ def build(tmp):
     sim.tree.symlink(f"{tpg}/lun/lun_0/rd0", "/target/core/rd_mcp_0/rd0")
     sim.tree.symlink(f"{tpg}/acls/iqn.2026-12.org.example:a/lun_0/m", f"{tpg}/lun/lun_0")
     sim.write("/target/loopback/naa.5001405000000042/tpgt_1/nexus", "naa.5001405000000043")
+    _other_fabrics(sim)
     return sim
+
+
+#: one TPG of every other fabric (vhost ... tcm_remote), its ACL where it has them, its nexus
+FABRIC_TPGS = {
+    "/target/vhost/naa.5001405000000050/tpgt_1": "naa.5001405000000051",
+    "/target/xen-pvscsi/naa.5001405000000052/tpgt_1": "naa.5001405000000053",
+    "/target/usb_gadget/naa.5001405000000054/tpgt_1": "naa.5001405000000055",
+    "/target/qla2xxx/21:00:00:24:ff:31:4c:48/tpgt_1": "21:00:00:24:ff:31:4c:49",
+    "/target/efct/10:00:00:10:9b:1a:2b:3c/tpgt_1": "10:00:00:10:9b:1a:2b:3d",
+    "/target/fc/20:00:00:11:22:33:44:55/tpgt_1": "10:00:00:00:c9:11:22:33",
+    "/target/srpt/0002:c903:0003:1235/tpgt_1": "0x00000000000000000002c90300031236",
+    "/target/ibmvscsis/30000003/tpgt_1": None,
+    "/target/remote/naa.5001405000000056/tpgt_1": "naa.5001405000000057",
+}
+
+
+def _other_fabrics(sim) -> None:
+    from simfs.core import fabric
+    fabric.set_hardware_ports(sim.core, [
+        "qla2xxx=21:00:00:24:ff:31:4c:48", "efct=10:00:00:10:9b:1a:2b:3c",
+        "tcm_fc=20:00:00:11:22:33:44:55", "srpt=fe80:0000:0000:0000:0002:c903:0003:1235",
+        "ibmvscsis=30000003", "usb_gadget=tcm.0"])
+    for module in ("tcm_vhost", "xen-scsiback", "tcm_usb_gadget", "tcm_qla2xxx", "efct",
+                   "tcm_fc", "ib_srpt", "ibmvscsis", "tcm_remote"):
+        assert fabric.load_module(sim.core, module)
+    for tpg, initiator in FABRIC_TPGS.items():
+        _mkdir_p(sim, f"{tpg}/lun/lun_0")
+        sim.tree.symlink(f"{tpg}/lun/lun_0/rd0", "/target/core/rd_mcp_0/rd0")
+        if initiator and "nexus" in sim.tree.lookup(tpg).entries():
+            sim.write(f"{tpg}/nexus", initiator)  # a LUN is linked: NULL is refused
+        elif initiator:
+            _mkdir_p(sim, f"{tpg}/acls/{initiator}/lun_0")
+            sim.tree.symlink(f"{tpg}/acls/{initiator}/lun_0/m", f"{tpg}/lun/lun_0")
 
 
 def _mkdir_p(sim, path: str) -> None:
@@ -270,6 +304,20 @@ def test_every_writable_attribute_once_per_payload_class(env):
     for path in env[1]:
         for data in fixed:
             hostile_write(env, path, data)
+
+
+def test_every_fabric_is_fuzzed(env):
+    """The fabric files of issue 13 are among the fuzzed attributes."""
+    writable = env[1]
+    for name in ("nexus", "attrib/fabric_prot_type", "param/alias", "enable",
+                 "attrib/generate_node_acls", "attrib/session_deletion_wait",
+                 "attrib/srp_sq_size", "attrib/use_srq", "fabric_prot_type", "port_name",
+                 "node_name", "tag"):
+        assert any(p.endswith("/" + name) and not p.startswith(("target/iscsi", "target/loop"))
+                   for p in writable), name
+    assert "target/srpt/discovery_auth/rdma_cm_port" in writable
+    for tpg in FABRIC_TPGS:
+        assert any(p.startswith(tpg.lstrip("/") + "/") for p in writable), tpg
 
 
 def test_empty_write_is_efault(env):

@@ -1,0 +1,90 @@
+"""``simfs modprobe MOUNTPOINT MODULE``: load a fabric module into a mount, and the
+``modprobe`` that ``simfs run`` puts first on PATH.
+
+Like the kernel, a mount autoloads only iscsi_target_mod and tcm_loop (``mkdir
+target/iscsi``, ``target/loopback``); ``mkdir target/vhost`` is EINVAL until
+``modprobe tcm_vhost`` (vhost_scsi) — rtslib-fb does exactly that: mkdir, modprobe on
+failure, mkdir again. The fabric modules: vhost_scsi (tcm_vhost), tcm_fc, tcm_qla2xxx,
+ib_srpt, usb_f_tcm (tcm_usb_gadget), xen-scsiback, ibmvscsis, efct, tcm_remote. Any other
+module name succeeds quietly, as before (target_core_mod, configfs: simfs itself).
+
+A machine whose kernel has no module support (no /proc/modules) has its fabrics built in:
+there, ``simfs run`` loads every fabric module into the mount before the command starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from simfs.daemon import control, state
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("modprobe", help="load a fabric module (vhost, qla2xxx, ...) into a mount",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mountpoint")
+    p.add_argument("module", help="e.g. tcm_vhost, tcm_qla2xxx, ib_srpt")
+    p.set_defaults(func=cmd_modprobe)
+
+
+def _load(sdir: Path, module: str) -> dict:
+    return control.request(sdir, {"op": "modprobe", "module": module})
+
+
+def cmd_modprobe(a: argparse.Namespace) -> int:
+    mp = state.resolve(a.mountpoint)
+    rec = state.read_record(mp)
+    sdir = Path(rec["state_dir"]) if rec else state.default_state_dir(mp)
+    try:
+        rep = _load(sdir, a.module)
+    except OSError as e:
+        print(f"simfs modprobe: cannot reach the daemon of {a.mountpoint}: {e}", file=sys.stderr)
+        return 1
+    if "error" in rep:
+        print(f"simfs modprobe: {rep['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def install_shim(bindir: Path, mount_state_dir: Path) -> None:
+    """``simfs run``: a ``modprobe`` that loads fabric modules into the run's mount."""
+    shim = bindir / "modprobe"
+    shim.write_text("#!/bin/sh\n# simfs run: the target modules are simfs itself\n"
+                    f"exec '{sys.executable}' -m simfs.cli.modprobe '{mount_state_dir}' \"$@\"\n")
+    shim.chmod(0o755)
+
+
+AUTOLOADED = ("iscsi_target_mod", "tcm_loop")  # target_core_register_fabric loads these itself
+
+
+def load_builtin(mount_state_dir: Path) -> None:
+    """``simfs run`` on a kernel without modules (no /proc/modules, which rtslib-fb reads
+    before it runs modprobe): its fabrics are built in, so they are all registered."""
+    if os.path.exists("/proc/modules"):
+        return
+    from simfs.core.fabric import discover_fabrics
+    for module in sorted({ops.module for ops in discover_fabrics()} - set(AUTOLOADED)):
+        _load(mount_state_dir, module)
+
+
+def shim(argv: list[str]) -> int:
+    """modprobe [-q] [-v] [-a] [-r] MODULE [PARAM=VALUE...]: always succeeds."""
+    sdir, args = Path(argv[0]), argv[1:]
+    opts = [x for x in args if x.startswith("-")]
+    names = [x for x in args if not x.startswith("-")]
+    if any(o in ("-r", "--remove") for o in opts) or not names:
+        return 0
+    modules = names if any(o in ("-a", "--all") for o in opts) else names[:1]
+    for module in modules:
+        try:
+            _load(sdir, module)
+        except OSError:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(shim(sys.argv[1:]))
