@@ -42,6 +42,9 @@ def add_parser(sub) -> None:
     p.add_argument("--state-dir", help="kept between runs: the log, /etc/target, /var/target "
                    "(default: ~/.local/state/simfs/run/<profile>)")
     p.add_argument("--shell", action="store_true", help="open an interactive shell there")
+    p.add_argument("--listen-any", action="store_true",
+                   help="wildcard iSCSI portals (0.0.0.0, [::]) listen on every interface, "
+                   "not only on loopback (docs/iscsi.md)")
     p.add_argument("--dev", action="append", default=[], metavar="/dev/NAME=DEVICE",
                    help="make /dev/NAME inside the namespace stand for DEVICE (e.g. "
                    "--dev /dev/sdd=/dev/loop1 for a script that names /dev/sdd)")
@@ -70,7 +73,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             return 2
         devs.append((name, os.path.realpath(source)))
     spec = json.dumps({"profile": a.profile, "state_dir": str(sdir), "command": command,
-                       "devs": devs})
+                       "devs": devs, "listen_any": a.listen_any})
     ns = ["unshare", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
         ns[1:1] = ["--user", "--map-root-user"]
@@ -176,7 +179,8 @@ def inner(spec: dict) -> int:
     modprobe.chmod(0o755)
     env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/bin:/bin')}"
     mount = subprocess.run([sys.executable, "-m", "simfs", "mount", "--quiet", "--profile",
-                            spec["profile"], "--state-dir", str(sdir / "mount"), CONFIGFS])
+                            spec["profile"], "--state-dir", str(sdir / "mount")]
+                           + (["--listen-any"] if spec.get("listen_any") else []) + [CONFIGFS])
     if mount.returncode != 0:
         return mount.returncode
     bus = _dbus(scratch, env)
