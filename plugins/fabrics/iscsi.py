@@ -1037,6 +1037,13 @@ class TpgView:
             lun0 = self.tpg.virt_lun0() if lun == 0 else None
             return getattr(lun0, "dev", None)
 
+    def sync_cache(self, lun: int) -> bool:
+        """Whether the device behind ``lun`` has a SYNCHRONIZE CACHE of its own (the
+        kernel's execute_sync_cache: the command then has a size, hence residuals)."""
+        from simfs.scsi import sbc
+        dev = self.device_key(lun)
+        return dev is not None and sbc.OP_SYNC in sbc.backend_ops(dev)
+
     def block_size(self, lun: int) -> int:
         """The logical block size behind mapped LUN ``lun`` (512 when unmapped)."""
         with self._lock():

@@ -640,11 +640,20 @@ class Connection:
         if task.read or (not task.write and data):
             if task.read and data and status == GOOD:
                 n = len(data)
-                if n > edtl:
+                size = self._cdb_length(task)
+                if size is not None and size > edtl:
+                    # target_cmd_size_check: OVERFLOW by the CDB's size, data_length stays
+                    # EDTL; target_complete_cmd_with_length then sets the residual to what
+                    # is left of EDTL, the OVERFLOW flag winning in the response
+                    resid_flags, residual = P.RSP_OVERFLOW, size - edtl
+                    if n < edtl:
+                        residual = edtl - n
+                elif n > edtl:
                     resid_flags, residual = P.RSP_OVERFLOW, n - edtl
-                    data = memoryview(data)[:edtl]
                 elif n < edtl:
                     resid_flags, residual = P.RSP_UNDERFLOW, edtl - n
+                if n > edtl:
+                    data = memoryview(data)[:edtl]
             else:
                 n = len(data)
                 if n and status == GOOD and not task.read:
@@ -684,6 +693,15 @@ class Connection:
         """The transfer length the CDB asks for (the kernel's ``size`` in
         target_cmd_size_check), for residual reporting; None when unknown."""
         blocks = _cdb_blocks(task.cdb)
+        if task.cdb[:1] in (b"\x35", b"\x91"):
+            # SYNCHRONIZE CACHE has a size only where the backend syncs (exec_cmd_ops'
+            # execute_sync_cache: fileio, iblock); elsewhere it is a no-op of size 0
+            syncs = getattr(self.sess.tpg, "sync_cache", None)
+            try:
+                if syncs is not None and not syncs(task.lun):
+                    return 0
+            except Exception:  # noqa: BLE001
+                return 0
         if blocks is not None:
             bs = getattr(self.sess.tpg, "block_size", None)
             try:
@@ -927,4 +945,9 @@ def _cdb_blocks(cdb: bytes) -> Optional[int]:
         return 1
     if op == 0x89 and len(cdb) >= 14:
         return 2 * cdb[13]
+    # sbc_parse_cdb: VERIFY(10/16) and SYNCHRONIZE CACHE(10/16) take sectors * block size
+    if op in (0x2F, 0x35) and len(cdb) >= 10:
+        return _be(cdb, 7, 2)
+    if op in (0x8F, 0x91) and len(cdb) >= 16:
+        return _be(cdb, 10, 4)
     return None
