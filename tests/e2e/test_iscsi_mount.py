@@ -35,6 +35,7 @@ pytestmark = pytest.mark.skipif(shutil.which("iscsi-inq") is None,
 RAW = "iqn.2026-01.test:raw"  # RawInitiator's name
 CHAP_INI = "iqn.2026-12.org.example:chap"
 STRANGER = "iqn.2026-12.org.example:stranger"
+NAMED = "iqn.2026-12.org.example:raw"  # the raw initiator under a name rtslib-fb accepts
 TARGET2 = "iqn.2026-12.org.simfs:other"
 TARGET3 = "iqn.2026-12.org.simfs:chap"
 
@@ -359,3 +360,47 @@ def test_a_slow_device_delays_only_its_own_commands(site):
     assert slow >= 2.0  # the fault is there, on f0
     assert loaded <= 2 * idle + 0.1, (idle, loaded)
     assert loaded_read <= max(2 * idle_read, 0.2), (idle_read, loaded_read)
+
+
+# -- targetcli and rtslib-fb see the session ---------------------------------------------------
+@pytest.mark.skipif(shutil.which("targetcli") is None, reason="targetcli-fb is not installed")
+def test_targetcli_sessions_detail(tmp_path):
+    """Inside `simfs run`: while the raw initiator is logged in, rtslib-fb's
+    RTSRoot().sessions lists its connection and `targetcli sessions detail` prints it."""
+    port = free_port()
+    here = os.path.dirname(os.path.abspath(__file__))
+    ready = tmp_path / "ready"
+    login = (f"import sys, time; sys.path[:0] = [{here!r}, {os.path.dirname(here)!r}]\n"
+             "from test_iscsi_server import RawInitiator\n"
+             "class R(RawInitiator):  # an IQN rtslib-fb accepts as a node ACL name\n"
+             "    def login(self, keys, *a, **kw):\n"
+             f"        keys = [(k, {NAMED!r} if k == 'InitiatorName' else v) for k, v in keys]\n"
+             "        return super().login(keys, *a, **kw)\n"
+             f"i = R({port}); i.full_login()\n"
+             f"open({str(ready)!r}, 'w').close(); time.sleep(60)\n")
+    (tmp_path / "login.py").write_text(login)
+    t = "/sys/kernel/config/target"
+    tpg = f"{t}/iscsi/{TARGET}/tpgt_1"
+    script = f"""set -e
+mkdir -p {t}/core/rd_mcp_0/r0 && echo rd_pages=256 > {t}/core/rd_mcp_0/r0/control
+echo 1 > {t}/core/rd_mcp_0/r0/enable
+mkdir -p {tpg}/lun/lun_0 {tpg}/acls/{NAMED}/lun_0
+ln -s {t}/core/rd_mcp_0/r0 {tpg}/lun/lun_0/l0
+ln -s {tpg}/lun/lun_0 {tpg}/acls/{NAMED}/lun_0/m
+mkdir {tpg}/np/127.0.0.1:{port}
+echo 0 > {tpg}/attrib/authentication
+echo 1 > {tpg}/enable
+{sys.executable} {tmp_path / 'login.py'} &
+for i in $(seq 100); do [ -e {ready} ] && break; sleep 0.1; done
+targetcli sessions detail
+/usr/bin/python3 -c 'import rtslib_fb; print([(s["type"], s["state"], s["connections"]) for s in rtslib_fb.RTSRoot().sessions])'
+kill %1
+"""
+    r = subprocess.run(["simfs", "run", "--state-dir", str(tmp_path / "st"), "--", "bash",
+                        "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"alias: \s*sid: \d+ type: Normal session-state: LOGGED_IN", r.stdout), \
+        r.stdout
+    assert "address: 127.0.0.1 (TCP)  cid: 0 connection-state: LOGGED_IN" in r.stdout
+    assert ("[('Normal', 'LOGGED_IN', [{'cid': 0, 'cstate': 'LOGGED_IN', 'address': "
+            "'127.0.0.1', 'transport': 'TCP'}])]") in r.stdout
