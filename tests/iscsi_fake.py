@@ -31,6 +31,10 @@ class FakeTpg:
     def luns(self) -> list[int]:
         return sorted(self.backend.ports)
 
+    def device_key(self, lun: int):
+        port = self.backend.ports.get(lun)
+        return port.dev if port is not None else None
+
     def block_size(self, lun: int) -> int:
         return self.backend.ports[lun].dev.attrib.block_size
 
@@ -62,8 +66,9 @@ class FakeTpg:
                 self._nexus(isid, lun).key(), 0x29, 0x03)
         return P.TMF_RSP_COMPLETE
 
-    def session_added(self, isid: str) -> None:
+    def session_added(self, isid: str, session=None) -> None:
         self.backend.sessions.append(("add", self.initiator, isid))
+        self.backend.session_objects.append(session)
 
     def session_removed(self, isid: str) -> None:
         self.backend.sessions.append(("remove", self.initiator, isid))
@@ -93,6 +98,7 @@ class FakeBackend:
         self.commands = 0
         self.tmfs: list = []
         self.sessions: list = []
+        self.session_objects: list = []
 
     # -- the interface ---------------------------------------------------------------------------
     def portals(self) -> list[tuple]:

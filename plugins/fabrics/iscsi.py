@@ -571,16 +571,47 @@ def _acl(g: Group) -> "NodeAcl":
     return obj(g)
 
 
+def _nacl_sess(acl: "NodeAcl"):
+    """se_nacl->nacl_sess: the session registered last (None without one)."""
+    sessions = list(acl.sessions.values())
+    return sessions[-1] if sessions else None
+
+
 def _show_info(g: Group) -> str:
+    """lio_target_nacl_info_show: the ACL's session, its CmdSN values and connections."""
     acl = _acl(g)
-    if not acl.sessions:
+    sess = _nacl_sess(acl)
+    if sess is None:
         return f"No active iSCSI Session for Initiator Endpoint: {acl.name}\n"
-    sess = next(iter(acl.sessions.values()))
-    isid = sess.isid or "000000000000"
-    isid_text = ":".join(isid[i:i + 2] for i in range(0, 12, 2))
-    return (f"InitiatorName: {acl.name}\nInitiatorAlias: \n"
-            f"LIO Session ID: {sess.sid}   ISID: 0x{isid_text}  TSIH: {sess.sid}  "
-            "SessionType: Normal\nSession State: TARG_SESS_STATE_LOGGED_IN\n")
+    fs = sess.fabric_sess
+    if fs is None:  # a session without the iSCSI server behind it (simfs scsi, tests)
+        isid = bytes.fromhex(sess.isid or "000000000000")
+        return (f"InitiatorName: {acl.name}\nInitiatorAlias: \n"
+                f"LIO Session ID: {sess.sid}   ISID: 0x{isid.hex(' ')}  TSIH: {sess.sid}  "
+                "SessionType: Normal\nSession State: TARG_SESS_STATE_LOGGED_IN\n")
+    params = getattr(fs, "params", None)
+    alias = getattr(params, "initiator_alias", "") or ""
+    exp, mx = fs.exp_cmdsn, fs.max_cmdsn
+    # sess->init_task_tag holds the login ITT as it came off the wire (big-endian) and is
+    # printed as a host u32: byte-swapped on the little-endian machines LIO runs on
+    itt = int.from_bytes(fs.login_itt.to_bytes(4, "big"), "little")
+    out = [f"InitiatorName: {fs.initiator_name}\n", f"InitiatorAlias: {alias}\n",
+           f"LIO Session ID: {fs.sid}   ISID: 0x{bytes(fs.isid).hex(' ')}  TSIH: {fs.tsih}  "
+           "SessionType: Normal\n",
+           "Session State: TARG_SESS_STATE_LOGGED_IN\n",
+           "---------------------[iSCSI Session Values]-----------------------\n",
+           "  CmdSN/WR  :  CmdSN/WC  :  ExpCmdSN  :  MaxCmdSN  :     ITT    :     TTT\n",
+           f" 0x{fs.cmdsn_window:08x}   0x{(mx - exp + 1) & 0xFFFFFFFF:08x}   0x{exp:08x}   "
+           f"0x{mx:08x}   0x{itt:08x}   0x{fs.ttt:08x}\n",
+           "----------------------[iSCSI Connections]-------------------------\n"]
+    conn = fs.conn
+    if conn is not None:
+        peer = conn.peer[0] if conn.peer else ""
+        if peer.startswith("::ffff:") and "." in peer:
+            peer = peer[7:]  # %pISc: a v4-mapped peer is an IPv4 address
+        out.append(f"CID: {conn.cid}  Connection State: TARG_CONN_STATE_LOGGED_IN\n")
+        out.append(f"   Address {peer} TCP  StatSN: 0x{conn.statsn:08x}\n")
+    return "".join(out)
 
 
 def _show_cmdsn_depth(g: Group) -> str:
@@ -681,14 +712,23 @@ def _acl_param_attr(key: str) -> Attribute:
         acl = _acl(g)
         if not acl.sessions:
             return "No Active iSCSI Session\n"
-        sess = next(iter(acl.sessions.values()))
-        params = getattr(sess, "params", None) or acl.tpg.private["params"]
-        value = params.get(key, "")
+        sp = getattr(_nacl_sess(acl).fabric_sess, "params", None)
+        if sp is not None:  # sess->sess_ops: what the login negotiated, printed %u
+            return f"{int(getattr(sp, _SESS_OPS[key]))}\n"
+        value = acl.tpg.private["params"].get(key, "")
         if value in ("Yes", "No"):
             value = "1" if value == "Yes" else "0"
         return f"{value}\n"
     return Attribute(key, show)
 
+
+#: ACL param/ key -> the negotiated session value (simfs.iscsi.text.SessionParams)
+_SESS_OPS = {"MaxConnections": "max_connections", "InitialR2T": "initial_r2t",
+             "ImmediateData": "immediate_data", "MaxBurstLength": "max_burst",
+             "FirstBurstLength": "first_burst", "DefaultTime2Wait": "time2wait",
+             "DefaultTime2Retain": "time2retain", "MaxOutstandingR2T": "max_outstanding_r2t",
+             "DataPDUInOrder": "data_pdu_in_order", "DataSequenceInOrder": "data_seq_in_order",
+             "ErrorRecoveryLevel": "erl"}
 
 ACL_PARAM_ATTRS = tuple(_acl_param_attr(k) for k in ACL_PARAM_KEYS)
 
@@ -987,6 +1027,23 @@ class TpgView:
             acl = self.tpg.acls.get(initiator)
             return acl.report_luns() if acl is not None else []
 
+    def device_key(self, lun: int) -> Any:
+        """The device behind mapped LUN ``lun`` (the server runs its commands on that
+        device's worker), or None when no device is there (answered at once)."""
+        with self._lock():
+            deve = self.acl.deves.get(lun)
+            if deve is not None and deve.lun.dev is not None:
+                return deve.lun.dev
+            lun0 = self.tpg.virt_lun0() if lun == 0 else None
+            return getattr(lun0, "dev", None)
+
+    def sync_cache(self, lun: int) -> bool:
+        """Whether the device behind ``lun`` has a SYNCHRONIZE CACHE of its own (the
+        kernel's execute_sync_cache: the command then has a size, hence residuals)."""
+        from simfs.scsi import sbc
+        dev = self.device_key(lun)
+        return dev is not None and sbc.OP_SYNC in sbc.backend_ops(dev)
+
     def block_size(self, lun: int) -> int:
         """The logical block size behind mapped LUN ``lun`` (512 when unmapped)."""
         with self._lock():
@@ -996,11 +1053,12 @@ class TpgView:
             return deve.lun.dev.attrib.block_size
 
     # -- sessions ---------------------------------------------------------------------------------
-    def session_added(self, isid: Any, params: Optional[dict] = None) -> None:
+    def session_added(self, isid: Any, session: Any = None) -> None:
+        """A login completed; ``session`` is the server's session (the ACL's ``info``
+        shows it, as the kernel's se_session->fabric_sess_ptr)."""
         with self._lock():
             sess = self.tpg.add_session(self.acl, _isid_text(isid))
-            if params is not None:
-                sess.params = dict(params)  # type: ignore[attr-defined]
+            sess.fabric_sess = session
 
     def session_removed(self, isid: Any) -> None:
         with self._lock():

@@ -39,7 +39,7 @@ def cmd_mount(a: argparse.Namespace) -> int:
     if a.foreground:
         from simfs.daemon import serve
         return serve(mp, a.profile, a.state_dir, a.dbroot, a.allow_other, debug=a.debug,
-                     wwns=tuple(a.wwn))
+                     wwns=tuple(a.wwn), listen_any=a.listen_any)
     mp = state.resolve(mp)
     sdir = Path(a.state_dir) if a.state_dir else state.default_state_dir(mp)
     sdir.mkdir(parents=True, exist_ok=True)
@@ -52,6 +52,8 @@ def cmd_mount(a: argparse.Namespace) -> int:
     if a.allow_other:
         cmd.append("--allow-other")
     cmd += [f"--wwn={w}" for w in a.wwn]
+    if a.listen_any:
+        cmd.append("--listen-any")
     cmd.append(mp)
     with open(err_path, "wb") as err:
         proc = subprocess.Popen(cmd, pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=err,
@@ -145,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--foreground", action="store_true", help="serve in this process")
     m.add_argument("--allow-other", action="store_true",
                    help="let other users see the mount (needs user_allow_other)")
+    m.add_argument("--listen-any", action="store_true",
+                   help="wildcard iSCSI portals (0.0.0.0, [::]) listen on every interface, "
+                   "not only on loopback (docs/iscsi.md)")
     m.add_argument("--timeout", type=float, default=30.0, help=argparse.SUPPRESS)
     m.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     m.add_argument("-q", "--quiet", action="store_true")

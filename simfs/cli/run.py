@@ -45,6 +45,9 @@ def add_parser(sub) -> None:
     p.add_argument("--state-dir", help="kept between runs: the log, /etc/target, /var/target "
                    "(default: ~/.local/state/simfs/run/<profile>)")
     p.add_argument("--shell", action="store_true", help="open an interactive shell there")
+    p.add_argument("--listen-any", action="store_true",
+                   help="wildcard iSCSI portals (0.0.0.0, [::]) listen on every interface, "
+                   "not only on loopback (docs/iscsi.md)")
     p.add_argument("--dev", action="append", default=[], metavar="/dev/NAME=DEVICE",
                    help="make /dev/NAME inside the namespace stand for DEVICE (e.g. "
                    "--dev /dev/sdd=/dev/loop1 for a script that names /dev/sdd)")
@@ -81,7 +84,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         print(f"simfs run: {e}", file=sys.stderr)
         return 2
     spec = json.dumps({"profile": a.profile, "state_dir": str(sdir), "command": command,
-                       "devs": devs, "wwns": a.wwn})
+                       "devs": devs, "wwns": a.wwn, "listen_any": a.listen_any})
     ns = ["unshare", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
         ns[1:1] = ["--user", "--map-root-user"]
@@ -189,7 +192,8 @@ def inner(spec: dict) -> int:
     proc_modules.provide(scratch, env)  # rtslib's module check, as with the modules loaded
     mount = subprocess.run([sys.executable, "-m", "simfs", "mount", "--quiet", "--profile",
                             spec["profile"], "--state-dir", str(sdir / "mount"),
-                            *(f"--wwn={w}" for w in wwns), CONFIGFS])
+                            *(f"--wwn={w}" for w in wwns)]
+                           + (["--listen-any"] if spec.get("listen_any") else []) + [CONFIGFS])
     if mount.returncode != 0:
         return mount.returncode
     modprobe.load_builtin(sdir / "mount")

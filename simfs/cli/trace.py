@@ -240,6 +240,11 @@ def format_event(ev: dict) -> str:
             res += f" {ev['sense_text']}"
         return (f"{t} scsi  {who} -> {port} lun {ev.get('lun')} ({ev.get('device')}) "
                 f"{what} = {res}")
+    if op == "iscsi":  # a refused login or a dropped connection
+        ini = f" {ev['initiator']}" if ev.get("initiator") else ""
+        return (f"{t} iscsi {ev.get('peer') or '?'}{ini} -> {ev.get('portal') or '?'} "
+                f"{ev.get('event', '?')} {ev.get('path', '')} = {ev.get('result', '?')}"
+                f" ({ev.get('reason', '')})")
     who = f"{ev.get('pid', 0)}({ev.get('comm') or '?'})"
     line = f"{t} {who:<20} {op:<7} {ev.get('path', '')}"
     if op == "symlink" and "target" in ev:

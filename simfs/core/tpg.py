@@ -33,6 +33,8 @@ class Session:
         self.acl = acl
         self.isid = isid
         self.sid = next(_session_ids)
+        #: the fabric's own session object (se_session->fabric_sess_ptr), if it has one
+        self.fabric_sess: Any = None
 
 
 class SePortalGroup:

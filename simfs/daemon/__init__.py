@@ -18,9 +18,10 @@ from simfs.core.profile import get_profile
 
 def serve(mountpoint: str, profile_name: str = "modern", state_dir: str | None = None,
           dbroot: str | None = None, allow_other: bool = False, ready_fd: int = -1,
-          debug: bool = False, wwns: tuple = ()) -> int:
+          debug: bool = False, wwns: tuple = (), listen_any: bool = False) -> int:
     """Mount and serve until unmounted. Writes "ready" to ``ready_fd`` once the tree is up.
-    ``wwns``: the machine's hardware fabric ports, ``FABRIC=PORT`` (``--wwn``)."""
+    ``wwns``: the machine's hardware fabric ports, ``FABRIC=PORT`` (``--wwn``).
+    ``listen_any``: wildcard iSCSI portals listen on every interface, not only loopback."""
     from simfs.daemon.fuse_adapter import SimfsOperations, mount
 
     profile = get_profile(profile_name)
@@ -40,7 +41,9 @@ def serve(mountpoint: str, profile_name: str = "modern", state_dir: str | None =
     core.engine = engine  # one engine for every entry point: CLI, iSCSI, loopback
     control = ControlServer(core, engine, sdir)
     tracer = _trace_server(core, tree, engine, sdir, profile.name)
-    iscsi = _iscsi_server(core, log)
+    iscsi = _iscsi_server(core, log, listen_any)
+    if iscsi is not None:
+        tracer.hub.attach(events=iscsi)  # refused logins, dropped connections
 
     def ready() -> None:
         try:
@@ -89,7 +92,7 @@ def _trace_server(core: TargetCore, tree, engine: ScsiEngine, sdir: Path, profil
     return server
 
 
-def _iscsi_server(core: TargetCore, log: KernelLog):
+def _iscsi_server(core: TargetCore, log: KernelLog, listen_any: bool = False):
     """The iSCSI target server, listening where enabled TPGs' np/ portals say."""
     if core.profile.legacy:
         return None  # the v3.0 engine's iSCSI fabric was a separate module (LIO-Target)
@@ -100,7 +103,7 @@ def _iscsi_server(core: TargetCore, log: KernelLog):
         log.warn(f"simfs: iSCSI server unavailable: {e}")
         return None
     backend = TreeIscsiBackend(core)
-    server = IscsiServer(backend)
+    server = IscsiServer(backend, klog=log, listen_any=listen_any)
     # called from configfs stores (np/, enable): never wait for the server thread there
     core.events.iscsi_portals_changed = lambda: server.request_sync(backend.portals())
     return server
@@ -115,10 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ready-fd", type=int, default=-1)
     p.add_argument("--debug", action="store_true")
     p.add_argument("--wwn", action="append", default=[])
+    p.add_argument("--listen-any", action="store_true")
     p.add_argument("mountpoint")
     a = p.parse_args(argv)
     return serve(a.mountpoint, a.profile, a.state_dir, a.dbroot, a.allow_other, a.ready_fd,
-                 a.debug, tuple(a.wwn))
+                 a.debug, tuple(a.wwn), listen_any=a.listen_any)
 
 
 if __name__ == "__main__":

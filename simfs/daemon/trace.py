@@ -100,11 +100,14 @@ class TraceHub:
         self.local = threading.local()
 
     # -- wiring -------------------------------------------------------------------------
-    def attach(self, tree: Any = None, engine: Any = None) -> None:
-        """Let the hub switch ``tree.trace`` / ``engine.trace`` on and off."""
+    def attach(self, tree: Any = None, engine: Any = None, events: Any = None) -> None:
+        """Let the hub switch ``tree.trace`` / ``engine.trace`` on and off (``events``: any
+        other source whose ``.trace`` gets the hub while anyone listens, see :meth:`event`)."""
         with self._lock:
             if tree is not None:
                 self._fs_sinks.append(tree)
+            if events is not None:
+                self._fs_sinks.append(events)
             if engine is not None:
                 self._scsi_sinks.append(engine)
             self._rewire()
@@ -164,6 +167,17 @@ class TraceHub:
             ev["target"] = target.strip("/")
         if length is not None:
             ev["len"] = length
+        self._emit(ev)
+
+    def event(self, op: str, path: str, result: str, reason: str = "", **fields: Any) -> None:
+        """An event from another source than the tree and the engine: the iSCSI target's
+        refused logins and dropped connections (op ``iscsi``; fields ``event``, ``peer``,
+        ``portal``, ``initiator``)."""
+        ev: dict[str, Any] = {"time": time.time(), "pid": 0, "comm": "", "op": op,
+                              "path": path, "result": result}
+        if reason:
+            ev["reason"] = reason
+        ev.update(fields)
         self._emit(ev)
 
     def scsi(self, nexus: Any, dev: Any, cdb: bytes, result: Any) -> None:

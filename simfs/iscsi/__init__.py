@@ -2,7 +2,8 @@
 
 Modules: :mod:`.pdu` (PDU encode/decode), :mod:`.digest` (CRC32C), :mod:`.text` (keys and
 the kernel's negotiation), :mod:`.chap`, :mod:`.login` (login state machine), :mod:`.session`
-(full feature phase), :mod:`.server` (asyncio listeners in their own thread).
+(full feature phase), :mod:`.server` (asyncio listeners in their own thread),
+:mod:`.workers` (a worker thread per device), :mod:`.report` (log lines, trace events).
 
 The server serves a *backend* (duck-typed; the fabric tree provides
 ``simfs_plugins.fabrics.iscsi.TreeIscsiBackend``):
@@ -10,11 +11,16 @@ The server serves a *backend* (duck-typed; the fabric tree provides
 * ``portals() -> [(ip, port), ...]``
 * ``discovery(initiator, portal) -> [(target_iqn, ["ip:port,tpgt", ...]), ...]``
 * ``discovery_auth() -> {enforce, userid, password, userid_mutual, password_mutual}``
-* ``login(target_name, portal, initiator) -> TpgView`` or raise :class:`LoginRefused`
+* ``login(target_name, portal, initiator) -> TpgView`` or raise :class:`LoginRefused` (the
+  backend logs the refusal in the kernel's words; the server adds "iSCSI Login negotiation
+  failed.")
 
 and a ``TpgView``: ``tpgt``, ``target_name``, ``params`` (the TPG's ``param/`` values),
 ``auth`` (dict as above), ``luns()``, ``submit(isid, lun, cdb, data_out) -> Result``; optional
-``task_management(isid, function, lun, ref_itt) -> response``, ``session_added(isid)``,
+``task_management(isid, function, lun, ref_itt) -> response``, ``device_key(lun)`` (what
+commands of that LUN queue on: the device, or None when there is none), ``abort()`` (a
+failed login after the ACL lookup), ``session_added(isid, session)`` (the server's
+:class:`~simfs.iscsi.session.Session`),
 ``session_removed(isid)``, ``cmdsn_depth`` (default 64), ``nopin_timeout`` (15 s),
 ``nopin_response_timeout`` (30 s), ``block_size(lun)`` (residual reporting),
 ``tmr_warm_reset``/``tmr_cold_reset`` (default False).

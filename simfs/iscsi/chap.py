@@ -18,6 +18,8 @@ import os
 from typing import Optional
 
 ALGORITHMS = {5: ("md5", 16), 6: ("sha1", 20), 7: ("sha256", 32), 8: ("sha3_256", 32)}
+#: the kernel's crypto names, as its log lines print them
+KERNEL_NAMES = {"md5": "md5", "sha1": "sha1", "sha256": "sha256", "sha3_256": "sha3-256"}
 MAX_CHAP_N_SIZE = 512
 MAX_RESPONSE_LENGTH = 128  # hex digits of the largest digest, plus "0x"
 
@@ -25,10 +27,16 @@ _chap_ids = itertools.count(0)
 
 
 class ChapError(Exception):
-    """Authentication failed: the login answers 0x0201 (AUTHENTICATION FAILED)."""
+    """Authentication failed: the login answers 0x0201 (AUTHENTICATION FAILED). The message
+    is the kernel's log line for the reason, logged at ``level``."""
+
+    def __init__(self, msg: str, level: str = "err"):
+        super().__init__(msg)
+        self.level = level
 
 
-def _decode_binary(value: str, max_len: int = 1024) -> bytes:
+def _decode_binary(value: str, what: str) -> bytes:
+    """A CHAP_R or CHAP_C value (``0x`` hex or ``0b`` base64), with the kernel's lines."""
     if value[:2] in ("0x", "0X"):
         s = value[2:]
         if len(s) % 2:
@@ -36,16 +44,19 @@ def _decode_binary(value: str, max_len: int = 1024) -> bytes:
         try:
             out = binascii.unhexlify(s)
         except binascii.Error as e:
-            raise ChapError("invalid HEX") from e
+            raise ChapError(f"Malformed {what}: invalid HEX") from e
     elif value[:2] in ("0b", "0B"):
         try:
             out = base64.b64decode(value[2:], validate=True)
         except binascii.Error as e:
-            raise ChapError("invalid BASE64") from e
+            raise ChapError(f"Malformed {what}: invalid BASE64") from e
     else:
-        raise ChapError("value is neither hex nor base64")
-    if not out or len(out) > max_len:
-        raise ChapError("bad binary length")
+        raise ChapError(f"Could not find {what}" + ("." if what == "CHAP_C" else ""))
+    if what == "CHAP_C":
+        if not out:
+            raise ChapError("Unable to convert incoming challenge")
+        if len(out) > 1024:
+            raise ChapError("CHAP_C exceeds maximum binary size of 1024 bytes")
     return out
 
 
@@ -108,13 +119,14 @@ class ChapServer:
         r = keys.get("CHAP_R")
         if r is None:
             raise ChapError("Could not find CHAP_R.")
-        client = _decode_binary(r)
+        client = _decode_binary(r, "CHAP_R")
         if len(client) != self.digest_size:
             raise ChapError("Malformed CHAP_R")
         expect = _hash(self.alg, bytes([self.id]), self.auth["password"].encode(),
                        self.challenge)
         if client != expect:
-            raise ChapError(f"[server] {self.alg} Digests do not match!")
+            raise ChapError(f"[server] {KERNEL_NAMES[self.alg]} Digests do not match!",
+                            level="debug")
         self.state = "done"
         if not self.authenticate_target:
             return []
@@ -124,13 +136,13 @@ class ChapServer:
         try:
             i = int(ident[2:], 16) if ident[:2] in ("0x", "0X") else int(ident, 10)
         except ValueError as e:
-            raise ChapError("bad CHAP identifier") from e
+            raise ChapError("kstrtoul() failed for CHAP identifier: -22") from e
         if i > 255:
             raise ChapError(f"chap identifier: {i} greater than 255")
         c = keys.get("CHAP_C")
         if c is None:
             raise ChapError("Could not find CHAP_C.")
-        ichal = _decode_binary(c)
+        ichal = _decode_binary(c, "CHAP_C")
         if ichal == self.challenge:
             raise ChapError("initiator CHAP_C matches target CHAP_C, failing login attempt")
         resp = _hash(self.alg, bytes([i]), self.auth["password_mutual"].encode(), ichal)

@@ -13,7 +13,6 @@ override; ``discovery_auth()['enforce']`` for discovery sessions).
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -22,19 +21,24 @@ from simfs.iscsi import pdu as P
 from simfs.iscsi import text as T
 from simfs.iscsi.chap import ChapError, ChapServer
 from simfs.iscsi.errors import LoginRefused
-
-log = logging.getLogger("simfs.iscsi")
+from simfs.iscsi.report import Reporter
 
 MAX_KEY_VALUE_PAIRS = 8192
 
 
 class LoginFailed(Exception):
+    """The login fails: ``why`` is the kernel's log line (logged at ``level``; "" when the
+    backend already logged it), the response carries the status unless ``send`` is False."""
+
     def __init__(self, status_class: int, status_detail: int, why: str = "",
-                 send: bool = True):
+                 send: bool = True, level: str = "err", lines: tuple = ()):
         super().__init__(why)
         self.status_class = status_class
         self.status_detail = status_detail
         self.send = send
+        self.level = level
+        #: lines logged before ``why`` (level, text)
+        self.lines = lines
 
 
 @dataclass
@@ -60,6 +64,8 @@ class LoginContext:
     #: a fresh TSIH for a TPG key
     new_tsih: Callable[[Any], int]
     cmdsn_depth: Callable[[Any], int] = lambda tpg: 64
+    #: kernel-style log lines
+    log: Reporter = field(default_factory=Reporter)
 
 
 class LoginMachine:
@@ -86,18 +92,58 @@ class LoginMachine:
         self.existing_session = None  # for a TSIH != 0 login (connection add)
         self.session_params: Optional[T.SessionParams] = None
         self.first_response_flags = 0
+        #: InitiatorName as the initiator wrote it (the ACL lookup uses it lower-cased)
+        self.initiator_name = ""
+        #: why the login failed (the first kernel line), for the trace
+        self.failure = ""
+        self._header_checked: Optional[P.Pdu] = None
 
     # -- the driver ---------------------------------------------------------------------------
+    def header(self, req: P.Pdu) -> Optional[LoginResult]:
+        """iscsi_target_check_login_request: the checks on the header alone, made before
+        the data segment is read; a failure (to send, then close) or None to read on."""
+        try:
+            self._check_header(req)
+        except LoginFailed as e:
+            return self._failed(e)
+        self._header_checked = req
+        return None
+
     def feed(self, req: P.Pdu) -> LoginResult:
         try:
+            if self._header_checked is not req:
+                self._check_header(req)
             return self._feed(req)
         except LoginFailed as e:
-            log.info("iSCSI login failed (%#04x/%#04x): %s", e.status_class, e.status_detail,
-                     e)
-            if not e.send:
-                return LoginResult(state="fail")
-            return LoginResult(bhs=self._rsp(0, e.status_class, e.status_detail, 0),
-                               state="fail")
+            return self._failed(e)
+
+    def _failed(self, e: LoginFailed) -> LoginResult:
+        log = self.ctx.log
+        for level, text in e.lines:
+            log.line(level, text)
+        if str(e):
+            log.line(e.level, str(e))
+        self.failure = next((t for lv, t in e.lines), "") or str(e) or \
+            self.failure or f"status 0x{e.status_class:02x}{e.status_detail:02x}"
+        # iscsi_target_login_sess_out: every failed login of a new session
+        log.err("iSCSI Login negotiation failed.")
+        if not e.send:
+            return LoginResult(state="fail")
+        return LoginResult(bhs=self._rsp(0, e.status_class, e.status_detail, 0),
+                           state="fail")
+
+    def _check_header(self, req: P.Pdu) -> None:
+        if req.opcode != P.OP_LOGIN_REQ:
+            raise LoginFailed(P.STATUS_INITIATOR_ERR, P.LOGIN_INIT_ERR,
+                              f"Received unknown opcode 0x{req.opcode:02x}.")
+        if self.first:
+            self._check_flags(req)
+        else:
+            self._check_request(req)
+        if req.dlength > MAX_KEY_VALUE_PAIRS:
+            raise LoginFailed(0, 0, "Login request payload exceeds default "
+                              f"MaxRecvDataSegmentLength: {MAX_KEY_VALUE_PAIRS}, protocol "
+                              "error.", send=False)
 
     def _rsp(self, flags: int, scls: int, sdet: int, dlen: int) -> bytearray:
         h = P.build_login_rsp(flags, self.isid or b"\0" * 6, self.tsih if scls == 0 else 0,
@@ -107,16 +153,8 @@ class LoginMachine:
         return h
 
     def _feed(self, req: P.Pdu) -> LoginResult:
-        if req.opcode != P.OP_LOGIN_REQ:
-            raise LoginFailed(P.STATUS_INITIATOR_ERR, P.LOGIN_INIT_ERR,
-                              f"Received unknown opcode 0x{req.opcode:02x}.")
         if self.first:
             self._first_pdu(req)
-        else:
-            self._check_request(req)
-        if req.dlength > MAX_KEY_VALUE_PAIRS:
-            raise LoginFailed(0, 0, "Login request payload exceeds default "
-                              "MaxRecvDataSegmentLength", send=False)
         rsp_flags = 0
         if req.csg == 0:
             out, rsp_flags = self._csg_zero(req)
@@ -146,8 +184,9 @@ class LoginMachine:
         self.version = (req.version_max, req.version_min)
         if req.version_max != 0 or req.version_min != 0:
             raise LoginFailed(P.STATUS_INITIATOR_ERR, P.LOGIN_NO_VERSION,
-                              "Unsupported iSCSI IETF Pre-RFC Revision")
-        self._check_flags(req)
+                              "Unsupported iSCSI IETF Pre-RFC Revision, version Min/Max "
+                              f"0x{req.version_min:02x}/0x{req.version_max:02x}, rejecting "
+                              "login.")
         keys = {}
         try:
             for k, v in T.parse_text(req.data):
@@ -160,6 +199,7 @@ class LoginMachine:
         if i_name is None:
             raise LoginFailed(P.STATUS_INITIATOR_ERR, P.LOGIN_MISSING_FIELDS,
                               "InitiatorName key not received in first login request.")
+        self.initiator_name = i_name
         self.initiator = i_name.lower()
         if s_type is None and leading:
             raise LoginFailed(P.STATUS_INITIATOR_ERR, P.LOGIN_MISSING_FIELDS,
@@ -175,7 +215,9 @@ class LoginMachine:
             try:
                 self.tpg = backend.login(t_name, self.ctx.portal, self.initiator)
             except LoginRefused as e:
-                raise LoginFailed(e.status_class, e.status_detail, e.reason) from e
+                # the backend logged its refusal (iscsi_target_locate_portal's line)
+                self.failure = e.reason
+                raise LoginFailed(e.status_class, e.status_detail, "") from e
             self.auth = dict(getattr(self.tpg, "auth", None) or {})
             values = dict(getattr(self.tpg, "params", None) or {})
         else:
@@ -189,8 +231,9 @@ class LoginMachine:
                                   "session, rejecting iSCSI Login.")
             self.existing_session = sess
             # MaxConnections is 1 on every session this target negotiates
-            raise LoginFailed(P.STATUS_INITIATOR_ERR, P.LOGIN_CONN_ADD_FAILED,
-                              "Maximum connections for the session reached")
+            raise LoginFailed(P.STATUS_INITIATOR_ERR, P.LOGIN_ISID_ERROR,
+                              "Adding additional connection to this session would exceed "
+                              "MaxConnections 1, login failed.")
         self.params = T.ParamList(values, discovery=self.discovery)
         if not self.discovery:
             self.params.set("TargetPortalGroupTag", str(getattr(self.tpg, "tpgt", 1)))
@@ -201,11 +244,13 @@ class LoginMachine:
     def _check_flags(self, req: P.Pdu) -> None:
         if req.cont and req.transit:
             raise LoginFailed(P.STATUS_INITIATOR_ERR, P.LOGIN_INIT_ERR,
-                              "Login request has both C and T set, protocol error.")
+                              "Login request has both ISCSI_FLAG_LOGIN_CONTINUE and "
+                              "ISCSI_FLAG_LOGIN_TRANSIT set, protocol error.")
         csg, nsg = req.csg, req.nsg
         if nsg == 2 or csg >= 2 or (req.transit and nsg <= csg):
             raise LoginFailed(P.STATUS_INITIATOR_ERR, P.LOGIN_INIT_ERR,
-                              f"Illegal login_req->flags Combination, CSG: {csg}, NSG: {nsg}")
+                              f"Illegal login_req->flags Combination, CSG: {csg}, NSG: {nsg}, "
+                              f"ISCSI_FLAG_LOGIN_TRANSIT: {req.flags & P.LOGIN_TRANSIT}.")
 
     def _check_request(self, req: P.Pdu) -> None:
         """iscsi_target_check_login_request for the second and later requests."""
@@ -216,13 +261,16 @@ class LoginMachine:
                               f"{self.current_stage} to {req.csg}, login failed.")
         if (req.version_max, req.version_min) != self.version:
             raise LoginFailed(P.STATUS_INITIATOR_ERR, P.LOGIN_INIT_ERR,
-                              "Login request changed Version Max/Min unexpectedly")
+                              "Login request changed Version Max/Min unexpectedly to "
+                              f"0x{req.version_max:02x}/0x{req.version_min:02x}, protocol "
+                              "error")
         if req.isid != self.isid:
             raise LoginFailed(P.STATUS_INITIATOR_ERR, P.LOGIN_INIT_ERR,
                               "Login request changed ISID unexpectedly, protocol error.")
         if req.itt != self.itt:
             raise LoginFailed(P.STATUS_INITIATOR_ERR, P.LOGIN_INIT_ERR,
-                              "Login request changed ITT unexpectedly, protocol error.")
+                              f"Login request changed ITT unexpectedly to 0x{req.itt:08x}, "
+                              "protocol error.")
 
     def _check_first_request(self) -> None:
         """iscsi_target_check_first_request: SessionType (and InitiatorName) were declared."""
@@ -295,8 +343,10 @@ class LoginMachine:
             try:
                 out_keys, done = self.chap.step(keys)
             except ChapError as e:
+                # chap_main_loop's reason, then iscsi_target_do_authentication's line
                 raise LoginFailed(P.STATUS_INITIATOR_ERR, P.LOGIN_AUTH_FAILED,
-                                  f"Security negotiation failed: {e}") from e
+                                  "Security negotiation failed.",
+                                  lines=((e.level, str(e)),)) from e
             out = T.encode_text(out_keys)
             if not done:
                 return out, 0

@@ -4,38 +4,88 @@
 :mod:`simfs.iscsi` for the interface) exports. ``start()`` runs an event loop in a daemon
 thread, ``sync_portals([(ip, port), ...])`` opens and closes listeners to match (safe to call
 from any thread, e.g. after every configfs change under ``np/``), ``stop()`` closes everything.
+
+Before a connection has logged in it is a stranger: every read of it (header, data) counts
+against one login deadline (TA_LOGIN_TIMEOUT from accept, as the kernel's login timer), and
+only so many strangers are let in per portal and in all (the kernel has no such cap; a
+userspace target on a laptop or CI runner needs one). SCSI commands run in a worker thread
+per device (:mod:`simfs.iscsi.workers`), so a slow device delays only its own commands.
+
+A wildcard portal (``0.0.0.0``, ``::``) listens on the loopback addresses unless the server
+was made with ``listen_any=True`` (``simfs mount --listen-any``): the tree keeps the portal as
+written, the log says where it really listens.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import logging
+import ipaddress
 import socket
 import threading
+import time
 from typing import Any, Iterable, Optional
 
 from simfs.iscsi import pdu as P
 from simfs.iscsi.login import LoginContext, LoginMachine
+from simfs.iscsi.report import Reporter, addr_text
 from simfs.iscsi.session import Connection, Session
-
-log = logging.getLogger("simfs.iscsi")
+from simfs.iscsi.workers import DeviceWorkers
 
 LOGIN_TIMEOUT = 15.0  # TA_LOGIN_TIMEOUT
 DEFAULT_CMDSN_DEPTH = 64  # TA_DEFAULT_CMDSN_DEPTH
+#: connections still logging in that one portal, and the whole server, accept
+MAX_LOGINS_PER_PORTAL = 64
+MAX_LOGINS = 256
+
+
+def listen_hosts(ip: str, listen_any: bool) -> list[str]:
+    """Where a portal's listener binds: a wildcard becomes the loopback addresses (``::``
+    both ::1 and 127.0.0.1, as the kernel's IPv6 wildcard takes IPv4 too) unless
+    ``listen_any``."""
+    host = ip.strip("[]")
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return [host]
+    if listen_any or not addr.is_unspecified:
+        return [host]
+    return ["127.0.0.1"] if addr.version == 4 else ["::1", "127.0.0.1"]
 
 
 class IscsiServer:
-    def __init__(self, backend: Any):
+    """The target: listeners, logins, sessions (see the module docstring)."""
+
+    def __init__(self, backend: Any, klog: Any = None, listen_any: bool = False,
+                 login_timeout: float = LOGIN_TIMEOUT,
+                 max_logins_per_portal: int = MAX_LOGINS_PER_PORTAL,
+                 max_logins: int = MAX_LOGINS):
         self.backend = backend
+        self.report = Reporter(klog)
+        self.listen_any = listen_any
+        self.login_timeout = login_timeout
+        self.max_logins_per_portal = max_logins_per_portal
+        self.max_logins = max_logins
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.thread: Optional[threading.Thread] = None
         self.listeners: dict[tuple, asyncio.AbstractServer] = {}
-        self.sessions: dict[int, Session] = {}  # sid -> Session
+        self.sessions: dict[int, Session] = {}  # serial -> Session
         self.connections: set[Connection] = set()
+        self.workers = DeviceWorkers()
         self._login_writers: set = set()
+        self._logging_in: dict[tuple, int] = {}
+        self._refused: dict[tuple, list] = {}  # portal -> [count, time of the last line]
         self._tsih: dict = {}
+        self._sid: dict = {}
         self._ready = threading.Event()
+
+    @property
+    def trace(self) -> Any:
+        """The trace hub while ``simfs trace`` listens (the hub sets it), else None."""
+        return self.report.trace
+
+    @trace.setter
+    def trace(self, hub: Any) -> None:
+        self.report.trace = hub
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -60,10 +110,11 @@ class IscsiServer:
         fut = asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop)
         try:
             fut.result(timeout=10)
-        except Exception:  # noqa: BLE001
-            log.exception("iSCSI server shutdown")
+        except Exception as e:  # noqa: BLE001
+            self.report.err(f"simfs: iSCSI server shutdown: {e!r}")
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
+        self.workers.stop()
         self.thread = None
         self.loop = None
         self._ready.clear()
@@ -110,17 +161,35 @@ class IscsiServer:
         for portal in want:
             if portal in self.listeners:
                 continue
-            ip, port = portal
-            host = ip.strip("[]")
+            srv = await self._listen(portal)
+            if srv is not None:
+                self.listeners[portal] = srv
+        return list(self.listeners)
+
+    async def _listen(self, portal: tuple) -> Optional[asyncio.AbstractServer]:
+        ip, port = portal
+        hosts = listen_hosts(ip, self.listen_any)
+        err: Optional[OSError] = None
+        # ``::`` on loopback: ::1 and 127.0.0.1, or ::1 alone when 127.0.0.1 is taken
+        for hs in ([hosts, hosts[:1]] if len(hosts) > 1 else [hosts]):
             try:
                 srv = await asyncio.start_server(
-                    lambda r, w, portal=portal: self._client(r, w, portal), host=host,
-                    port=port, reuse_address=True, limit=1 << 20)
+                    lambda r, w, portal=portal: self._client(r, w, portal),
+                    host=hs if len(hs) > 1 else hs[0], port=port, reuse_address=True,
+                    limit=1 << 20)
+                break
             except OSError as e:
-                log.error("iSCSI: unable to listen on %s:%d: %s", ip, port, e)
-                continue
-            self.listeners[portal] = srv
-        return list(self.listeners)
+                err = e
+        else:
+            self.report.err(f"simfs: iSCSI: unable to listen on {_portal_text(portal)}: {err}")
+            return None
+        real = ", ".join(addr_text(s.getsockname()) for s in srv.sockets)
+        if hs != [ip.strip("[]")]:
+            self.report.info(f"simfs: iSCSI portal {_portal_text(portal)} listens on {real} "
+                             "only (mount with --listen-any to listen on every interface)")
+        else:
+            self.report.info(f"simfs: iSCSI portal {_portal_text(portal)} listens on {real}")
+        return srv
 
     def bound_port(self, portal: tuple) -> int:
         """The real port of a listener (useful when listening on port 0)."""
@@ -145,9 +214,9 @@ class IscsiServer:
         for s in list(self.sessions.values()):
             if (s.isid == isid and s.initiator == initiator and s.discovery == discovery
                     and self.tpg_key(s.tpg) == key and not s.closed):
-                log.info("%s iSCSI Session SID %d is still active for %s, performing session "
-                         "reinstatement.", "Discovery" if discovery else "Normal", s.sid,
-                         initiator)
+                self.report.debug(f"{'Discovery' if discovery else 'Normal'} iSCSI Session "
+                                  f"SID {s.sid} is still active for {initiator}, performing "
+                                  "session reinstatement.")
                 self._close_session(s)
 
     def _new_tsih(self, tpg) -> int:
@@ -156,6 +225,13 @@ class IscsiServer:
         if n == 0:
             n = 1
         self._tsih[key] = n
+        return n
+
+    def _new_sid(self, tpg) -> int:
+        """The TPG's session id (tpg->sid++, never 0), shown in the ACL's ``info``."""
+        key = self.tpg_key(tpg)
+        n = self._sid.get(key, 0) + 1 or 1
+        self._sid[key] = n
         return n
 
     def _cmdsn_depth(self, tpg) -> int:
@@ -169,7 +245,7 @@ class IscsiServer:
         if s.closed:
             return
         s.closed = True
-        self.sessions.pop(s.sid, None)
+        self.sessions.pop(s.serial, None)
         if s.conn is not None:
             s.conn.closing = True
             s.conn.writer.close()
@@ -178,8 +254,8 @@ class IscsiServer:
             if hook is not None:
                 try:
                     hook(s.isid_str)
-                except Exception:  # noqa: BLE001
-                    log.exception("session_removed hook failed")
+                except Exception as e:  # noqa: BLE001
+                    self.report.err(f"simfs: iSCSI session_removed hook failed: {e!r}")
 
     def connection_closed(self, conn: Connection) -> None:
         self.connections.discard(conn)
@@ -192,8 +268,41 @@ class IscsiServer:
                 for s in self.sessions.values()]
 
     # -- one TCP connection ---------------------------------------------------------------------
+    def _admit(self, portal: tuple, peer: str) -> bool:
+        """Room for one more connection that has not logged in yet?"""
+        here = self._logging_in.get(portal, 0)
+        total = sum(self._logging_in.values())
+        if here < self.max_logins_per_portal and total < self.max_logins:
+            self._logging_in[portal] = here + 1
+            return True
+        why = (f"{here} connections are logging in on this portal (the limit is "
+               f"{self.max_logins_per_portal})" if here >= self.max_logins_per_portal else
+               f"{total} connections are logging in (the limit is {self.max_logins})")
+        # one line a second per portal at most: a flood must not flood the log
+        count_last = self._refused.setdefault(portal, [0, 0.0])
+        count_last[0] += 1
+        now = time.monotonic()
+        if now - count_last[1] >= 1.0:
+            self.report.warn(f"simfs: iSCSI: refusing a connection from {peer} on portal "
+                             f"{_portal_text(portal)}: {why} ({count_last[0]} refused)")
+            count_last[0], count_last[1] = 0, now
+        self.report.event("drop", "refused", why, peer=peer, portal=_portal_text(portal))
+        return False
+
+    def _logged_out(self, portal: tuple) -> None:
+        n = self._logging_in.get(portal, 0) - 1
+        if n > 0:
+            self._logging_in[portal] = n
+        else:
+            self._logging_in.pop(portal, None)
+
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       portal: tuple) -> None:
+        peername = writer.get_extra_info("peername")
+        peer = addr_text(peername)
+        if not self._admit(portal, peer):
+            writer.close()
+            return
         sock = writer.get_extra_info("socket")
         if sock is not None:
             try:
@@ -203,54 +312,106 @@ class IscsiServer:
         self._login_writers.add(writer)
         ctx = LoginContext(backend=self.backend, portal=portal,
                            find_session=self._find_session, reinstate=self._reinstate,
-                           new_tsih=self._new_tsih, cmdsn_depth=self._cmdsn_depth)
+                           new_tsih=self._new_tsih, cmdsn_depth=self._cmdsn_depth,
+                           log=self.report)
         m = LoginMachine(ctx)
+        ok = False
+        try:
+            ok = await self._login(m, reader, writer, portal, peer)
+        finally:
+            self._logged_out(portal)
+            self._login_writers.discard(writer)
+            if not ok:
+                writer.close()
+                abort = getattr(m.tpg, "abort", None)
+                if abort is not None:
+                    try:
+                        abort()  # a dynamic ACL made for this login goes with it
+                    except Exception as e:  # noqa: BLE001
+                        self.report.err(f"simfs: iSCSI login abort failed: {e!r}")
+        if not ok:
+            return
+        await self._full_feature(m, reader, writer, portal, peername)
+
+    async def _login(self, m: LoginMachine, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter, portal: tuple, peer: str) -> bool:
+        """The login phase, every read bounded by one deadline; True once logged in."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.login_timeout
+
+        async def read(n: int) -> bytes:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise asyncio.TimeoutError
+            return await asyncio.wait_for(reader.readexactly(n), left)
+
+        def failed(why: str, what: str = "login") -> None:
+            self.report.event(what, "refused" if what == "login" else "dropped", why,
+                              peer=peer, portal=_portal_text(portal), target=m.target_name,
+                              tpgt=getattr(m.tpg, "tpgt", None), initiator=m.initiator)
+
         try:
             while True:
-                bhs = await asyncio.wait_for(reader.readexactly(P.BHS_LEN), LOGIN_TIMEOUT)
-                req = P.Pdu(bhs)
-                if req.ahs_len:
-                    await reader.readexactly(req.ahs_len)
-                data = b""
-                if req.dlength:
-                    if req.dlength > 65536:
-                        return
-                    data = await asyncio.wait_for(
-                        reader.readexactly(req.dlength + P.pad_len(req.dlength)),
-                        LOGIN_TIMEOUT)
-                    data = data[:req.dlength]
-                req.data = data
-                res = m.feed(req)
+                req = P.Pdu(await read(P.BHS_LEN))
+                # iscsit_get_login_rx reads the header and the data segment: a login PDU's
+                # TotalAHSLength is never read, so it cannot make the target wait
+                res = m.header(req)
+                if res is None:
+                    if req.dlength:
+                        data = await read(req.dlength + P.pad_len(req.dlength))
+                        req.data = data[:req.dlength]
+                    res = m.feed(req)
                 if res.bhs is not None:
                     writer.write(res.bhs)
                     if res.data:
                         writer.write(res.data + P.PADDING[len(res.data) & 3])
-                    await writer.drain()
+                    await asyncio.wait_for(writer.drain(), max(0.0, deadline - loop.time()))
                 if res.state == "fail":
-                    return
+                    failed(m.failure)
+                    return False
                 if res.state == "complete":
-                    break
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
-            return
-        finally:
-            self._login_writers.discard(writer)
-            if m.session_params is None or writer.is_closing():
-                writer.close()
+                    return True
+        except asyncio.TimeoutError:
+            # iscsit_login_timeout (6.x: per connection, only a debug line of its own)
+            self.report.debug("Entering iscsi_target_login_timeout >>>>>>>>>>>>>>>>>>>")
+            self.report.err("iSCSI Login negotiation failed.")
+            failed(f"login timeout ({self.login_timeout:g} s)", "drop")
+        except (asyncio.IncompleteReadError, ConnectionError) as e:
+            # iscsit_get_login_rx / the login worker see the socket close: the login fails
+            self.report.err("iSCSI Login negotiation failed.")
+            failed(f"connection closed during login ({type(e).__name__})", "drop")
+        return False
+
+    async def _full_feature(self, m: LoginMachine, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter, portal: tuple, peername) -> None:
         params = m.session_params
+        local = writer.get_extra_info("sockname")
         sess = Session(self, m.isid, m.tsih, m.initiator, m.target_name, m.tpg, m.discovery,
                        params, m.exp_cmdsn, m.max_cmdsn, portal)
-        self.sessions[sess.sid] = sess
+        sess.initiator_name = m.initiator_name or m.initiator
+        sess.login_itt = m.itt
+        sess.cmdsn_window = self._cmdsn_depth(m.tpg) if not m.discovery else 0
+        sess.local = (str(local[0]), int(local[1])) if local else portal
+        if not sess.discovery:
+            sess.sid = self._new_sid(m.tpg)
+        self.sessions[sess.serial] = sess
         conn = Connection(self, reader, writer, sess, m.statsn, m.cid)
+        conn.peer = peername
         sess.conn = conn
         self.connections.add(conn)
         if not sess.discovery:
             hook = getattr(sess.tpg, "session_added", None)
             if hook is not None:
                 try:
-                    hook(sess.isid_str)
-                except Exception:  # noqa: BLE001
-                    log.exception("session_added hook failed")
-        log.info("iSCSI %s session %d logged in: %s isid 0x%s -> %s", "discovery"
-                 if sess.discovery else "normal", sess.sid, sess.initiator, sess.isid_str,
-                 sess.target_name or "-")
+                    hook(sess.isid_str, sess)
+                except Exception as e:  # noqa: BLE001
+                    self.report.err(f"simfs: iSCSI session_added hook failed: {e!r}")
+        self.report.debug(f"iSCSI Login successful on CID: {conn.cid} from "
+                          f"{addr_text(peername)} to {_portal_text(portal)},"
+                          f"{getattr(m.tpg, 'tpgt', 1) if m.tpg is not None else 1}")
         await conn.run()
+
+
+def _portal_text(portal: tuple) -> str:
+    ip, port = str(portal[0]).strip("[]"), portal[1]
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"

@@ -18,20 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from simfs.iscsi import digest as D
 from simfs.iscsi import pdu as P
+from simfs.iscsi.report import addr_text
 from simfs.iscsi.text import SessionParams, encode_text, parse_text
+from simfs.iscsi.workers import QueueFull
 
-log = logging.getLogger("simfs.iscsi")
 
 GOOD, CHECK_CONDITION = 0x00, 0x02
-#: commands moving more data than this run in a worker thread, off the event loop
-BIG_IO = 256 * 1024
+TASK_SET_FULL = 0x28
 #: buffers per writev (Linux's IOV_MAX is 1024)
 IOV_MAX = 1024
 #: the largest data segment read_pdu takes in one piece from what is already buffered
@@ -77,15 +76,23 @@ class Task:
 
 
 class Session:
-    """An iSCSI session (the kernel's iscsit_session)."""
+    """An iSCSI session (the kernel's iscsit_session).
 
-    _sids = itertools.count(1)
+    What the ACL's ``info`` file shows comes from here: ``initiator_name``,
+    ``params.initiator_alias``, ``sid`` (the TPG's session id), ``isid``, ``tsih``,
+    ``cmdsn_window``, ``exp_cmdsn``/``max_cmdsn``, ``login_itt``, ``ttt`` (the next target
+    transfer tag) and the connection's ``cid``, ``peer`` and ``statsn``.
+    """
+
+    _serials = itertools.count(1)
 
     def __init__(self, server, isid: bytes, tsih: int, initiator: str, target_name: str,
                  tpg, discovery: bool, params: SessionParams, exp_cmdsn: int, max_cmdsn: int,
                  portal: tuple, initiator_alias: str = ""):
         self.server = server
-        self.sid = next(self._sids)
+        #: unique in this server; ``sid`` is the TPG's session id (set at login)
+        self.serial = next(self._serials)
+        self.sid = self.serial
         self.isid = isid
         self.isid_str = isid.hex()
         self.tsih = tsih
@@ -97,15 +104,21 @@ class Session:
         self.exp_cmdsn = exp_cmdsn
         self.max_cmdsn = max_cmdsn
         self.portal = portal
-        self.ttt = itertools.count(1)
+        #: the address the connection came in on (SendTargets answers it for a wildcard np)
+        self.local = portal
+        self.initiator_name = initiator
+        self.login_itt = 0
+        self.cmdsn_window = 0
+        #: the next target transfer tag (sess->targ_xfer_tag)
+        self.ttt = 1
         self.conn: Optional["Connection"] = None
         self.closed = False
 
     def next_ttt(self) -> int:
-        t = next(self.ttt) & 0xFFFFFFFF
+        t = self.ttt
         if t == P.RSVD_TAG or t == 0:
-            self.ttt = itertools.count(1)
-            t = next(self.ttt)
+            t = 1
+        self.ttt = (t + 1) & 0xFFFFFFFF
         return t
 
     def tpg_key(self):
@@ -118,8 +131,12 @@ class Connection:
     def __init__(self, server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  session: Session, statsn: int, cid: int):
         self.server = server
+        self.log = server.report
         self.reader = reader
         self.writer = writer
+        #: the initiator's socket address
+        self.peer: Any = writer.get_extra_info("peername") \
+            if hasattr(writer, "get_extra_info") else None
         self.sess = session
         self.statsn = statsn
         self.cid = cid
@@ -139,6 +156,7 @@ class Connection:
         # the data segments). Invariant: nothing is left in _out while the connection waits.
         self._out: list = []
         self._corked = False
+        self._flush_soon = False
         sock = writer.get_extra_info("socket") if hasattr(writer, "get_extra_info") else None
         try:
             self._fd: Optional[int] = sock.fileno() if sock is not None else None
@@ -216,8 +234,18 @@ class Connection:
     def max_cmdsn(self) -> int:
         return self.sess.max_cmdsn
 
+    def _klog(self, level: str, fmt: str, *args: Any) -> None:
+        self.log.line(level, fmt % args if args else fmt)
+
+    def drop(self, why: str) -> None:
+        """Tell ``simfs trace`` that this connection is being dropped, and why."""
+        s = self.sess
+        self.log.event("drop", "dropped", why, peer=addr_text(self.peer),
+                       portal=addr_text(s.portal), target=s.target_name,
+                       tpgt=getattr(s.tpg, "tpgt", None) if s.tpg is not None else None,
+                       initiator=s.initiator)
+
     def reject(self, req: P.Pdu, reason: int) -> None:
-        log.info("iSCSI: rejecting %s (reason 0x%02x)", req, reason)
         self.send(P.build_reject(reason, self._stat(), self.exp_cmdsn, self.max_cmdsn), req.bhs)
 
     # -- input ----------------------------------------------------------------------------------
@@ -240,25 +268,48 @@ class Connection:
         ahs = await r.readexactly(ahs_len) if ahs_len else b""
         if self.hd:
             hdig = await r.readexactly(4)
-            if D.digest(bhs, ahs) != hdig:
-                log.error("HeaderDigest CRC32C failed, closing connection (ERL=0)")
-                raise CloseConnection("header digest")
+            want = D.digest(bhs, ahs)
+            if want != hdig:
+                # iscsit_get_rx_pdu: the header becomes 0xff, an opcode nobody knows
+                self._klog("err", "HeaderDigest CRC32C failed, received 0x%08x, computed "
+                           "0x%08x", int.from_bytes(hdig, "little"),
+                           int.from_bytes(want, "little"))
+                self._klog("err", "Got unknown iSCSI OpCode: 0xff")
+                raise CloseConnection("Cannot recover from unknown opcode while ERL=0, "
+                                      "closing iSCSI connection.")
         dlen = (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]
         data = b""
         if dlen:
             if dlen > max(self.p.max_recv_dsl, 8192):
-                log.error("DataSegmentLength %d exceeds MaxRecvDataSegmentLength %d", dlen,
-                          self.p.max_recv_dsl)
-                raise CloseConnection("data segment too long")
+                self._oversized(P.Pdu(bhs, ahs, b""), dlen)
             pad = -dlen & 3
             raw = await r.readexactly(dlen + pad)
             if self.dd:
                 ddig = await r.readexactly(4)
                 if D.digest(raw) != ddig:
-                    log.error("DataDigest CRC32C failed, ERL=0: closing connection")
-                    raise CloseConnection("data digest")
+                    raise CloseConnection("Unable to recover from DataOUT CRC failure while "
+                                          "ERL=0, closing session.")
             data = raw[:dlen] if pad else raw
         return P.Pdu(bhs, ahs, data)
+
+    def _oversized(self, req: P.Pdu, dlen: int) -> None:
+        """A data segment beyond MaxXmitDataSegmentLength: the kernel's line for the
+        opcode, a Reject, and the connection goes (its data cannot be skipped safely)."""
+        mx = self.p.max_recv_dsl
+        op = req.opcode
+        if op == P.OP_NOOP_OUT:
+            why = (f"NOPOUT Ping Data DataSegmentLength: {dlen} is greater than "
+                   f"MaxXmitDataSegmentLength: {mx}, protocol error.")
+        elif op == P.OP_TEXT_REQ:
+            why = (f"Unable to accept text parameter length: {dlen}greater than "
+                   f"MaxXmitDataSegmentLength {mx}.")
+        elif op == P.OP_DATA_OUT:
+            why = f"DataSegmentLength: {dlen} is greater than MaxXmitDataSegmentLength: {mx}"
+        else:
+            why = (f"DataSegmentLength: {dlen} is greater than MaxXmitDataSegmentLength: "
+                   f"{mx}, protocol error.")
+        self.reject(req, P.REASON_PROTOCOL_ERROR)
+        raise CloseConnection(why)
 
     async def run(self) -> None:
         nop_task = None
@@ -277,8 +328,11 @@ class Connection:
                 if self.writer.transport.get_write_buffer_size() > 1 << 20:
                     self.flush()
                     await self.writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, CloseConnection) as e:
-            log.debug("iSCSI connection closed: %r", e)
+        except CloseConnection as e:
+            self.log.err(str(e))
+            self.drop(str(e))
+        except (asyncio.IncompleteReadError, ConnectionError) as e:
+            self._klog("debug", "iSCSI connection closed: %r", e)
         finally:
             if nop_task is not None:
                 nop_task.cancel()
@@ -302,8 +356,12 @@ class Connection:
                                      self.exp_cmdsn, self.max_cmdsn))
             await asyncio.sleep(self.nopin_response_timeout)
             if self.nopin_ttt is not None:
-                log.error("Did not receive response to NOPIN on CID: %d, failing connection",
-                          self.cid)
+                sess = self.sess
+                why = (f"Did not receive response to NOPIN on CID: {self.cid}, failing "
+                       f"connection for I_T Nexus {sess.initiator_name},i,0x{sess.isid.hex()},"
+                       f"{sess.target_name},t,0x{getattr(sess.tpg, 'tpgt', 1):02x}")
+                self.log.err(why)
+                self.drop(why)
                 self.closing = True
                 self.writer.close()
                 return
@@ -312,10 +370,9 @@ class Connection:
     async def dispatch(self, req: P.Pdu) -> None:
         op = req.opcode
         if self.sess.discovery and op not in (P.OP_TEXT_REQ, P.OP_LOGOUT_REQ):
-            log.error("Received illegal iSCSI Opcode: 0x%02x while in Discovery Session, "
-                      "rejecting.", op)
             self.reject(req, P.REASON_PROTOCOL_ERROR)
-            raise CloseConnection("discovery opcode")
+            raise CloseConnection(f"Received illegal iSCSI Opcode: 0x{op:02x} while in "
+                                  "Discovery Session, rejecting.")
         if op == P.OP_SCSI_CMD:
             await self.on_scsi_cmd(req)
         elif op == P.OP_DATA_OUT:
@@ -329,12 +386,13 @@ class Connection:
         elif op == P.OP_LOGOUT_REQ:
             await self._sequenced(req, self.on_logout)
         elif op == P.OP_SNACK:
-            log.error("Initiator sent SNACK while ERL=0")
+            self._klog("err", "Initiator sent SNACK while ERL=0")
             self.reject(req, P.REASON_PROTOCOL_ERROR)
         else:
-            log.error("Got unknown iSCSI OpCode: 0x%02x", op)
+            self._klog("err", "Got unknown iSCSI OpCode: 0x%02x", op)
             self.reject(req, P.REASON_CMD_NOT_SUPPORTED)
-            raise CloseConnection("unknown opcode; cannot recover while ERL=0")
+            raise CloseConnection("Cannot recover from unknown opcode while ERL=0, closing "
+                                  "iSCSI connection.")
 
     async def _sequenced(self, req: P.Pdu, handler) -> None:
         """iscsit_sequence_cmd for non-SCSI requests (immediate ones skip the window)."""
@@ -354,11 +412,11 @@ class Connection:
                 await nxt()
             return
         if P.serial_lt(cmdsn, sess.exp_cmdsn):
-            log.debug("Received CmdSN: 0x%08x is less than ExpCmdSN: 0x%08x, ignoring.",
+            self._klog("debug", "Received CmdSN: 0x%08x is less than ExpCmdSN: 0x%08x, ignoring.",
                       cmdsn, sess.exp_cmdsn)
             return
         if P.serial_gt(cmdsn, sess.max_cmdsn):
-            log.error("Received CmdSN: 0x%08x is greater than MaxCmdSN: 0x%08x, ignoring.",
+            self._klog("err", "Received CmdSN: 0x%08x is greater than MaxCmdSN: 0x%08x, ignoring.",
                       cmdsn, sess.max_cmdsn)
             return
         self.ooo[cmdsn] = run
@@ -380,20 +438,26 @@ class Connection:
         if not read and not write and edtl:
             return self.reject(req, P.REASON_BOOKMARK_INVALID)
         if read and write:
-            log.error("Bidirectional operations not supported!")
+            self._klog("err", "Bidirectional operations not supported!")
             return self.reject(req, P.REASON_BOOKMARK_INVALID)
         if req.immediate:
-            log.error("Illegally set Immediate Bit in iSCSI Initiator Scsi Command PDU.")
+            self._klog("err", "Illegally set Immediate Bit in iSCSI Initiator Scsi Command PDU.")
             return self.reject(req, P.REASON_BOOKMARK_INVALID)
         if dlen and not p.immediate_data:
             return self.reject(req, P.REASON_PROTOCOL_ERROR)
         if edtl == dlen and not flags & P.F_FINAL:
             return self.reject(req, P.REASON_PROTOCOL_ERROR)
         if dlen > edtl:
+            self._klog("err", "DataSegmentLength: %u is greater than EDTL: %u, protocol error.",
+                       dlen, edtl)
             return self.reject(req, P.REASON_PROTOCOL_ERROR)
         if dlen > p.max_recv_dsl:
+            self._klog("err", "DataSegmentLength: %u is greater than MaxXmitDataSegmentLength: "
+                       "%u, protocol error.", dlen, p.max_recv_dsl)
             return self.reject(req, P.REASON_PROTOCOL_ERROR)
         if dlen > p.first_burst:
+            self._klog("err", "DataSegmentLength: %u is greater than FirstBurstLength: %u, "
+                       "protocol error.", dlen, p.first_burst)
             return self.reject(req, P.REASON_BOOKMARK_INVALID)
         if req.ahs:
             ahs = req.ahs
@@ -438,39 +502,37 @@ class Connection:
         task = self.tasks.get(req.itt)
         n = req.dlength
         if task is None:
-            log.debug("Unable to locate ITT 0x%08x for Data-Out, dumping payload", req.itt)
+            self._klog("debug", "Unable to locate ITT 0x%08x for Data-Out, dumping payload", req.itt)
             return
         if not task.write:
-            log.error("Command ITT: 0x%08x received DataOUT for a NON-WRITE command.",
+            self._klog("err", "Command ITT: 0x%08x received DataOUT for a NON-WRITE command.",
                       task.itt)
             return
         off = req.buffer_offset
         if off + n > task.edtl:
-            log.error("DataOut Offset: %d, Length %d greater than iSCSI Command EDTL %d, "
-                      "protocol error.", off, n, task.edtl)
             self.reject(req, P.REASON_BOOKMARK_INVALID)
-            raise CloseConnection("data-out beyond EDTL")
+            raise CloseConnection(f"DataOut Offset: {off}, Length {n} greater than iSCSI "
+                                  f"Command EDTL {task.edtl}, protocol error.")
         ttt = req.ttt
         if ttt == P.RSVD_TAG:
             if self.p.initial_r2t:
-                log.error("Received unexpected unsolicited data while InitialR2T=Yes, "
-                          "protocol error.")
-                raise CloseConnection("unsolicited data")
+                raise CloseConnection("Received unexpected unsolicited data while "
+                                      "InitialR2T=Yes, protocol error.")
             expect_sn = task.unsol_datasn
             seq = None
         else:
             seq = task.outstanding_r2ts.get(ttt)
             if seq is None:
-                log.error("Unable to locate R2T TTT 0x%08x for ITT 0x%08x", ttt, task.itt)
+                self._klog("err", "Unable to locate R2T TTT 0x%08x for ITT 0x%08x", ttt, task.itt)
                 return
             expect_sn = seq[2]
         if req.datasn != expect_sn:
             if req.datasn > expect_sn:  # the kernel compares plainly, not serially
-                log.error("Command ITT: 0x%08x, received DataSN: 0x%08x higher than expected "
-                          "0x%08x. Unable to perform within-command recovery while ERL=0.",
-                          task.itt, req.datasn, expect_sn)
-                raise CloseConnection("DataSN")
-            log.error("Command ITT: 0x%08x, received DataSN: 0x%08x lower than expected "
+                raise CloseConnection(
+                    f"Command ITT: 0x{task.itt:08x}, received DataSN: 0x{req.datasn:08x} "
+                    f"higher than expected 0x{expect_sn:08x}. Unable to perform within-command "
+                    "recovery while ERL=0.")
+            self._klog("err", "Command ITT: 0x%08x, received DataSN: 0x%08x lower than expected "
                       "0x%08x, discarding payload.", task.itt, req.datasn, expect_sn)
             return
         if seq is None:
@@ -506,28 +568,67 @@ class Connection:
             self._send_r2ts(task)
 
     async def _execute(self, task: Task) -> None:
-        self.tasks.pop(task.itt, None)
+        """Hand the command to its device's worker (:mod:`simfs.iscsi.workers`): the
+        reader goes on at once, the response goes out when the worker is done."""
         tpg = self.sess.tpg
         data_out = task.data_out() if task.write else b""
+        args = (self.sess.isid_str, task.lun, task.cdb, data_out)
+        key_of = getattr(tpg, "device_key", None)
         try:
-            if task.edtl > BIG_IO:
-                loop = asyncio.get_running_loop()
-                self.flush()  # never wait with output held back
-                corked, self._corked = self._corked, False
-                try:
-                    res = await loop.run_in_executor(None, tpg.submit, self.sess.isid_str,
-                                                     task.lun, task.cdb, data_out)
-                finally:
-                    self._corked = corked
-            else:
-                res = tpg.submit(self.sess.isid_str, task.lun, task.cdb, data_out)
-        except Exception:  # noqa: BLE001 - a backend bug must not kill the connection
-            log.exception("iSCSI: submit failed for CDB %s", task.cdb[:16].hex())
-            from simfs import scsi  # noqa: F401 - only for the sense helper below
-            res = _hardware_error()
-        if task.aborted:
+            key = key_of(task.lun) if key_of is not None else ("tpg", id(tpg))
+        except Exception:  # noqa: BLE001 - looked up again, and answered, by submit
+            key = None
+        if key is None:  # no device behind the LUN: answered at once, without a backend
+            try:
+                res = tpg.submit(*args)
+            except Exception as e:  # noqa: BLE001 - a backend bug must not kill the connection
+                res = self._submit_failed(task, e)
+            self._finish(task, res)
             return
-        self._complete(task, res)
+        loop = asyncio.get_running_loop()
+
+        def done(res, err) -> None:  # on the worker thread
+            loop.call_soon_threadsafe(self._worker_done, task, res, err)
+        try:
+            self.server.workers.submit(key, tpg.submit, args, done)
+        except QueueFull:
+            self._klog("debug", "simfs: iSCSI: device queue full, TASK SET FULL for ITT "
+                       "0x%08x", task.itt)
+            self._finish(task, _status(TASK_SET_FULL))
+
+    def _worker_done(self, task: Task, res, err: Optional[BaseException]) -> None:
+        if err is not None:
+            res = self._submit_failed(task, err)
+        self._finish(task, res)
+
+    def _submit_failed(self, task: Task, err: BaseException):
+        self.log.err(f"simfs: iSCSI: command 0x{task.cdb[:1].hex()} failed in the backend: "
+                     f"{err!r}")
+        return _hardware_error()
+
+    def _finish(self, task: Task, res) -> None:
+        """A command's result is back (on the loop): its response goes out, batched with
+        the other completions of this loop iteration into one writev."""
+        if self.tasks.get(task.itt) is task:
+            del self.tasks[task.itt]
+        if task.aborted or self.closing or self.writer.is_closing():
+            return
+        if self._corked:
+            self._complete(task, res)
+            return
+        self._corked = True
+        try:
+            self._complete(task, res)
+        finally:
+            self._corked = False
+        if not self._flush_soon:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush_later)
+
+    def _flush_later(self) -> None:
+        self._flush_soon = False
+        if not self._corked:
+            self.flush()
 
     def _complete(self, task: Task, res) -> None:
         status = res.status
@@ -539,11 +640,20 @@ class Connection:
         if task.read or (not task.write and data):
             if task.read and data and status == GOOD:
                 n = len(data)
-                if n > edtl:
+                size = self._cdb_length(task)
+                if size is not None and size > edtl:
+                    # target_cmd_size_check: OVERFLOW by the CDB's size, data_length stays
+                    # EDTL; target_complete_cmd_with_length then sets the residual to what
+                    # is left of EDTL, the OVERFLOW flag winning in the response
+                    resid_flags, residual = P.RSP_OVERFLOW, size - edtl
+                    if n < edtl:
+                        residual = edtl - n
+                elif n > edtl:
                     resid_flags, residual = P.RSP_OVERFLOW, n - edtl
-                    data = memoryview(data)[:edtl]
                 elif n < edtl:
                     resid_flags, residual = P.RSP_UNDERFLOW, edtl - n
+                if n > edtl:
+                    data = memoryview(data)[:edtl]
             else:
                 n = len(data)
                 if n and status == GOOD and not task.read:
@@ -583,6 +693,15 @@ class Connection:
         """The transfer length the CDB asks for (the kernel's ``size`` in
         target_cmd_size_check), for residual reporting; None when unknown."""
         blocks = _cdb_blocks(task.cdb)
+        if task.cdb[:1] in (b"\x35", b"\x91"):
+            # SYNCHRONIZE CACHE has a size only where the backend syncs (exec_cmd_ops'
+            # execute_sync_cache: fileio, iblock); elsewhere it is a no-op of size 0
+            syncs = getattr(self.sess.tpg, "sync_cache", None)
+            try:
+                if syncs is not None and not syncs(task.lun):
+                    return 0
+            except Exception:  # noqa: BLE001
+                return 0
         if blocks is not None:
             bs = getattr(self.sess.tpg, "block_size", None)
             try:
@@ -661,7 +780,7 @@ class Connection:
                              and not P.serial_gt(req.ref_cmdsn, sess.max_cmdsn))
                 resp = P.TMF_RSP_COMPLETE if in_window else P.TMF_RSP_NO_TASK
             elif ref.cmdsn != req.ref_cmdsn:
-                log.error("RefCmdSN 0x%08x does not equal task's CmdSN 0x%08x. Rejecting "
+                self._klog("err", "RefCmdSN 0x%08x does not equal task's CmdSN 0x%08x. Rejecting "
                           "ABORT_TASK.", req.ref_cmdsn, ref.cmdsn)
                 resp = P.TMF_RSP_REJECTED
             else:
@@ -677,7 +796,7 @@ class Connection:
         elif fn in (P.TMF_TARGET_WARM_RESET, P.TMF_TARGET_COLD_RESET):
             attr = "tmr_warm_reset" if fn == P.TMF_TARGET_WARM_RESET else "tmr_cold_reset"
             if not getattr(tpg, attr, False):
-                log.error("TMR Opcode %s authorization failed for Initiator Node: %s",
+                self._klog("err", "TMR Opcode %s authorization failed for Initiator Node: %s",
                           P.TMF_NAMES[fn], sess.initiator)
                 resp = P.TMF_RSP_AUTH_FAILED
             else:
@@ -685,7 +804,7 @@ class Connection:
         elif fn == P.TMF_TASK_REASSIGN:
             resp = P.TMF_RSP_NOT_SUPPORTED
         else:
-            log.error("Unknown TMR function: 0x%02x, protocol error.", fn)
+            self._klog("err", "Unknown TMR function: 0x%02x, protocol error.", fn)
             resp = P.TMF_RSP_NOT_SUPPORTED
         if not req.immediate:
             self._inc_maxcmdsn()
@@ -704,8 +823,8 @@ class Connection:
             return P.TMF_RSP_COMPLETE
         try:
             r = hook(self.sess.isid_str, fn, lun, ref_itt)
-        except Exception:  # noqa: BLE001
-            log.exception("task_management hook failed")
+        except Exception as e:  # noqa: BLE001
+            self.log.err(f"simfs: iSCSI task_management hook failed: {e!r}")
             return P.TMF_RSP_REJECTED
         return P.TMF_RSP_COMPLETE if r is None else int(r)
 
@@ -717,15 +836,15 @@ class Connection:
             keys = []
         st = next((v for k, v in keys if k == "SendTargets"), None)
         if st is None:
-            log.error("Unable to locate SendTargets=All or SendTargets=<iqn> in Text Request")
+            self._klog("err", "Unable to locate SendTargets=All or SendTargets=<iqn> in Text Request")
             return self.reject(req, P.REASON_PROTOCOL_ERROR)
         if st != "All" and self.sess.discovery is False and st == "":
             st = self.sess.target_name
         out = []
         try:
-            targets = self.server.backend.discovery(self.sess.initiator, self.sess.portal)
-        except Exception:  # noqa: BLE001
-            log.exception("discovery() failed")
+            targets = self.server.backend.discovery(self.sess.initiator, self.sess.local)
+        except Exception as e:  # noqa: BLE001
+            self.log.err(f"simfs: iSCSI discovery failed: {e!r}")
             targets = []
         for name, addrs in targets:
             if st != "All" and name != st:
@@ -758,6 +877,11 @@ class Connection:
                                      self.max_cmdsn, self.p.time2wait, self.p.time2retain))
         if resp == P.LOGOUT_SUCCESS:
             self.closing = True
+
+
+def _status(status: int):
+    from simfs.scsi.command import Result
+    return Result(status=status)
 
 
 def _hardware_error():
@@ -821,4 +945,9 @@ def _cdb_blocks(cdb: bytes) -> Optional[int]:
         return 1
     if op == 0x89 and len(cdb) >= 14:
         return 2 * cdb[13]
+    # sbc_parse_cdb: VERIFY(10/16) and SYNCHRONIZE CACHE(10/16) take sectors * block size
+    if op in (0x2F, 0x35) and len(cdb) >= 10:
+        return _be(cdb, 7, 2)
+    if op in (0x8F, 0x91) and len(cdb) >= 16:
+        return _be(cdb, 10, 4)
     return None

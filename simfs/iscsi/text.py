@@ -414,5 +414,7 @@ class SessionParams:
             data_seq_in_order=g("DataSequenceInOrder") == YES,
             erl=_strtoul(g("ErrorRecoveryLevel")),
             target_alias=g("TargetAlias"),
-            initiator_alias=g("InitiatorAlias"),
+            # iscsi_set_session_parameters: only a key the initiator sent is kept
+            initiator_alias=(g("InitiatorAlias") if pl.params["InitiatorAlias"].has(
+                S_ACCEPTOR | S_PROPOSER) else ""),
         )

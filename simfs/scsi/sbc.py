@@ -73,6 +73,12 @@ def _ops(dev) -> frozenset:
     return BACKEND_OPS.get(dev.backend.name, _ALL_OPS)
 
 
+def backend_ops(dev) -> frozenset:
+    """The exec_cmd_ops the device's backend has (``OP_*``), for a fabric that needs
+    them (the iSCSI target's residual for SYNCHRONIZE CACHE)."""
+    return _ops(dev)
+
+
 def _bs(dev) -> int:
     return dev.attrib.block_size or dev.attrib.hw_block_size or 512
 
