@@ -180,11 +180,13 @@ def int_to_scsilun(lun: int) -> bytes:
 def visible_luns(cmd: "Command") -> list[int]:
     """The LUNs this I_T nexus reaches, in report order.
 
-    A fabric layer may give the nexus (or its port) ``report_luns()`` returning the ACL's
-    mapped LUNs in the kernel's list order (newest mapping first: hlist_add_head). Until
-    fabrics exist, every LUN of the same fabric/wwn/tpgt across the core's devices, ascending.
+    The nexus's node ACL lists its mapped LUNs in the kernel's list order (newest mapping
+    first: hlist_add_head); a port may offer ``report_luns()``; a nexus with neither (the
+    ``simfs scsi`` CLI, tests) sees every LUN of its fabric/wwn/tpgt, ascending.
     """
-    hook = getattr(cmd.nexus, "report_luns", None) or getattr(cmd.nexus.port, "report_luns", None)
+    if cmd.nexus.acl is not None:
+        return list(cmd.nexus.acl.report_luns())
+    hook = getattr(cmd.nexus.port, "report_luns", None)
     if callable(hook):
         return list(hook())
     me = cmd.nexus.port
