@@ -388,18 +388,6 @@ class OpcodeDescriptor:
     extra: dict = field(default_factory=dict)
 
 
-def exec_ops(dev: "SeDevice") -> frozenset:
-    """The backend's exec_cmd_ops (which SBC data handlers it has): iblock and fileio have
-    write_same and unmap, rd_mcp only read/write."""
-    ops = getattr(dev.bdev, "exec_ops", None)
-    if ops is not None:
-        return frozenset(ops)
-    return {
-        "iblock": frozenset({"rw", "sync_cache", "write_same", "unmap"}),
-        "fileio": frozenset({"rw", "sync_cache", "write_same", "unmap"}),
-    }.get(dev.backend.name, frozenset({"rw"}))
-
-
 def _dpofua(bits: bytearray, dev: "SeDevice") -> None:
     if vpd.check_fua(dev):
         bits[1] |= 0x18
@@ -415,8 +403,8 @@ def _dpofua32(bits: bytearray, dev: "SeDevice") -> None:
 
 
 def _ws_enabled(d: OpcodeDescriptor, cmd: "Command") -> bool:
-    ops = exec_ops(cmd.dev)
-    return bool(cmd.dev.attrib.emulate_tpws and "unmap" in ops) or "write_same" in ops
+    ops = cmd.dev.bdev.exec_ops  # the backend's exec_cmd_ops
+    return bool(cmd.dev.attrib.emulate_tpws and ops.unmap) or ops.write_same
 
 
 def _caw_enabled(d: OpcodeDescriptor, cmd: "Command") -> bool:
@@ -428,7 +416,7 @@ def _rep_ref_enabled(d: OpcodeDescriptor, cmd: "Command") -> bool:
 
 
 def _unmap_enabled(d: OpcodeDescriptor, cmd: "Command") -> bool:
-    return "unmap" in exec_ops(cmd.dev) and bool(cmd.dev.attrib.emulate_tpu)
+    return cmd.dev.bdev.exec_ops.unmap and bool(cmd.dev.attrib.emulate_tpu)
 
 
 def _pr_enabled(d: OpcodeDescriptor, cmd: "Command") -> bool:
