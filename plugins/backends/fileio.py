@@ -12,7 +12,7 @@ import os
 import stat
 
 from simfs.configfs import ConfigfsError
-from simfs.core.backend import Backend, BackendDevice
+from simfs.core.backend import ALL_EXEC_OPS, Backend, BackendDevice
 from simfs.core.blockdev import configure_unmap_from_queue, describe
 from simfs.core.kparse import Token, kstrtoull, match_int, tokenize
 from simfs.core.storage import FdStorage
@@ -34,6 +34,10 @@ class FdHost:
 
 
 class FileioDevice(BackendDevice):
+    exec_ops = ALL_EXEC_OPS
+    #: fd_execute_rw refuses a single I/O above FD_MAX_BYTES (iovec count limit)
+    max_io_bytes = FD_MAX_BYTES
+
     def __init__(self, dev):
         super().__init__(dev)
         self.dev_name = ""
@@ -244,6 +248,31 @@ class FileioDevice(BackendDevice):
 
     def unmap(self, offset: int, length: int) -> None:
         self.storage.unmap(offset, length)  # type: ignore[union-attr]
+
+    # failure log lines (fd_execute_rw, fd_execute_unmap, fd_execute_sync_cache, ...)
+    def log_io_too_large(self, length: int) -> None:
+        self.log.err(f"FILEIO: Not able to process I/O of {length} bytes due toFD_MAX_BYTES: "
+                     f"{FD_MAX_BYTES} iovec count limitation")
+
+    def log_rw_error(self, write: bool, err: int, nbytes: int, exc: Exception) -> None:
+        if write:
+            self.log.err(f"fd_do_rw() write returned {err}")
+        elif self.bd is not None:
+            self.log.err(f"fd_do_rw() returned {err}, expecting {nbytes} for S_ISBLK")
+        else:
+            self.log.err(f"fd_do_rw() returned {err} for non S_ISBLK")
+
+    def log_flush_error(self, err: int) -> None:
+        self.log.err(f"FILEIO: vfs_fsync_range() failed: {err}")
+
+    def log_discard_error(self, err: int) -> None:
+        if self.bd is not None:
+            self.log.warn(f"FILEIO: blkdev_issue_discard() failed: {err}")
+        else:
+            self.log.warn(f"FILEIO: fallocate() failed: {err}")
+
+    def log_write_same_error(self, err: int) -> None:
+        self.log.err(f"vfs_iter_write() returned {err} for write same")
 
     def describe_storage(self) -> str:
         return self.dev_name

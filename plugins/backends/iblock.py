@@ -11,7 +11,7 @@ import os
 import stat
 
 from simfs.configfs import ConfigfsError
-from simfs.core.backend import Backend, BackendDevice
+from simfs.core.backend import ALL_EXEC_OPS, Backend, BackendDevice
 from simfs.core.blockdev import BlockDevice, configure_unmap_from_queue, describe
 from simfs.core.kparse import cstr, Token, kstrtoul, tokenize
 from simfs.core.storage import FdStorage
@@ -24,6 +24,10 @@ TOKENS = [Token("udev_path", "udev_path=%s"), Token("readonly", "readonly=%d"),
 
 
 class IblockDevice(BackendDevice):
+    exec_ops = ALL_EXEC_OPS
+    #: iblock_execute_write_same needs the payload's scatterlist
+    write_same_needs_payload = True
+
     def __init__(self, dev):
         super().__init__(dev)
         self.udev_path = ""
@@ -231,6 +235,34 @@ class IblockDevice(BackendDevice):
 
     def unmap(self, offset: int, length: int) -> None:
         self.storage.unmap(offset, length)  # type: ignore[union-attr]
+
+    # geometry: the block queue's
+    def get_lbppbe(self) -> int:
+        """iblock_get_lbppbe: log2(physical / logical block size)."""
+        bd = self.bd
+        if bd is None:
+            return 0
+        per = max(1, bd.physical_block_size // max(1, bd.logical_block_size))
+        return per.bit_length() - 1
+
+    def get_alignment_offset_lbas(self) -> int:
+        """iblock_get_alignment_offset_lbas: the queue's alignment offset in logical blocks."""
+        bd = self.bd
+        if bd is None:
+            return 0
+        try:
+            with open(f"/sys/dev/block/{bd.major}:{bd.minor}/alignment_offset") as f:
+                off = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+        return 0 if off < 0 else off // bd.logical_block_size
+
+    # failure log lines: a failed bio ends in target_complete_failure_work
+    def log_rw_error(self, write: bool, err: int, nbytes: int, exc: Exception) -> None:
+        self.log.err(f"bio error: {self.dev.core.profile.kptr(exc)},  err: {err}")
+
+    def log_flush_error(self, err: int) -> None:
+        self.log.err(f"IBLOCK: cache flush failed: {err}")
 
     def describe_storage(self) -> str:
         return self.udev_path

@@ -17,7 +17,8 @@ import stat
 from pathlib import Path
 
 from simfs.configfs import ConfigfsError
-from simfs.core.backend import (TRANSPORT_FLAG_PASSTHROUGH, TRANSPORT_FLAG_PASSTHROUGH_ALUA,
+from simfs.core.backend import (ALL_EXEC_OPS, TRANSPORT_FLAG_PASSTHROUGH,
+                                  TRANSPORT_FLAG_PASSTHROUGH_ALUA,
                                   TRANSPORT_FLAG_PASSTHROUGH_PGR, TYPE_NO_LUN, Backend,
                                   BackendDevice)
 from simfs.core.blockdev import describe
@@ -49,6 +50,9 @@ class PscsiHba:
 
 
 class PscsiDevice(BackendDevice):
+    # simfs emulates SBC over the SCSI device's data path with every handler
+    exec_ops = ALL_EXEC_OPS
+
     def __init__(self, dev):
         super().__init__(dev)
         self.host_id = 0

@@ -968,18 +968,6 @@ def _np_matches(np: IscsiNp, portal: tuple) -> bool:
         is not None
 
 
-class FabricNexus(Nexus):
-    """A nexus through a node ACL: REPORT LUNS lists the ACL's mapped LUNs."""
-
-    def report_luns(self) -> list[int]:
-        acl = self.__dict__.get("_acl") or _NEXUS_ACL.get(id(self))
-        return acl.report_luns() if acl is not None else []
-
-
-#: FabricNexus is a frozen dataclass: its ACL is looked up by identity for the command's life.
-_NEXUS_ACL: dict[int, "NodeAcl"] = {}
-
-
 def _engine(core: "TargetCore"):
     eng = getattr(core, "engine", None)
     if eng is None:
@@ -1135,10 +1123,10 @@ class TpgView:
             if hit is not None and hit[0] is port and hit[1].read_only == read_only:
                 nexus = hit[1]
             else:
-                nexus = FabricNexus(initiator=self.acl.name, port=port,
-                                    isid=_isid_text(isid), mapped_lun=lun, read_only=read_only)
-                # REPORT LUNS through this nexus lists the ACL's LUNs (see report_luns)
-                object.__setattr__(nexus, "_acl", self.acl)
+                # the ACL rides on the nexus: REPORT LUNS lists its mapped LUNs, EXTENDED
+                # COPY finds its other device among them
+                nexus = Nexus(initiator=self.acl.name, port=port, isid=_isid_text(isid),
+                              mapped_lun=lun, read_only=read_only, acl=self.acl)
                 if len(cache) >= 1024:
                     cache.clear()
                 cache[key] = (port, nexus)

@@ -8,6 +8,7 @@ a :class:`Backend` subclass. The core never imports a backend by name.
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Sequence
 
 from simfs.configfs import Attribute, ConfigfsError
@@ -23,6 +24,23 @@ TRANSPORT_FLAG_PASSTHROUGH_PGR = 0x4
 
 TYPE_DISK = 0x00
 TYPE_NO_LUN = 0x7F
+
+
+@dataclass(frozen=True)
+class ExecOps:
+    """Which data-path handlers a backend has: the ``exec_cmd_ops`` a kernel backend hands
+    to sbc_parse_cdb. Without ``unmap``/``write_same`` those commands are refused (and left
+    out of REPORT SUPPORTED OPERATION CODES); without ``sync_cache`` SYNCHRONIZE CACHE does
+    nothing."""
+
+    rw: bool = True
+    sync_cache: bool = False
+    write_same: bool = False
+    unmap: bool = False
+
+
+#: execute_rw, execute_sync_cache, execute_write_same and execute_unmap
+ALL_EXEC_OPS = ExecOps(rw=True, sync_cache=True, write_same=True, unmap=True)
 
 
 class Backend:
@@ -65,7 +83,20 @@ class Backend:
 
 
 class BackendDevice:
-    """One backstore object of a backend (the kernel's per-backend ``*_dev``)."""
+    """One backstore object of a backend (the kernel's per-backend ``*_dev``).
+
+    What the SCSI engine may ask of it is declared here: the data path (``read``,
+    ``write``, ``flush``, ``unmap``), which of those exist (``exec_ops``), the largest
+    single I/O, the logical-block geometry, and the log lines its failures produce (each
+    kernel backend logs its own). The engine never asks which backend it is.
+    """
+
+    #: the data-path handlers this backend has
+    exec_ops: ExecOps = ExecOps()
+    #: the largest single READ/WRITE in bytes, None for no limit
+    max_io_bytes: Optional[int] = None
+    #: WRITE SAME without a payload is INVALID FIELD IN CDB (the handler needs a data SGL)
+    write_same_needs_payload = False
 
     def __init__(self, dev: "SeDevice"):
         self.dev = dev
@@ -154,6 +185,34 @@ class BackendDevice:
 
     def unmap(self, offset: int, length: int) -> None:
         pass
+
+    # -- geometry (target_backend_ops get_lbppbe / get_alignment_offset_lbas) ----------
+    def get_lbppbe(self) -> int:
+        """log2(physical / logical block size) for READ CAPACITY(16); 0 when unknown."""
+        return 0
+
+    def get_alignment_offset_lbas(self) -> int:
+        """The lowest aligned LBA for READ CAPACITY(16); 0 when unknown."""
+        return 0
+
+    # -- how failures are logged (each kernel backend's execute_* says it its own way) ------
+    def log_io_too_large(self, length: int) -> None:
+        """A READ/WRITE above ``max_io_bytes`` is refused: say why."""
+        self.log.err(f"{self.dev.backend.name}: I/O of {length} bytes exceeds "
+                     f"{self.max_io_bytes}")
+
+    def log_rw_error(self, write: bool, err: int, nbytes: int, exc: Exception) -> None:
+        """A read or write of ``nbytes`` failed with -``err``."""
+        self.log.err(f"{self.dev.backend.name}: {'write' if write else 'read'} returned {err}")
+
+    def log_flush_error(self, err: int) -> None:
+        self.log.err(f"{self.dev.backend.name}: cache flush failed: {err}")
+
+    def log_discard_error(self, err: int) -> None:
+        self.log.err(f"blkdev_issue_discard() failed: {err}")
+
+    def log_write_same_error(self, err: int) -> None:
+        """A WRITE SAME's write failed (some backends say nothing)."""
 
     def describe_storage(self) -> str:
         """A one-line description of the backing storage (for simfs's own tools)."""

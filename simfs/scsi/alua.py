@@ -243,13 +243,17 @@ _RC = {0x0B: TCM_ALUA_TG_PT_STANDBY, 0x0C: TCM_ALUA_TG_PT_UNAVAILABLE,
        0x0A: TCM_ALUA_STATE_TRANSITION}
 
 
-def state_check(cmd: "Command") -> None:
-    """target_alua_state_check: raise SenseError when the port's access state forbids cmd."""
+def state_check(cmd: "Command", note: bool = True) -> None:
+    """target_alua_state_check: raise SenseError when the port's access state forbids cmd.
+
+    ``note=False`` for the core's own pass-through commands (EXTENDED COPY's reads and
+    writes), whose session is no I_T nexus an initiator could receive a UA on."""
     dev = cmd.dev
     core = getattr(dev, "core", None)
     if core is not None:
         install(core)
-    note_nexus(cmd.nexus, dev)
+    if note:
+        note_nexus(cmd.nexus, dev)
     hba = getattr(dev, "hba", None)
     if hba is not None and getattr(hba, "internal", False):
         return

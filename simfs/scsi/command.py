@@ -64,6 +64,9 @@ class Nexus:
     mapped_lun: Optional[int] = None
     #: the initiator's mapping of the LUN is read-only (se_dev_entry lun_access_ro)
     read_only: bool = False
+    #: the session's node ACL (the core's NodeAcl: its ``deves`` and ``report_luns()``), None
+    #: for a nexus made without one (the ``simfs scsi`` CLI, tests)
+    acl: Any = field(default=None, compare=False, repr=False)
 
     @property
     def lun(self) -> int:
@@ -91,6 +94,12 @@ class Command:
     data_out: bytes = b""
     #: the handler that runs the command, chosen at parse time
     execute: Optional[Callable[["Command"], Optional[bytes]]] = None
+    #: for data commands (ctx["io"]): runs under the tree lock after the checks, before
+    #: ``execute`` runs outside it (EXTENDED COPY parses its parameter list and finds its
+    #: devices here)
+    prepare: Optional[Callable[["Command"], None]] = None
+    #: devices besides ``dev`` whose I/O lock ``execute`` needs (EXTENDED COPY's other device)
+    io_devices: list = field(default_factory=list)
     direction: str = DATA_NONE
     #: LBA range the command touches (ALUA LBA-dependent checks, statistics)
     lba: Optional[int] = None

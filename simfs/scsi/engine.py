@@ -11,7 +11,9 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Optional
 
-from simfs.scsi import alua, faults, pr, sbc, sense, spc
+import contextlib
+
+from simfs.scsi import alua, faults, pr, sbc, sense, spc, xcopy
 from simfs.scsi import status as S
 from simfs.scsi.command import DATA_IN, DATA_OUT, Command, Nexus, Result
 from simfs.scsi.sense import ReservationConflict, SenseError
@@ -47,6 +49,11 @@ def pad_cdb(cdb: bytes) -> bytes:
     if cdb[0] == S.VARIABLE_LENGTH_CMD:
         want = max(want, 32)
     return cdb + bytes(max(0, want - len(cdb)))
+
+
+#: opcode -> parser, for command sets that own whole opcodes; other opcodes go to SBC, then
+#: SPC (the kernel's sbc_parse_cdb falling back to spc_parse_cdb)
+OPCODE_TABLE = {op: xcopy.parse for op in xcopy.OPCODES}
 
 
 class DeviceScsiState:
@@ -100,11 +107,14 @@ class ScsiEngine:
                     raise sense.NON_EXISTENT_LUN(why="device not enabled")
                 self._parse(cmd)
                 self._checks(cmd, st)
-                data = None if cmd.ctx.get("io") else cmd.execute(cmd)
+                if not cmd.ctx.get("io"):
+                    data = cmd.execute(cmd)
+                elif cmd.prepare is not None:
+                    cmd.prepare(cmd)
             if cmd.ctx.get("io"):
                 # data transfer runs outside the tree lock: configfs stays responsive
                 faults.delay(dev)
-                with st.io_lock:
+                with self._io_locks(cmd):
                     data = cmd.execute(cmd)
         except ReservationConflict:
             with self._lock:
@@ -129,7 +139,9 @@ class ScsiEngine:
             self.log.err(f"Received SCSI CDB with command_size: {scsi_command_size(cmd.cdb)} "
                          f"that exceeds SCSI_MAX_VARLEN_CDB_SIZE: {MAX_VARLEN_CDB_SIZE}")
             raise sense.INVALID_CDB_FIELD()
-        if not (sbc.parse(cmd) or spc.parse(cmd)):
+        parser = OPCODE_TABLE.get(cmd.opcode)
+        claimed = parser(cmd) if parser is not None else (sbc.parse(cmd) or spc.parse(cmd))
+        if not claimed:
             self.log.debug(f"{cmd.nexus.port.fabric}/{cmd.nexus.initiator}: Unsupported SCSI "
                            f"Opcode 0x{cmd.opcode:02x}, sending CHECK_CONDITION.")
             raise sense.UNSUPPORTED_SCSI_OPCODE()
@@ -148,6 +160,16 @@ class ScsiEngine:
         alua.state_check(cmd)
         if pr.check_reservation(cmd):
             raise ReservationConflict()
+
+    @staticmethod
+    def _io_locks(cmd: Command) -> contextlib.ExitStack:
+        """The I/O locks of every device the command touches, taken in one global order
+        so two copies running in opposite directions cannot deadlock."""
+        devs = {id(d): d for d in [cmd.dev, *cmd.io_devices]}
+        stack = contextlib.ExitStack()
+        for key in sorted(devs):
+            stack.enter_context(scsi_state(devs[key]).io_lock)
+        return stack
 
     @staticmethod
     def _desc_sense(dev: "SeDevice") -> bool:

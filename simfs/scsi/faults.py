@@ -5,16 +5,17 @@ device's storage does under the engine, and the engine answers as the kernel ans
 real storage misbehaves that way:
 
 ``eio-read`` / ``eio-write``
-    reads (or writes and cache flushes) fail with EIO. fileio's ``fd_do_rw()`` returns
-    -EIO and ``fd_execute_rw`` answers TCM_LOGICAL_UNIT_COMMUNICATION_FAILURE; iblock's
-    ``iblock_bio_done`` counts the bio error and ``target_complete_cmd(CHECK_CONDITION)``
-    without sense ends in ``target_complete_failure_work`` with the same reason. Either
-    way the initiator sees NOT READY, LOGICAL UNIT COMMUNICATION FAILURE (02h/08h/00h),
-    not MEDIUM ERROR.
+    reads (or writes and cache flushes) fail with EIO. A file backend's read/write
+    returns -EIO and its execute_rw answers TCM_LOGICAL_UNIT_COMMUNICATION_FAILURE; a
+    block backend's failed bio ends in ``target_complete_cmd(CHECK_CONDITION)`` without
+    sense and so in ``target_complete_failure_work`` with the same reason. Either way the
+    initiator sees NOT READY, LOGICAL UNIT COMMUNICATION FAILURE (02h/08h/00h), not
+    MEDIUM ERROR; each backend logs the failure its own way.
 ``nospace``
-    writes fail with ENOSPC (a full filesystem under a sparse fileio file, a thin pool
-    out of space under iblock). The kernel maps that the same way: 02h/08h/00h - it does
-    not use SPACE ALLOCATION FAILED WRITE PROTECT (27h/07h) for fileio or iblock.
+    writes fail with ENOSPC (a full filesystem under a sparse file, a thin pool out of
+    space under a block device). The kernel maps that the same way: 02h/08h/00h - it
+    does not use SPACE ALLOCATION FAILED WRITE PROTECT (27h/07h) for file or block
+    backends.
 ``vanish``
     the storage is gone (a pulled disk, a dead NFS server): every read, write, flush and
     unmap fails with EIO. The file itself is not touched (the kernel keeps its file open,

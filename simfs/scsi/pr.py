@@ -441,12 +441,16 @@ def _skip(dev: "SeDevice") -> bool:
             or dev.passthrough_pgr)
 
 
-def check_reservation(cmd: "Command") -> bool:
-    """True when ``cmd`` must end in RESERVATION CONFLICT (target_check_reservation)."""
+def check_reservation(cmd: "Command", note: bool = True) -> bool:
+    """True when ``cmd`` must end in RESERVATION CONFLICT (target_check_reservation).
+
+    ``note=False`` for the core's pass-through commands (EXTENDED COPY): their session's
+    empty node ACL is never registered, so they meet reservations as a stranger would."""
     dev = cmd.dev
     if _skip(dev):
         return False
-    note_nexus(dev, cmd.nexus)
+    if note:
+        note_nexus(dev, cmd.nexus)
     if runtime(dev).spc2 is not None:
         return _scsi2_reservation_check(cmd)
     return _scsi3_reservation_check(cmd)

@@ -3,23 +3,23 @@
 ``parse`` is ``sbc_parse_cdb``: it decodes the CDB, runs the parse-time checks (DPO/FUA,
 PROTECT, LBA range, WRITE SAME limits, the transfer-length check of
 ``target_cmd_size_check``) and picks the handler. The handlers are the kernel's
-``sbc_execute_*``/``sbc_emulate_*`` together with the backends' ``execute_*`` ops
-(target_core_file.c, target_core_iblock.c, target_core_rd.c), which talk to the
-backend's data path (``read``/``write``/``flush``/``unmap``) in bytes: LBA * block_size,
-whatever the storage's own (hw_) block size is.
+``sbc_execute_*``/``sbc_emulate_*`` together with the backends' ``execute_*`` ops, reached
+only through what the backend device declares (``simfs.core.backend.BackendDevice``): its
+data path (``read``/``write``/``flush``/``unmap``, in bytes: LBA * block_size, whatever the
+storage's own hw_block_size is), its ``exec_ops``, its largest I/O, its geometry and its
+failure log lines.
 
 Settled against the kernel (see the report of the SBC engineer for the file/function):
 
-* which backend ops exist decides a lot: rd_mcp has only ``execute_rw`` (UNMAP and
-  WRITE SAME are unsupported there, SYNCHRONIZE CACHE is a no-op without LBA check);
-  fileio and iblock have all four;
+* which backend ops exist decides a lot: with only ``execute_rw`` (the RAM disk) UNMAP
+  and WRITE SAME are unsupported and SYNCHRONIZE CACHE is a no-op without LBA check;
 * VERIFY (10/16) never compares: BYTCHK is ignored and the command is a no-op after the
   LBA range check (no MISCOMPARE); VERIFY(12), WRITE AND VERIFY(12), PRE-FETCH, FORMAT
   UNIT and GET LBA STATUS are not emulated (unsupported opcode / invalid SA);
 * there is no transfer length limit at parse time any more (hw_max_sectors is only
-  advertised); fileio refuses a single I/O above FD_MAX_BYTES at execute time;
-* FUA/DPO need ``target_check_fua``: a write cache (emulate_write_cache or the iblock
-  queue's) *and* emulate_fua_write, else INVALID FIELD IN CDB;
+  advertised); a backend may refuse a single I/O above its ``max_io_bytes`` at execute time;
+* FUA/DPO need ``target_check_fua``: a write cache (emulate_write_cache or the backend's
+  own, ``get_write_cache``) *and* emulate_fua_write, else INVALID FIELD IN CDB;
 * COMPARE AND WRITE reports the offset of the first differing byte in INFORMATION.
 """
 
@@ -31,30 +31,18 @@ from simfs.scsi import faults, sense
 from simfs.scsi import status as S
 from simfs.scsi.command import DATA_IN, DATA_NONE, DATA_OUT
 from simfs.scsi.sense import SenseError
-from simfs.core.backend import BackendDevice
+from simfs.core.backend import BackendDevice, ExecOps
 
 if TYPE_CHECKING:
     from simfs.scsi.command import Command
 
 PAGE_SIZE = 4096
-#: target_core_file.h: the largest single fileio I/O (iovec count limit)
-FD_MAX_BYTES = 8388608
 READ_CAP_LEN = 8
 WRITE_SAME_32 = 0x000D
 SAI_REPORT_REFERRALS = 0x13
 REZERO_UNIT = 0x01
 SEEK_6 = 0x0B
 SEEK_10 = 0x2B
-
-# sbc_ops / exec_cmd_ops each backend registers: rd has execute_rw only.
-OP_RW, OP_SYNC, OP_WRITE_SAME, OP_UNMAP = "rw", "sync_cache", "write_same", "unmap"
-_ALL_OPS = frozenset({OP_RW, OP_SYNC, OP_WRITE_SAME, OP_UNMAP})
-BACKEND_OPS = {
-    "rd_mcp": frozenset({OP_RW}),
-    "rd_dr": frozenset({OP_RW}),
-    "fileio": _ALL_OPS,
-    "iblock": _ALL_OPS,
-}
 
 # TCM_INVALID_FIELD_IN_COMMAND_IU (target_core_transport.c sense_detail_table)
 INVALID_FIELD_IN_COMMAND_IU = sense._reason(S.ILLEGAL_REQUEST, 0x0E, 0x03)
@@ -69,8 +57,9 @@ def _be(b: bytes, start: int, n: int) -> int:
     return int.from_bytes(b[start:start + n], "big")
 
 
-def _ops(dev) -> frozenset:
-    return BACKEND_OPS.get(dev.backend.name, _ALL_OPS)
+def exec_ops(dev) -> ExecOps:
+    """The exec_cmd_ops the device's backend handed over (which SBC handlers exist)."""
+    return dev.bdev.exec_ops
 
 
 def backend_ops(dev) -> frozenset:
@@ -84,7 +73,8 @@ def _bs(dev) -> int:
 
 
 def target_check_wce(dev) -> bool:
-    """target_check_wce: the backend's own cache state (iblock) or emulate_write_cache."""
+    """target_check_wce: the backend's own cache state (when it has one) or
+    emulate_write_cache."""
     bdev = dev.bdev
     if bdev.has_get_write_cache():
         return bool(bdev.get_write_cache())
@@ -235,28 +225,16 @@ def _size_check(p: _Parse, size: int) -> int:
 # -- backend data path ---------------------------------------------------------------------
 def _io_error(dev, op: str, e: Exception, nbytes: int = 0) -> SenseError:
     """A storage error on the data path, logged as the backend's completion path logs it;
-    the initiator gets TCM_LOGICAL_UNIT_COMMUNICATION_FAILURE (fd_execute_rw's return, or
-    target_complete_failure_work for iblock's failed bios)."""
+    the initiator gets TCM_LOGICAL_UNIT_COMMUNICATION_FAILURE."""
     err = -(getattr(e, "errno", None) or 5)
-    name = dev.backend.name
-    if name == "fileio":
-        if op == "write":
-            dev.log.err(f"fd_do_rw() write returned {err}")
-        elif getattr(dev.bdev, "bd", None) is not None:
-            dev.log.err(f"fd_do_rw() returned {err}, expecting {nbytes} for S_ISBLK")
-        else:
-            dev.log.err(f"fd_do_rw() returned {err} for non S_ISBLK")
-    elif name == "iblock":
-        dev.log.err(f"bio error: {dev.core.profile.kptr(e)},  err: {err}")
-    else:
-        dev.log.err(f"{name}: {op} returned {err}")
+    dev.bdev.log_rw_error(op == "write", err, nbytes, e)
     return sense.LOGICAL_UNIT_COMMUNICATION_FAILURE()
 
 
 def _check_io_size(dev, length: int) -> None:
-    if dev.backend.name == "fileio" and length > FD_MAX_BYTES:
-        dev.log.err(f"FILEIO: Not able to process I/O of {length} bytes due toFD_MAX_BYTES: "
-                    f"{FD_MAX_BYTES} iovec count limitation")
+    limit = dev.bdev.max_io_bytes
+    if limit is not None and length > limit:
+        dev.bdev.log_io_too_large(length)
         raise sense.LOGICAL_UNIT_COMMUNICATION_FAILURE()
 
 
@@ -293,14 +271,7 @@ def _backend_unmap(dev, lba: int, nolb: int) -> None:
         faults.before_io(dev, "unmap")
         dev.bdev.unmap(lba * bs, nolb * bs)
     except Exception as e:  # noqa: BLE001
-        err = -(getattr(e, "errno", None) or 5)
-        if dev.backend.name == "fileio":
-            if getattr(dev.bdev, "bd", None) is not None:
-                dev.log.warn(f"FILEIO: blkdev_issue_discard() failed: {err}")
-            else:
-                dev.log.warn(f"FILEIO: fallocate() failed: {err}")
-        else:
-            dev.log.err(f"blkdev_issue_discard() failed: {err}")
+        dev.bdev.log_discard_error(-(getattr(e, "errno", None) or 5))
         raise sense.LOGICAL_UNIT_COMMUNICATION_FAILURE() from None
 
 
@@ -325,11 +296,7 @@ def _execute_sync_cache(cmd: "Command") -> None:
         faults.before_io(dev, "flush")
         dev.bdev.flush()
     except Exception as e:  # noqa: BLE001
-        err = -(getattr(e, "errno", None) or 5)
-        if dev.backend.name == "fileio":
-            dev.log.err(f"FILEIO: vfs_fsync_range() failed: {err}")
-        else:
-            dev.log.err(f"IBLOCK: cache flush failed: {err}")
+        dev.bdev.log_flush_error(-(getattr(e, "errno", None) or 5))
         if not immed:
             raise sense.LOGICAL_UNIT_COMMUNICATION_FAILURE() from None
     return None
@@ -340,7 +307,7 @@ def _execute_write_same(cmd: "Command") -> None:
     bs = _bs(dev)
     length = len(cmd.data_out)
     nents = max(1, (length + PAGE_SIZE - 1) // PAGE_SIZE) if length else 0
-    if dev.backend.name == "iblock" and not nents:
+    if dev.bdev.write_same_needs_payload and not nents:
         raise sense.INVALID_CDB_FIELD()
     first = min(length, PAGE_SIZE)
     if nents > 1 or first != bs:
@@ -357,9 +324,7 @@ def _execute_write_same(cmd: "Command") -> None:
             faults.before_io(dev, "write")
             dev.bdev.write((lba + done) * bs, block * n, False)
         except Exception as e:  # noqa: BLE001
-            err = -(getattr(e, "errno", None) or 5)
-            if dev.backend.name == "fileio":
-                dev.log.err(f"vfs_iter_write() returned {err} for write same")
+            dev.bdev.log_write_same_error(-(getattr(e, "errno", None) or 5))
             raise sense.LOGICAL_UNIT_COMMUNICATION_FAILURE() from None
         done += n
     return None
@@ -438,28 +403,6 @@ def _execute_readcapacity(cmd: "Command") -> bytes:
     return blocks.to_bytes(4, "big") + _bs(dev).to_bytes(4, "big")
 
 
-def get_lbppbe(dev) -> int:
-    """iblock_get_lbppbe: log2(physical / logical block size); other backends have none."""
-    bd = getattr(dev.bdev, "bd", None)
-    if dev.backend.name != "iblock" or bd is None:
-        return 0
-    per = max(1, bd.physical_block_size // max(1, bd.logical_block_size))
-    return per.bit_length() - 1
-
-
-def get_alignment_offset_lbas(dev) -> int:
-    """iblock_get_alignment_offset_lbas: the queue's alignment offset in logical blocks."""
-    bd = getattr(dev.bdev, "bd", None)
-    if dev.backend.name != "iblock" or bd is None:
-        return 0
-    try:
-        with open(f"/sys/dev/block/{bd.major}:{bd.minor}/alignment_offset") as f:
-            off = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0
-    return 0 if off < 0 else off // bd.logical_block_size
-
-
 def _execute_readcapacity_16(cmd: "Command") -> bytes:
     dev, a = cmd.dev, cmd.dev.attrib
     buf = bytearray(32)
@@ -469,9 +412,8 @@ def _execute_readcapacity_16(cmd: "Command") -> bytes:
         pi_type = a.pi_prot_type
         if pi_type:
             buf[12] = (pi_type - 1) << 1 | 0x1
-    if dev.backend.name == "iblock":
-        buf[13] = get_lbppbe(dev) & 0x0F
-        buf[14:16] = (get_alignment_offset_lbas(dev) & 0xFFFF).to_bytes(2, "big")
+    buf[13] = dev.bdev.get_lbppbe() & 0x0F
+    buf[14:16] = (dev.bdev.get_alignment_offset_lbas() & 0xFFFF).to_bytes(2, "big")
     if a.emulate_tpu or a.emulate_tpws:
         buf[14] |= 0x80
         if a.unmap_zeroes_data:
@@ -574,9 +516,9 @@ def _setup_write_same(p: _Parse, flags: int) -> None:
     if flags & 0x01:
         p.log.warn("WRITE SAME with NDOB not supported")
         raise sense.INVALID_CDB_FIELD()
-    ops = _ops(dev)
+    ops = exec_ops(dev)
     if flags & 0x08:
-        if OP_UNMAP not in ops:
+        if not ops.unmap:
             raise sense.UNSUPPORTED_SCSI_OPCODE()
         if not a.emulate_tpws:
             p.log.err("Got WRITE_SAME w/ UNMAP=1, but backend device has emulate_tpws "
@@ -584,7 +526,7 @@ def _setup_write_same(p: _Parse, flags: int) -> None:
             raise sense.UNSUPPORTED_SCSI_OPCODE()
         p.cmd.execute = _execute_write_same_unmap
         return
-    if OP_WRITE_SAME not in ops:
+    if not ops.write_same:
         raise sense.UNSUPPORTED_SCSI_OPCODE()
     _check_prot(p, flags >> 5, sectors, True)
     p.cmd.execute = _execute_write_same
@@ -608,7 +550,7 @@ def _parse_write_same(p: _Parse) -> int:
 def _parse(p: _Parse) -> None:
     cmd, cdb, dev = p.cmd, p.cdb, p.dev
     op = cdb[0]
-    ops = _ops(dev)
+    ops = exec_ops(dev)
     size = 0
     io = False
     check_lba = False
@@ -652,13 +594,13 @@ def _parse(p: _Parse) -> None:
             p.sectors, p.lba = _be(cdb, 7, 2), _be(cdb, 2, 4)
         else:
             p.sectors, p.lba = _be(cdb, 10, 4), _be(cdb, 2, 8)
-        if OP_SYNC in ops:
+        if ops.sync_cache:
             cmd.execute = _execute_sync_cache
             check_lba = io = True
         else:
             cmd.execute = _noop
     elif op == S.UNMAP:
-        if OP_UNMAP not in ops:
+        if not ops.unmap:
             raise sense.UNSUPPORTED_SCSI_OPCODE()
         if not dev.attrib.emulate_tpu:
             p.log.err("Got UNMAP, but backend device has emulate_tpu disabled")
@@ -714,7 +656,8 @@ def parse(cmd: "Command") -> bool:
     if cmd.opcode not in _CLAIMED:
         return False
     if cmd.dev.passthrough and type(cmd.dev.bdev).read is BackendDevice.read:
-        # TCMU hands block commands to its user-space handler: none here to emulate them
+        # a pass-through backend without a data path (a user-space handler's) gets the
+        # block commands itself: nothing here emulates them
         return False
     _check_write_protect(cmd)
     _parse(_Parse(cmd))

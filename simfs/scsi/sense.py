@@ -16,29 +16,31 @@ class SenseError(Exception):
     """A CHECK CONDITION: sense key, ASC, ASCQ, and the INFORMATION field when set."""
 
     def __init__(self, key: int, asc: int = 0, ascq: int = 0, info: Optional[int] = None,
-                 why: str = ""):
+                 why: str = "", tcm: int = 0):
         super().__init__(why or f"sense {key:x}/{asc:02x}/{ascq:02x}")
         self.key, self.asc, self.ascq, self.info = key, asc, ascq, info
+        #: the kernel's sense_reason_t number (some log lines print it), 0 when unknown
+        self.tcm = tcm
 
 
 class ReservationConflict(Exception):
     """RESERVATION CONFLICT status (no sense data)."""
 
 
-def _reason(key: int, asc: int = 0, ascq: int = 0):
+def _reason(key: int, asc: int = 0, ascq: int = 0, tcm: int = 0):
     def make(info: Optional[int] = None, why: str = "") -> SenseError:
-        return SenseError(key, asc, ascq, info, why)
+        return SenseError(key, asc, ascq, info, why, tcm)
     return make
 
 
 # The kernel's sense_detail_table, by TCM reason.
 NON_EXISTENT_LUN = _reason(S.ILLEGAL_REQUEST, 0x25, 0x00)
-UNSUPPORTED_SCSI_OPCODE = _reason(S.ILLEGAL_REQUEST, 0x20, 0x00)
+UNSUPPORTED_SCSI_OPCODE = _reason(S.ILLEGAL_REQUEST, 0x20, 0x00, tcm=0x02)
 SECTOR_COUNT_TOO_MANY = _reason(S.ILLEGAL_REQUEST, 0x20, 0x00)
 UNKNOWN_MODE_PAGE = _reason(S.ILLEGAL_REQUEST, 0x24, 0x00)
-INVALID_CDB_FIELD = _reason(S.ILLEGAL_REQUEST, 0x24, 0x00)
-INVALID_PARAMETER_LIST = _reason(S.ILLEGAL_REQUEST, 0x26, 0x00)
-PARAMETER_LIST_LENGTH_ERROR = _reason(S.ILLEGAL_REQUEST, 0x1A, 0x00)
+INVALID_CDB_FIELD = _reason(S.ILLEGAL_REQUEST, 0x24, 0x00, tcm=0x08)
+INVALID_PARAMETER_LIST = _reason(S.ILLEGAL_REQUEST, 0x26, 0x00, tcm=0x09)
+PARAMETER_LIST_LENGTH_ERROR = _reason(S.ILLEGAL_REQUEST, 0x1A, 0x00, tcm=0x13)
 INVALID_RELEASE_OF_PR = _reason(S.ILLEGAL_REQUEST, 0x26, 0x04)
 INSUFFICIENT_REGISTRATION_RESOURCES = _reason(S.ILLEGAL_REQUEST, 0x55, 0x04)
 ADDRESS_OUT_OF_RANGE = _reason(S.ILLEGAL_REQUEST, 0x21, 0x00)
@@ -46,7 +48,7 @@ WRITE_PROTECTED = _reason(S.DATA_PROTECT, 0x27, 0x00)
 MISCOMPARE_VERIFY = _reason(S.MISCOMPARE, 0x1D, 0x00)
 INCORRECT_AMOUNT_OF_DATA = _reason(S.ABORTED_COMMAND, 0x0C, 0x0D)
 CHECK_CONDITION_ABORT_CMD = _reason(S.ABORTED_COMMAND, 0x29, 0x03)
-LOGICAL_UNIT_COMMUNICATION_FAILURE = _reason(S.NOT_READY, 0x08, 0x00)
+LOGICAL_UNIT_COMMUNICATION_FAILURE = _reason(S.NOT_READY, 0x08, 0x00, tcm=0x0A)
 OUT_OF_RESOURCES = LOGICAL_UNIT_COMMUNICATION_FAILURE
 MEDIUM_ERROR_READ = _reason(S.MEDIUM_ERROR, 0x11, 0x00)  # UNRECOVERED READ ERROR
 MEDIUM_ERROR_WRITE = _reason(S.MEDIUM_ERROR, 0x0C, 0x00)  # WRITE ERROR
@@ -54,6 +56,12 @@ ALUA_TG_PT_STANDBY = _reason(S.NOT_READY, 0x04, 0x0B)
 ALUA_TG_PT_UNAVAILABLE = _reason(S.NOT_READY, 0x04, 0x0C)
 ALUA_STATE_TRANSITION = _reason(S.NOT_READY, 0x04, 0x0A)
 ALUA_OFFLINE = _reason(S.NOT_READY, 0x04, 0x12)
+# third-party copy (target_core_xcopy.c)
+COPY_TARGET_DEVICE_NOT_REACHABLE = _reason(S.COPY_ABORTED, 0x0D, 0x02, tcm=0x18)
+TOO_MANY_TARGET_DESCS = _reason(S.ILLEGAL_REQUEST, 0x26, 0x06, tcm=0x19)
+UNSUPPORTED_TARGET_DESC_TYPE_CODE = _reason(S.ILLEGAL_REQUEST, 0x26, 0x07, tcm=0x1A)
+TOO_MANY_SEGMENT_DESCS = _reason(S.ILLEGAL_REQUEST, 0x26, 0x08, tcm=0x1B)
+UNSUPPORTED_SEGMENT_DESC_TYPE_CODE = _reason(S.ILLEGAL_REQUEST, 0x26, 0x09, tcm=0x1C)
 
 
 def unit_attention(asc: int, ascq: int) -> SenseError:

@@ -180,11 +180,13 @@ def int_to_scsilun(lun: int) -> bytes:
 def visible_luns(cmd: "Command") -> list[int]:
     """The LUNs this I_T nexus reaches, in report order.
 
-    A fabric layer may give the nexus (or its port) ``report_luns()`` returning the ACL's
-    mapped LUNs in the kernel's list order (newest mapping first: hlist_add_head). Until
-    fabrics exist, every LUN of the same fabric/wwn/tpgt across the core's devices, ascending.
+    The nexus's node ACL lists its mapped LUNs in the kernel's list order (newest mapping
+    first: hlist_add_head); a port may offer ``report_luns()``; a nexus with neither (the
+    ``simfs scsi`` CLI, tests) sees every LUN of its fabric/wwn/tpgt, ascending.
     """
-    hook = getattr(cmd.nexus, "report_luns", None) or getattr(cmd.nexus.port, "report_luns", None)
+    if cmd.nexus.acl is not None:
+        return list(cmd.nexus.acl.report_luns())
+    hook = getattr(cmd.nexus.port, "report_luns", None)
     if callable(hook):
         return list(hook())
     me = cmd.nexus.port
@@ -386,18 +388,6 @@ class OpcodeDescriptor:
     extra: dict = field(default_factory=dict)
 
 
-def exec_ops(dev: "SeDevice") -> frozenset:
-    """The backend's exec_cmd_ops (which SBC data handlers it has): iblock and fileio have
-    write_same and unmap, rd_mcp only read/write."""
-    ops = getattr(dev.bdev, "exec_ops", None)
-    if ops is not None:
-        return frozenset(ops)
-    return {
-        "iblock": frozenset({"rw", "sync_cache", "write_same", "unmap"}),
-        "fileio": frozenset({"rw", "sync_cache", "write_same", "unmap"}),
-    }.get(dev.backend.name, frozenset({"rw"}))
-
-
 def _dpofua(bits: bytearray, dev: "SeDevice") -> None:
     if vpd.check_fua(dev):
         bits[1] |= 0x18
@@ -413,8 +403,8 @@ def _dpofua32(bits: bytearray, dev: "SeDevice") -> None:
 
 
 def _ws_enabled(d: OpcodeDescriptor, cmd: "Command") -> bool:
-    ops = exec_ops(cmd.dev)
-    return bool(cmd.dev.attrib.emulate_tpws and "unmap" in ops) or "write_same" in ops
+    ops = cmd.dev.bdev.exec_ops  # the backend's exec_cmd_ops
+    return bool(cmd.dev.attrib.emulate_tpws and ops.unmap) or ops.write_same
 
 
 def _caw_enabled(d: OpcodeDescriptor, cmd: "Command") -> bool:
@@ -426,7 +416,7 @@ def _rep_ref_enabled(d: OpcodeDescriptor, cmd: "Command") -> bool:
 
 
 def _unmap_enabled(d: OpcodeDescriptor, cmd: "Command") -> bool:
-    return "unmap" in exec_ops(cmd.dev) and bool(cmd.dev.attrib.emulate_tpu)
+    return cmd.dev.bdev.exec_ops.unmap and bool(cmd.dev.attrib.emulate_tpu)
 
 
 def _pr_enabled(d: OpcodeDescriptor, cmd: "Command") -> bool:

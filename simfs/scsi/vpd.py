@@ -293,7 +293,7 @@ def _evpd_b0(cmd: "Command", buf: bytearray) -> None:
 
 
 def _backend_hint(dev: "SeDevice", name: str) -> int:
-    """The backend's get_io_min/get_io_opt (iblock's queue limits), 0 when it has none."""
+    """The backend's get_io_min/get_io_opt (a block queue's limits), 0 when it has none."""
     fn = getattr(dev.bdev, name, None)
     if fn is None:
         return 0

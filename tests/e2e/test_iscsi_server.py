@@ -19,12 +19,11 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
 from iscsi_fake import TARGET, FakeBackend  # noqa: E402
+from helpers import RawInitiator  # noqa: E402
 
 from simfs.iscsi import IscsiServer  # noqa: E402
-from simfs.iscsi import digest as D  # noqa: E402
 from simfs.iscsi import pdu as P  # noqa: E402
 from simfs.iscsi.chap import chap_response  # noqa: E402
-from simfs.iscsi.text import encode_text, parse_text  # noqa: E402
 
 HAVE_LIBISCSI = shutil.which("iscsi-inq") is not None
 needs_libiscsi = pytest.mark.skipif(not HAVE_LIBISCSI, reason="libiscsi-bin not installed")
@@ -146,115 +145,7 @@ def test_iscsi_test_cu(target, family):
     assert failed <= FAMILIES[family], out[-3000:]
 
 
-# -- a raw initiator: data digests and protocol corners -------------------------------------------
-class RawInitiator:
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.hd = self.dd = False
-        self.cmdsn = 1
-        self.statsn = 0
-        self.itt = 0x100
-
-    def send(self, bhs, data=b""):
-        parts = [bytes(bhs)]
-        if self.hd:
-            parts.append(D.digest(bytes(bhs)))
-        if data:
-            pad = P.PADDING[len(data) & 3]
-            parts += [data, pad]
-            if self.dd:
-                parts.append(D.digest(data, pad))
-        self.sock.sendall(b"".join(parts))
-
-    def recv_exact(self, n):
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise EOFError
-            buf += chunk
-        return buf
-
-    def recv(self):
-        bhs = self.recv_exact(48)
-        if self.hd:
-            assert self.recv_exact(4) == D.digest(bhs)
-        p = P.Pdu(bhs)
-        n = p.dlength
-        data = b""
-        if n:
-            raw = self.recv_exact(n + P.pad_len(n))
-            if self.dd:
-                assert self.recv_exact(4) == D.digest(raw)
-            data = raw[:n]
-        p.data = data
-        return p
-
-    def login(self, keys, csg, nsg, transit=True, isid=b"\x80\x00\x00\x00\x12\x34"):
-        data = encode_text(keys)
-        self.send(P.build_login_req(isid, 0, 0x1, 0, self.cmdsn, self.statsn, csg, nsg,
-                                    transit, len(data)), data)
-        rsp = self.recv()
-        self.statsn = rsp.u32(24) + 1
-        return rsp, dict(parse_text(rsp.data))
-
-    def full_login(self, digests=False):
-        base = [("InitiatorName", "iqn.2026-01.test:raw"), ("TargetName", TARGET),
-                ("SessionType", "Normal"), ("AuthMethod", "None")]
-        rsp, keys = self.login(base, 0, 1)
-        assert (rsp.bhs[36], rsp.bhs[37]) == (0, 0)
-        assert keys == {"AuthMethod": "None", "TargetAlias": "LIO Target",
-                        "TargetPortalGroupTag": "1"}
-        dg = "CRC32C" if digests else "None"
-        rsp, keys = self.login([("HeaderDigest", dg), ("DataDigest", dg),
-                                ("MaxRecvDataSegmentLength", "4096"),
-                                ("ImmediateData", "No"), ("InitialR2T", "Yes"),
-                                ("MaxBurstLength", "8192"), ("FirstBurstLength", "4096"),
-                                ("MaxOutstandingR2T", "1"), ("ErrorRecoveryLevel", "0")],
-                               1, 3)
-        assert rsp.bhs[1] & 0x83 == 0x83 and rsp.tsih != 0
-        assert keys["MaxRecvDataSegmentLength"] == "262144"  # the target's MaxXmitDSL
-        # the kernel leaves out answers RFC 7143 makes optional (AND with No, OR with Yes)
-        assert "ImmediateData" not in keys and "InitialR2T" not in keys
-        self.hd = self.dd = digests
-        self.exp_cmdsn = rsp.u32(28)
-        return keys
-
-    def scsi(self, cdb, read_len=0, write=b""):
-        self.itt += 1
-        flags = P.F_FINAL | (P.CMD_READ if read_len else 0) | (P.CMD_WRITE if write else 0)
-        edtl = read_len or len(write)
-        self.send(P.build_scsi_cmd(flags, 0, self.itt, edtl, self.cmdsn, self.statsn,
-                                   cdb, 0))
-        self.cmdsn += 1
-        data = bytearray()
-        while True:
-            p = self.recv()
-            if p.opcode == P.OP_R2T:
-                off, length, ttt = p.u32(40), p.u32(44), p.u32(20)
-                sn = 0
-                for o in range(off, off + length, 4096):
-                    chunk = write[o:min(o + 4096, off + length)]
-                    last = o + len(chunk) >= off + length
-                    self.send(P.build_data_out(last, 0, self.itt, ttt, self.statsn, sn, o,
-                                               len(chunk)), chunk)
-                    sn += 1
-                continue
-            if p.opcode == P.OP_DATA_IN:
-                assert len(p.data) <= 4096
-                data += p.data
-                if p.flags & P.DATAIN_STATUS:
-                    self.statsn = p.u32(24) + 1
-                    return p.bhs[3], bytes(data), p
-                continue
-            assert p.opcode == P.OP_SCSI_RSP, p
-            self.statsn = p.u32(24) + 1
-            return p.bhs[3], bytes(data), p
-
-    def close(self):
-        self.sock.close()
-
-
+# -- a raw initiator (helpers.RawInitiator): data digests and protocol corners ----------------------
 def test_raw_data_digest_r2t_and_phase_collapse(target):
     ini = RawInitiator(target.port)
     try:
