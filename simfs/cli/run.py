@@ -19,12 +19,12 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
+from simfs.cli import run_signals
 from simfs.daemon import state
 
 CONFIGFS = "/sys/kernel/config"
@@ -45,6 +45,9 @@ def add_parser(sub) -> None:
     p.add_argument("--dev", action="append", default=[], metavar="/dev/NAME=DEVICE",
                    help="make /dev/NAME inside the namespace stand for DEVICE (e.g. "
                    "--dev /dev/sdd=/dev/loop1 for a script that names /dev/sdd)")
+    p.add_argument("--grace", type=float, default=5.0, metavar="SECONDS",
+                   help="on SIGINT, SIGTERM or SIGHUP: how long the command may take to "
+                   "finish before it is killed and the run cleans up (default 5)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     p.set_defaults(func=cmd_run)
 
@@ -70,12 +73,11 @@ def cmd_run(a: argparse.Namespace) -> int:
             return 2
         devs.append((name, os.path.realpath(source)))
     spec = json.dumps({"profile": a.profile, "state_dir": str(sdir), "command": command,
-                       "devs": devs})
+                       "devs": devs, **run_signals.spec(a.grace)})
     ns = ["unshare", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
         ns[1:1] = ["--user", "--map-root-user"]
-    proc = subprocess.run(ns + [sys.executable, "-m", "simfs.cli.run", spec])
-    return proc.returncode
+    return run_signals.run_forwarding(ns + [sys.executable, "-m", "simfs.cli.run", spec])
 
 
 # -- inside the namespace -------------------------------------------------------------------
@@ -159,6 +161,40 @@ def _dbus(scratch: Path, env: dict) -> int:
 
 
 def inner(spec: dict) -> int:
+    """Inside the namespace: set up, run the command, and always clean up (docs/run.md)."""
+    stops = run_signals.StopSignals().install()
+    run_signals.guard_inner(spec["parent"])
+    sdir = Path(spec["state_dir"])
+    cleanup = _Cleanup(sdir / ".ns", sdir)
+    try:
+        return _inner(spec, stops, cleanup)
+    finally:
+        cleanup.run()
+
+
+class _Cleanup:
+    """What a run leaves to undo, whatever stopped it: the mount (the daemon exits with
+    it), the private bus, then /etc and /var copied to the state directory."""
+
+    def __init__(self, scratch: Path, sdir: Path) -> None:
+        self.scratch, self.sdir = scratch, sdir
+        self.bus = 0
+
+    def run(self) -> None:
+        if _simfs_mounted(CONFIGFS):
+            subprocess.run([sys.executable, "-m", "simfs", "umount", CONFIGFS])
+        if self.bus:
+            run_signals.stop_process(self.bus)
+        _persist(self.scratch, self.sdir)
+        run_signals.reap_orphans()
+
+
+def _simfs_mounted(path: str) -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path and " - fuse.simfs " in line for line in f)
+
+
+def _inner(spec: dict, stops: run_signals.StopSignals, cleanup: _Cleanup) -> int:
     sdir = Path(spec["state_dir"])
     scratch = sdir / ".ns"
     scratch.mkdir(exist_ok=True)
@@ -168,6 +204,8 @@ def inner(spec: dict) -> int:
     _overlay(scratch, sdir)
     if spec.get("devs"):
         _devices(scratch, spec["devs"])
+    if stops.stopping:  # asked to stop while setting up: no mount, no command
+        return 128 + stops.received[0]
     env = dict(os.environ)
     bindir = scratch / "bin"
     bindir.mkdir()
@@ -180,23 +218,10 @@ def inner(spec: dict) -> int:
     if mount.returncode != 0:
         return mount.returncode
     bus = _dbus(scratch, env)
-    try:
-        proc = subprocess.Popen(spec["command"], env=env)
-        while True:
-            try:
-                rc = proc.wait()
-                break
-            except KeyboardInterrupt:  # the child got the SIGINT too; wait for it
-                continue
-    finally:
-        subprocess.run([sys.executable, "-m", "simfs", "umount", CONFIGFS])
-        if bus:
-            try:
-                os.kill(bus, signal.SIGTERM)
-            except OSError:
-                pass
-        _persist(scratch, sdir)
-    return rc if rc >= 0 else 128 - rc
+    cleanup.bus = bus
+    if stops.stopping:
+        return 128 + stops.received[0]
+    return run_signals.Command(spec["command"], env, stops, spec).run()
 
 
 if __name__ == "__main__":
