@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 from simfs.cli import run_signals
-from simfs.daemon import state
 
 CONFIGFS = "/sys/kernel/config"
 OVERLAID = ("/etc", "/var")  # kept in the state dir between runs
@@ -53,6 +52,10 @@ def add_parser(sub) -> None:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
+    # here, not at the top: the process inside the namespace starts faster without the
+    # daemon package, and so takes over SIGINT/SIGTERM/SIGHUP sooner
+    from simfs.daemon import state
+
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
     if a.shell:
         command = [os.environ.get("SHELL", "/bin/bash")]
@@ -162,7 +165,7 @@ def _dbus(scratch: Path, env: dict) -> int:
 
 def inner(spec: dict) -> int:
     """Inside the namespace: set up, run the command, and always clean up (docs/run.md)."""
-    stops = run_signals.StopSignals().install()
+    stops = run_signals.StopSignals(spec.get("ignored", ())).install()
     run_signals.guard_inner(spec["parent"])
     sdir = Path(spec["state_dir"])
     cleanup = _Cleanup(sdir / ".ns", sdir)

@@ -21,7 +21,7 @@ import os
 import signal
 import subprocess
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -30,16 +30,20 @@ PR_SET_CHILD_SUBREAPER = 36
 
 class StopSignals:
     """Records the stop signals this process receives (none of them kills it) and passes
-    each one, once, to whoever is interested (:meth:`on_stop`)."""
+    each one, once, to whoever is interested (:meth:`on_stop`). A signal this process
+    was started with ignored (``nohup`` ignores SIGHUP) stays ignored, here and for the
+    command."""
 
-    def __init__(self) -> None:
+    def __init__(self, ignored: Sequence[int] = ()) -> None:
         self.received: list[int] = []
+        self.ignored = sorted({int(s) for s in ignored} | {
+            int(s) for s in STOP_SIGNALS if signal.getsignal(s) == signal.SIG_IGN})
         self._passed = 0
         self._listener: Optional[Callable[[int], None]] = None
 
     def install(self) -> "StopSignals":
         for sig in STOP_SIGNALS:
-            signal.signal(sig, self._handle)
+            signal.signal(sig, signal.SIG_IGN if sig in self.ignored else self._handle)
         return self
 
     def _handle(self, signum: int, _frame) -> None:
@@ -92,7 +96,8 @@ def give_terminal(pgrp: int) -> None:
 
 def spec(grace: float) -> dict:
     """What the inner process needs to know from the outer one (part of its JSON spec)."""
-    return {"grace": grace, "parent": os.getpid(), "terminal": foreground_pgrp()}
+    return {"grace": grace, "parent": os.getpid(), "terminal": foreground_pgrp(),
+            "ignored": StopSignals().ignored}
 
 
 def run_forwarding(argv: list[str]) -> int:
@@ -146,6 +151,8 @@ class Command:
         self.proc: Optional[subprocess.Popen] = None
 
     def _child_setup(self) -> None:  # runs in the child, before exec
+        for sig in self.stops.ignored:
+            signal.signal(sig, signal.SIG_IGN)
         os.setpgid(0, 0)
         if self.terminal:
             give_terminal(os.getpgrp())

@@ -53,11 +53,23 @@ def mounts_naming(text: str) -> list[str]:
     return seen
 
 
-def start(sdir: Path, log: Path, script: str, *extra: str) -> subprocess.Popen:
+def default_dispositions(ignore: tuple = ()):
+    """For preexec_fn: the stop signals as a shell would leave them (a test runner started
+    in the background may have SIGINT ignored, and that would be inherited), except
+    ``ignore``."""
+    def setup() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN if sig in ignore else signal.SIG_DFL)
+    return setup
+
+
+def start(sdir: Path, log: Path, script: str, *extra: str, ignore: tuple = ()
+          ) -> subprocess.Popen:
     """``simfs run`` in a session of its own (so its process group can be signalled)."""
     return subprocess.Popen(["simfs", "run", *extra, "--state-dir", str(sdir), "--", "sh", "-c",
                              script], env=dict(os.environ, LOG=str(log)), start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_dispositions(ignore))
 
 
 def wait_for(path: Path, timeout: float = 60) -> None:
@@ -89,6 +101,21 @@ def test_the_command_gets_the_signal_once_and_its_status_is_returned(tmp_path, s
     assert proc.returncode == 3, err  # the trap's exit status
     assert (sdir / "etc/target/got").read_text() == f"{sig.name[3:]}\n"  # one trap ran
     assert live_processes_naming(str(sdir)) == []
+
+
+def test_nohup_keeps_sighup_ignored_for_the_command(tmp_path):
+    """Started with SIGHUP ignored (nohup), a run and its command go on through a hangup."""
+    sdir, log = tmp_path / "D", tmp_path / "up"
+    proc = start(sdir, log, TRAPPER.replace("for s in TERM HUP INT", "for s in TERM INT"),
+                 ignore=(signal.SIGHUP,))
+    wait_for(log)
+    os.killpg(proc.pid, signal.SIGHUP)
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(timeout=2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert (sdir / "etc/target/got").read_text() == "TERM\n"
 
 
 def test_a_command_that_ignores_the_signal_is_killed_after_the_grace(tmp_path):
@@ -169,8 +196,15 @@ def test_100_runs_interrupted_at_random_moments(tmp_path):
             os.killpg(proc.pid, sig)
         else:
             proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
         what = f"run {n} ({sig.name} after {delay:.2f} s)"
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            tree = subprocess.run(["ps", "-eo", "pid,ppid,pgid,stat,wchan:20,args"],
+                                  capture_output=True, text=True).stdout
+            errlog = sdir / "mount" / "daemon.err"
+            pytest.fail(f"{what} did not end:\n{tree}\n"
+                        f"{errlog.read_text() if errlog.exists() else ''}")
         assert proc.returncode != 0, f"{what} reported success"
         left = live_processes_naming(str(sdir))
         assert not left, f"{what} left {left}\n{err}"
