@@ -57,6 +57,8 @@ def cmd_fault(a: argparse.Namespace) -> int:
         return 1
     active = rep.get("active") or []
     print(f"{a.device}: " + (", ".join(active) if active else "no faults"))
+    kinds = {a.split()[0] for a in active}  # "latency 500" counts as "latency"
     for kind, n in sorted((rep.get("hits") or {}).items()):
-        print(f"  {kind}: {n} command(s) hit")
+        if kind in kinds:  # a cleared fault hits nothing any more
+            print(f"  {kind}: {n} command(s) hit")
     return 0

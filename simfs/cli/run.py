@@ -20,13 +20,12 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
-from simfs.cli import modprobe, proc_modules, sysfs
+from simfs.cli import modprobe, proc_modules, run_signals, sysfs
 from simfs.core.fabric import parse_hardware_ports
 from simfs.daemon import state
 
@@ -54,11 +53,18 @@ def add_parser(sub) -> None:
     p.add_argument("--wwn", action="append", default=[], metavar="FABRIC=PORT",
                    help="a hardware fabric port of the machine (simfs mount --wwn), shown "
                    "in /sys as its driver would show it (docs/fabrics.md)")
+    p.add_argument("--grace", type=float, default=5.0, metavar="SECONDS",
+                   help="on SIGINT, SIGTERM or SIGHUP: how long the command may take to "
+                   "finish before it is killed and the run cleans up (default 5)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(a: argparse.Namespace) -> int:
+    # here, not at the top: the process inside the namespace starts faster without the
+    # daemon package, and so takes over SIGINT/SIGTERM/SIGHUP sooner
+    from simfs.daemon import state
+
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
     if a.shell:
         command = [os.environ.get("SHELL", "/bin/bash")]
@@ -84,12 +90,12 @@ def cmd_run(a: argparse.Namespace) -> int:
         print(f"simfs run: {e}", file=sys.stderr)
         return 2
     spec = json.dumps({"profile": a.profile, "state_dir": str(sdir), "command": command,
-                       "devs": devs, "wwns": a.wwn, "listen_any": a.listen_any})
+                       "devs": devs, "wwns": a.wwn, "listen_any": a.listen_any,
+                       **run_signals.spec(a.grace)})
     ns = ["unshare", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
         ns[1:1] = ["--user", "--map-root-user"]
-    proc = subprocess.run(ns + [sys.executable, "-m", "simfs.cli.run", spec])
-    return proc.returncode
+    return run_signals.run_forwarding(ns + [sys.executable, "-m", "simfs.cli.run", spec])
 
 
 # -- inside the namespace -------------------------------------------------------------------
@@ -173,6 +179,40 @@ def _dbus(scratch: Path, env: dict) -> int:
 
 
 def inner(spec: dict) -> int:
+    """Inside the namespace: set up, run the command, and always clean up (docs/run.md)."""
+    stops = run_signals.StopSignals(spec.get("ignored", ())).install()
+    run_signals.guard_inner(spec["parent"])
+    sdir = Path(spec["state_dir"])
+    cleanup = _Cleanup(sdir / ".ns", sdir)
+    try:
+        return _inner(spec, stops, cleanup)
+    finally:
+        cleanup.run()
+
+
+class _Cleanup:
+    """What a run leaves to undo, whatever stopped it: the mount (the daemon exits with
+    it), the private bus, then /etc and /var copied to the state directory."""
+
+    def __init__(self, scratch: Path, sdir: Path) -> None:
+        self.scratch, self.sdir = scratch, sdir
+        self.bus = 0
+
+    def run(self) -> None:
+        if _simfs_mounted(CONFIGFS):
+            subprocess.run([sys.executable, "-m", "simfs", "umount", CONFIGFS])
+        if self.bus:
+            run_signals.stop_process(self.bus)
+        _persist(self.scratch, self.sdir)
+        run_signals.reap_orphans()
+
+
+def _simfs_mounted(path: str) -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path and " - fuse.simfs " in line for line in f)
+
+
+def _inner(spec: dict, stops: run_signals.StopSignals, cleanup: _Cleanup) -> int:
     sdir = Path(spec["state_dir"])
     scratch = sdir / ".ns"
     scratch.mkdir(exist_ok=True)
@@ -182,6 +222,8 @@ def inner(spec: dict) -> int:
     _overlay(scratch, sdir)
     if spec.get("devs"):
         _devices(scratch, spec["devs"])
+    if stops.stopping:  # asked to stop while setting up: no mount, no command
+        return 128 + stops.received[0]
     env = dict(os.environ)
     bindir = scratch / "bin"
     bindir.mkdir()
@@ -198,23 +240,10 @@ def inner(spec: dict) -> int:
         return mount.returncode
     modprobe.load_builtin(sdir / "mount")
     bus = _dbus(scratch, env)
-    try:
-        proc = subprocess.Popen(spec["command"], env=env)
-        while True:
-            try:
-                rc = proc.wait()
-                break
-            except KeyboardInterrupt:  # the child got the SIGINT too; wait for it
-                continue
-    finally:
-        subprocess.run([sys.executable, "-m", "simfs", "umount", CONFIGFS])
-        if bus:
-            try:
-                os.kill(bus, signal.SIGTERM)
-            except OSError:
-                pass
-        _persist(scratch, sdir)
-    return rc if rc >= 0 else 128 - rc
+    cleanup.bus = bus
+    if stops.stopping:
+        return 128 + stops.received[0]
+    return run_signals.Command(spec["command"], env, stops, spec).run()
 
 
 if __name__ == "__main__":

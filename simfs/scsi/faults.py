@@ -105,6 +105,8 @@ def inject(dev: SeDevice, kind: str, arg: int | None = None) -> DeviceFaults:
         was = f.active()
         f.eio_read = f.eio_write = f.nospace = f.vanish = f.offline = False
         f.latency_ms = 0
+        with f.lock:  # the counts belong to the faults they counted
+            f.hits.clear()
         log.info(f"simfs fault: {_name(dev)}: cleared ({', '.join(was) or 'none set'})")
         return f
     if kind == "latency":

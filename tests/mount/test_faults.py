@@ -194,3 +194,20 @@ def test_fault_cli_over_a_mount(mnt, fileio_dev):
     r = simfs("fault", mnt.root, dev, "latency", check=False)
     assert r.returncode == 2
     assert mnt.read(f"{fileio_dev}/enable").strip() == "1"
+
+
+@pytest.mark.mount
+def test_fault_cli_after_clear_lists_no_hits(mnt, fileio_dev):
+    """Once cleared, a fault's hit count goes with it: `simfs fault DEV` shows nothing
+    active and no count, and a fault set again counts from zero."""
+    dev = fileio_dev.removeprefix("target/core/")
+    simfs("fault", mnt.root, dev, "eio-read")
+    assert simfs("scsi", mnt.root, dev, "read", "0", check=False).returncode == 3
+    assert "eio-read: 1 command(s) hit" in simfs("fault", mnt.root, dev).stdout
+    simfs("fault", mnt.root, dev, "clear")
+    assert simfs("fault", mnt.root, dev).stdout == f"{dev}: no faults\n"
+    simfs("fault", mnt.root, dev, "eio-read")
+    assert simfs("fault", mnt.root, dev).stdout == f"{dev}: eio-read\n"
+    simfs("scsi", mnt.root, dev, "read", "0", check=False)
+    assert simfs("fault", mnt.root, dev).stdout == (f"{dev}: eio-read\n"
+                                                    "  eio-read: 1 command(s) hit\n")

@@ -1,0 +1,220 @@
+"""``simfs run`` interrupted: SIGTERM, SIGHUP and SIGINT all stop it the same clean way.
+
+The command gets the signal and ``--grace`` seconds to finish; then the daemon and the
+private bus stop, the mount goes, and what the command wrote under /etc and /var is kept.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+# Writes numbered files under /etc/target/w, noting each one in $LOG (on the host) only
+# once the write is done; the short sleep keeps the number of files small.
+WRITER = ('mkdir -p /etc/target/w && i=0 && while :; do i=$((i+1)); '
+          'echo "$i" > /etc/target/w/$i && echo "$i" >> "$LOG"; sleep 0.02; done')
+# Notes which signal it got (in /etc, so in the state dir), then exits 3.
+TRAPPER = ('for s in TERM HUP INT; do trap "echo $s > /etc/target/got; exit 3" $s; done; '
+           'mkdir -p /etc/target && echo up > "$LOG" && sleep 60 & wait')
+
+
+def live_processes_naming(text: str) -> list[str]:
+    """Processes whose command line contains ``text`` (a zombie's is empty: it has exited)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd:
+            found.append(f"{pid}: {cmd}")
+    return found
+
+
+def mounts_naming(text: str) -> list[str]:
+    """Mount table lines naming ``text``, in the mount namespace of any process."""
+    seen = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/mountinfo") as f:
+                seen += [line for line in f if text in line]
+        except OSError:
+            continue
+    return seen
+
+
+def default_dispositions(ignore: tuple = ()):
+    """For preexec_fn: the stop signals as a shell would leave them (a test runner started
+    in the background may have SIGINT ignored, and that would be inherited), except
+    ``ignore``."""
+    def setup() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN if sig in ignore else signal.SIG_DFL)
+    return setup
+
+
+def start(sdir: Path, log: Path, script: str, *extra: str, ignore: tuple = ()
+          ) -> subprocess.Popen:
+    """``simfs run`` in a session of its own (so its process group can be signalled)."""
+    return subprocess.Popen(["simfs", "run", *extra, "--state-dir", str(sdir), "--", "sh", "-c",
+                             script], env=dict(os.environ, LOG=str(log)), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_dispositions(ignore))
+
+
+def wait_for(path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_timeout_term_keeps_etc_and_leaves_nothing(tmp_path):
+    """The issue's reproduction: ``timeout -s TERM`` signals the run's whole group."""
+    sdir = tmp_path / "D"
+    r = subprocess.run(["timeout", "-s", "TERM", "8", "simfs", "run", "--state-dir", str(sdir),
+                        "--", "sh", "-c", "mkdir -p /etc/target; echo x > /etc/target/marker; "
+                        "sleep 60"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 124, r.stderr  # timeout's own status: it had to signal
+    assert (sdir / "etc/target/marker").read_text() == "x\n"
+    assert live_processes_naming(str(sdir)) == []
+    assert mounts_naming(str(sdir)) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_the_command_gets_the_signal_once_and_its_status_is_returned(tmp_path, sig):
+    sdir, log = tmp_path / "D", tmp_path / "up"
+    proc = start(sdir, log, TRAPPER)
+    wait_for(log)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err  # the trap's exit status
+    assert (sdir / "etc/target/got").read_text() == f"{sig.name[3:]}\n"  # one trap ran
+    assert live_processes_naming(str(sdir)) == []
+
+
+def test_nohup_keeps_sighup_ignored_for_the_command(tmp_path):
+    """Started with SIGHUP ignored (nohup), a run and its command go on through a hangup."""
+    sdir, log = tmp_path / "D", tmp_path / "up"
+    proc = start(sdir, log, TRAPPER.replace("for s in TERM HUP INT", "for s in TERM INT"),
+                 ignore=(signal.SIGHUP,))
+    wait_for(log)
+    os.killpg(proc.pid, signal.SIGHUP)
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(timeout=2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert (sdir / "etc/target/got").read_text() == "TERM\n"
+
+
+def test_a_command_that_ignores_the_signal_is_killed_after_the_grace(tmp_path):
+    sdir, log = tmp_path / "D", tmp_path / "up"
+    proc = start(sdir, log, 'trap "" TERM; echo kept > /etc/k; echo up > "$LOG"; sleep 60',
+                 "--grace", "1")
+    wait_for(log)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGKILL
+    assert time.monotonic() - t0 < 30  # 1 s of grace, then cleanup: far below sleep's 60 s
+    assert (sdir / "etc/k").read_text() == "kept\n"
+    assert live_processes_naming(str(sdir)) == []
+
+
+def test_killing_simfs_run_with_sigkill_still_cleans_up(tmp_path):
+    """SIGKILL cannot be caught: the process inside the namespace hears of it from the
+    kernel (its parent died) and stops the command the same way."""
+    sdir, log = tmp_path / "D", tmp_path / "up"
+    proc = start(sdir, log, TRAPPER)
+    wait_for(log)
+    proc.kill()
+    proc.wait(timeout=10)
+    wait_for(sdir / "etc/target/got")
+    deadline = time.monotonic() + 30
+    while live_processes_naming(str(sdir)):
+        assert time.monotonic() < deadline, live_processes_naming(str(sdir))
+        time.sleep(0.1)
+    assert (sdir / "etc/target/got").read_text() == "TERM\n"
+
+
+def test_background_jobs_of_the_command_do_not_outlive_the_run(tmp_path):
+    sdir = tmp_path / "D"
+    job = f'sh -c "sleep 300; : {sdir}"'  # a job whose command line names the run
+    r = subprocess.run(["simfs", "run", "--state-dir", str(sdir), "--", "sh", "-c",
+                        f"{job} & sleep 0.5; exit 0"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert live_processes_naming(str(sdir)) == []
+
+
+def test_unprivileged_run_stops_cleanly_on_sigterm(unprivileged, tmp_path):
+    """As an ordinary user (user + mount namespace) too."""
+    import shutil
+    sdir = Path(unprivileged.home) / "sig-run"
+    log = Path(unprivileged.home) / "sig-run.up"
+    shutil.rmtree(sdir, ignore_errors=True)
+    log.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        ["runuser", "-u", unprivileged.user, "--", "env", f"HOME={unprivileged.home}",
+         f"LOG={log}", unprivileged.python, "-m", "simfs", "run", "--state-dir", str(sdir),
+         "--", "sh", "-c", TRAPPER], cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True)
+    wait_for(log)
+    os.killpg(proc.pid, signal.SIGTERM)  # runuser and all: what a CI runner's cancel does
+    _, err = proc.communicate(timeout=60)
+    assert (sdir / "etc/target/got").read_text() == "TERM\n", err
+    assert live_processes_naming(str(sdir)) == []
+
+
+def test_100_runs_interrupted_at_random_moments(tmp_path):
+    """100 runs stopped at random moments (setting up, running, any time) by SIGTERM, SIGINT
+    or SIGHUP, sent to ``simfs run`` or to its whole process group: no process and no mount
+    of a run remains, and every write the command completed is in the state directory."""
+    rng = random.Random(int(os.environ.get("SIMFS_SIGNAL_SEED", "18")))
+    base = tmp_path / "runs"
+    base.mkdir()
+    stats = {"writes": 0, "stopped_before_the_first_write": 0}
+    started = time.monotonic()
+    for n in range(100):
+        sdir, log = base / f"s{n}", base / f"log{n}"
+        sig = rng.choice([signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+        delay = rng.uniform(0.0, 1.5)
+        proc = start(sdir, log, WRITER, "--grace", "2")
+        time.sleep(delay)
+        if rng.random() < 0.5:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        what = f"run {n} ({sig.name} after {delay:.2f} s)"
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            tree = subprocess.run(["ps", "-eo", "pid,ppid,pgid,stat,wchan:20,args"],
+                                  capture_output=True, text=True).stdout
+            errlog = sdir / "mount" / "daemon.err"
+            pytest.fail(f"{what} did not end:\n{tree}\n"
+                        f"{errlog.read_text() if errlog.exists() else ''}")
+        assert proc.returncode != 0, f"{what} reported success"
+        left = live_processes_naming(str(sdir))
+        assert not left, f"{what} left {left}\n{err}"
+        done = log.read_text().split("\n")[:-1] if log.exists() else []  # complete lines
+        for i in done:
+            kept = sdir / "etc/target/w" / i
+            assert kept.exists() and kept.read_text() == f"{i}\n", f"{what} lost write {i}"
+        stats["writes"] += len(done)
+        stats["stopped_before_the_first_write"] += not done
+    assert mounts_naming(str(base)) == []
+    # both kinds of moment happened: before the command wrote anything, and while it wrote
+    assert stats["writes"] > 100 and stats["stopped_before_the_first_write"] > 5, stats
+    print(f"100 interrupted runs in {time.monotonic() - started:.0f} s: {stats}")
