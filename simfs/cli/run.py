@@ -9,8 +9,9 @@ Inside, and only there: a tmpfs over ``/sys/kernel`` makes room for ``config``; 
 ``/var`` are overlaid so what tools write there (``/etc/target``, Debian's
 ``/etc/rtslib-fb-target`` saveconfig and backups, ``/var/target`` APTPL files) lands in the
 state directory (``DIR/etc``, ``DIR/var``) and persists from run to run; ``modprobe`` succeeds quietly (the
-"module" is simfs); a private D-Bus system bus is started when ``dbus-daemon`` exists
-(Debian's targetcli asks the system bus for tcmu-runner's service).
+"module" is simfs); a private D-Bus system bus is started when ``dbus-daemon`` exists,
+and on it tcmu-runner's service ``org.kernel.TCMUService1`` for simfs's ``user:`` handlers
+(Debian's targetcli asks the system bus for it: ``docs/handlers.md``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from simfs.daemon import state
+from simfs.daemon import state, tcmu_dbus
 
 CONFIGFS = "/sys/kernel/config"
 OVERLAID = ("/etc", "/var")  # kept in the state dir between runs
@@ -180,6 +181,7 @@ def inner(spec: dict) -> int:
     if mount.returncode != 0:
         return mount.returncode
     bus = _dbus(scratch, env)
+    tcmu = tcmu_dbus.start(env, CONFIGFS) if bus else None  # user: handlers for targetcli
     try:
         proc = subprocess.Popen(spec["command"], env=env)
         while True:
@@ -189,6 +191,7 @@ def inner(spec: dict) -> int:
             except KeyboardInterrupt:  # the child got the SIGINT too; wait for it
                 continue
     finally:
+        tcmu_dbus.stop(tcmu)
         subprocess.run([sys.executable, "-m", "simfs", "umount", CONFIGFS])
         if bus:
             try:

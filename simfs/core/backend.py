@@ -24,6 +24,9 @@ TRANSPORT_FLAG_PASSTHROUGH_PGR = 0x4
 TYPE_DISK = 0x00
 TYPE_NO_LUN = 0x7F
 
+#: What :meth:`BackendDevice.handle_cmd` returns for a command it leaves to the engine.
+NOT_HANDLED = object()
+
 
 class Backend:
     """One storage plugin: what the kernel's ``target_backend_ops`` says about it."""
@@ -154,6 +157,18 @@ class BackendDevice:
 
     def unmap(self, offset: int, length: int) -> None:
         pass
+
+    # -- user space (TCMU): whole CDBs -------------------------------------------------------
+    def handle_cmd(self, cmd):
+        """A passthrough backend whose commands a user-space program serves (TCMU) gets each
+        command the kernel would pass up (all but REPORT LUNS and the emulated PR and ALUA
+        ones), after the unit-attention, ALUA and reservation checks: return the data-in bytes
+        (b"" for none), raise ``simfs.scsi.sense.SenseError``/``StatusError``, or return
+        :data:`NOT_HANDLED` to let the engine emulate it."""
+        return NOT_HANDLED
+
+    def has_handle_cmd(self) -> bool:
+        return type(self).handle_cmd is not BackendDevice.handle_cmd
 
     def describe_storage(self) -> str:
         """A one-line description of the backing storage (for simfs's own tools)."""

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Optional
 from simfs.scsi import alua, faults, pr, sbc, sense, spc
 from simfs.scsi import status as S
 from simfs.scsi.command import DATA_IN, DATA_OUT, Command, Nexus, Result
-from simfs.scsi.sense import ReservationConflict, SenseError
+from simfs.scsi.sense import ReservationConflict, SenseError, StatusError
+from simfs.core.backend import NOT_HANDLED
 from simfs.scsi.ua import INTLCK_ESTABLISH_UA, PREVIOUS_RESERVATION_CONFLICT_STATUS, UnitAttentions
 from simfs.scsi import ua as ua_mod
 
@@ -47,6 +48,22 @@ def pad_cdb(cdb: bytes) -> bytes:
     if cdb[0] == S.VARIABLE_LENGTH_CMD:
         want = max(want, 32)
     return cdb + bytes(max(0, want - len(cdb)))
+
+
+_PR_OPCODES = frozenset({S.PERSISTENT_RESERVE_IN, S.PERSISTENT_RESERVE_OUT, S.RESERVE,
+                         S.RESERVE_10, S.RELEASE, S.RELEASE_10})
+
+
+def _kernel_keeps(cmd: Command) -> bool:
+    """passthrough_parse_cdb: what the kernel answers itself for a passthrough device."""
+    op, dev = cmd.opcode, cmd.dev
+    if op == S.REPORT_LUNS:
+        return True
+    if op in _PR_OPCODES and not dev.passthrough_pgr:
+        return True
+    if op in (S.MAINTENANCE_IN, S.MAINTENANCE_OUT) and not dev.passthrough_alua:
+        return (cmd.cdb[1] & 0x1F) == 0x0A  # REPORT / SET TARGET PORT GROUPS
+    return False
 
 
 class DeviceScsiState:
@@ -100,17 +117,19 @@ class ScsiEngine:
                     raise sense.NON_EXISTENT_LUN(why="device not enabled")
                 self._parse(cmd)
                 self._checks(cmd, st)
-                data = None if cmd.ctx.get("io") else cmd.execute(cmd)
+                data = None if cmd.ctx.get("io") else self._execute(cmd)
             if cmd.ctx.get("io"):
                 # data transfer runs outside the tree lock: configfs stays responsive
                 faults.delay(dev)
                 with st.io_lock:
-                    data = cmd.execute(cmd)
+                    data = self._execute(cmd)
         except ReservationConflict:
             with self._lock:
                 if dev.attrib.emulate_ua_intlck_ctrl == INTLCK_ESTABLISH_UA:
                     st.ua.allocate(nexus.key(), *PREVIOUS_RESERVATION_CONFLICT_STATUS)
             return Result(status=S.RESERVATION_CONFLICT)
+        except StatusError as e:
+            return Result(status=e.status)
         except SenseError as e:
             return Result(status=S.CHECK_CONDITION,
                           sense=sense.build_sense(e, descriptor=self._desc_sense(dev)))
@@ -130,6 +149,10 @@ class ScsiEngine:
                          f"that exceeds SCSI_MAX_VARLEN_CDB_SIZE: {MAX_VARLEN_CDB_SIZE}")
             raise sense.INVALID_CDB_FIELD()
         if not (sbc.parse(cmd) or spc.parse(cmd)):
+            if cmd.dev.passthrough and cmd.dev.bdev.has_handle_cmd():
+                # TCMU passes every CDB it does not emulate up to user space
+                cmd.ctx["io"] = True
+                return
             self.log.debug(f"{cmd.nexus.port.fabric}/{cmd.nexus.initiator}: Unsupported SCSI "
                            f"Opcode 0x{cmd.opcode:02x}, sending CHECK_CONDITION.")
             raise sense.UNSUPPORTED_SCSI_OPCODE()
@@ -139,6 +162,19 @@ class ScsiEngine:
             self.log.err(f"TARGET_CORE[{cmd.nexus.port.fabric}]: Detected WRITE_PROTECTED "
                          f"LUN Access for 0x{cmd.nexus.lun:08x}")
             raise sense.WRITE_PROTECTED()
+
+    @staticmethod
+    def _execute(cmd: Command) -> Optional[bytes]:
+        """Run the command: a user-space (TCMU) backend sees it first unless the kernel keeps
+        it (passthrough_parse_cdb: REPORT LUNS, and PR and ALUA where they are emulated)."""
+        dev = cmd.dev
+        if dev.passthrough and dev.bdev.has_handle_cmd() and not _kernel_keeps(cmd):
+            data = dev.bdev.handle_cmd(cmd)
+            if data is not NOT_HANDLED:
+                return data
+        if cmd.execute is None:
+            raise sense.UNSUPPORTED_SCSI_OPCODE()
+        return cmd.execute(cmd)
 
     def _checks(self, cmd: Command, st: DeviceScsiState) -> None:
         pending = ua_mod.check(cmd, st.ua)

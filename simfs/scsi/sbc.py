@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Optional
 from simfs.scsi import faults, sense
 from simfs.scsi import status as S
 from simfs.scsi.command import DATA_IN, DATA_NONE, DATA_OUT
-from simfs.scsi.sense import SenseError
+from simfs.scsi.sense import SenseError, StatusError
 from simfs.core.backend import BackendDevice
 
 if TYPE_CHECKING:
@@ -70,6 +70,9 @@ def _be(b: bytes, start: int, n: int) -> int:
 
 
 def _ops(dev) -> frozenset:
+    ops = getattr(dev.bdev, "exec_ops", None)  # a backend that says what it has (TCMU)
+    if ops is not None:
+        return frozenset(ops)
     return BACKEND_OPS.get(dev.backend.name, _ALL_OPS)
 
 
@@ -261,6 +264,8 @@ def _backend_read(dev, lba: int, nbytes: int) -> bytes:
     try:
         faults.before_io(dev, "read")
         data = dev.bdev.read(lba * _bs(dev), nbytes)
+    except (SenseError, StatusError):
+        raise  # a user-space handler chose the status and sense (TCMU)
     except Exception as e:  # noqa: BLE001 - any storage failure is a CHECK CONDITION
         raise _io_error(dev, "read", e, nbytes) from None
     if len(data) < nbytes:
@@ -275,6 +280,8 @@ def _backend_write(dev, lba: int, data: bytes, fua: bool) -> None:
     try:
         faults.before_io(dev, "write")
         dev.bdev.write(lba * _bs(dev), data, fua)
+    except (SenseError, StatusError):
+        raise  # a user-space handler chose the status and sense (TCMU)
     except Exception as e:  # noqa: BLE001
         raise _io_error(dev, "write", e, len(data)) from None
 
@@ -286,6 +293,8 @@ def _backend_unmap(dev, lba: int, nolb: int) -> None:
     try:
         faults.before_io(dev, "unmap")
         dev.bdev.unmap(lba * bs, nolb * bs)
+    except (SenseError, StatusError):
+        raise  # a user-space handler chose the status and sense (TCMU)
     except Exception as e:  # noqa: BLE001
         err = -(getattr(e, "errno", None) or 5)
         if dev.backend.name == "fileio":
@@ -318,6 +327,8 @@ def _execute_sync_cache(cmd: "Command") -> None:
     try:
         faults.before_io(dev, "flush")
         dev.bdev.flush()
+    except (SenseError, StatusError):
+        raise  # a user-space handler chose the status and sense (TCMU)
     except Exception as e:  # noqa: BLE001
         err = -(getattr(e, "errno", None) or 5)
         if dev.backend.name == "fileio":
@@ -350,6 +361,8 @@ def _execute_write_same(cmd: "Command") -> None:
         try:
             faults.before_io(dev, "write")
             dev.bdev.write((lba + done) * bs, block * n, False)
+        except (SenseError, StatusError):
+            raise  # a user-space handler chose the status and sense (TCMU)
         except Exception as e:  # noqa: BLE001
             err = -(getattr(e, "errno", None) or 5)
             if dev.backend.name == "fileio":
