@@ -1030,7 +1030,7 @@ class TpgView:
         kernel's execute_sync_cache: the command then has a size, hence residuals)."""
         from simfs.scsi import sbc
         dev = self.device_key(lun)
-        return dev is not None and sbc.OP_SYNC in sbc.backend_ops(dev)
+        return dev is not None and sbc.exec_ops(dev).sync_cache
 
     def block_size(self, lun: int) -> int:
         """The logical block size behind mapped LUN ``lun`` (512 when unmapped)."""

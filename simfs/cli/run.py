@@ -10,8 +10,9 @@ Inside, and only there: a tmpfs over ``/sys/kernel`` makes room for ``config``; 
 ``/etc/rtslib-fb-target`` saveconfig and backups, ``/var/target`` APTPL files) lands in the
 state directory (``DIR/etc``, ``DIR/var``) and persists from run to run; ``modprobe`` loads
 fabric modules into the mount and otherwise succeeds quietly (the "module" is simfs); ``--wwn``
-hardware ports appear in /sys (simfs/cli/sysfs.py); a private D-Bus system bus is started when ``dbus-daemon`` exists
-(Debian's targetcli asks the system bus for tcmu-runner's service).
+hardware ports appear in /sys (simfs/cli/sysfs.py); a private D-Bus system bus is started when
+``dbus-daemon`` exists, and on it tcmu-runner's service ``org.kernel.TCMUService1`` for simfs's
+``user:`` handlers (Debian's targetcli asks the system bus for it: ``docs/handlers.md``).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from simfs.cli import modprobe, proc_modules, run_signals, sysfs
-from simfs.core.fabric import parse_hardware_ports
-from simfs.daemon import state
+# Only what takes over the stop signals is imported up here: the rest is imported where it
+# is used, so the process inside the namespace holds SIGINT/SIGTERM/SIGHUP sooner.
+from simfs.cli import run_signals
 
 CONFIGFS = "/sys/kernel/config"
 OVERLAID = ("/etc", "/var")  # kept in the state dir between runs
@@ -63,6 +64,7 @@ def add_parser(sub) -> None:
 def cmd_run(a: argparse.Namespace) -> int:
     # here, not at the top: the process inside the namespace starts faster without the
     # daemon package, and so takes over SIGINT/SIGTERM/SIGHUP sooner
+    from simfs.core.fabric import parse_hardware_ports
     from simfs.daemon import state
 
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
@@ -191,14 +193,19 @@ def inner(spec: dict) -> int:
 
 
 class _Cleanup:
-    """What a run leaves to undo, whatever stopped it: the mount (the daemon exits with
-    it), the private bus, then /etc and /var copied to the state directory."""
+    """What a run leaves to undo, whatever stopped it: the TCMU service, the mount (the
+    daemon exits with it), the private bus, then /etc and /var copied to the state
+    directory."""
 
     def __init__(self, scratch: Path, sdir: Path) -> None:
         self.scratch, self.sdir = scratch, sdir
         self.bus = 0
+        self.tcmu = None
 
     def run(self) -> None:
+        if self.tcmu is not None:
+            from simfs.daemon import tcmu_dbus
+            tcmu_dbus.stop(self.tcmu)
         if _simfs_mounted(CONFIGFS):
             subprocess.run([sys.executable, "-m", "simfs", "umount", CONFIGFS])
         if self.bus:
@@ -213,6 +220,10 @@ def _simfs_mounted(path: str) -> bool:
 
 
 def _inner(spec: dict, stops: run_signals.StopSignals, cleanup: _Cleanup) -> int:
+    from simfs.cli import modprobe, proc_modules, sysfs
+    from simfs.core.fabric import parse_hardware_ports
+    from simfs.daemon import tcmu_dbus
+
     sdir = Path(spec["state_dir"])
     scratch = sdir / ".ns"
     scratch.mkdir(exist_ok=True)
@@ -241,6 +252,7 @@ def _inner(spec: dict, stops: run_signals.StopSignals, cleanup: _Cleanup) -> int
     modprobe.load_builtin(sdir / "mount")
     bus = _dbus(scratch, env)
     cleanup.bus = bus
+    cleanup.tcmu = tcmu_dbus.start(env, CONFIGFS) if bus else None  # user: handlers, targetcli
     if stops.stopping:
         return 128 + stops.received[0]
     return run_signals.Command(spec["command"], env, stops, spec).run()

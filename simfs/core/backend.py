@@ -25,6 +25,9 @@ TRANSPORT_FLAG_PASSTHROUGH_PGR = 0x4
 TYPE_DISK = 0x00
 TYPE_NO_LUN = 0x7F
 
+#: What :meth:`BackendDevice.handle_cmd` returns for a command it leaves to the engine.
+NOT_HANDLED = object()
+
 
 @dataclass(frozen=True)
 class ExecOps:
@@ -213,6 +216,18 @@ class BackendDevice:
 
     def log_write_same_error(self, err: int) -> None:
         """A WRITE SAME's write failed (some backends say nothing)."""
+
+    # -- user space (TCMU): whole CDBs -------------------------------------------------------
+    def handle_cmd(self, cmd):
+        """A passthrough backend whose commands a user-space program serves (TCMU) gets each
+        command the kernel would pass up (all but REPORT LUNS and the emulated PR and ALUA
+        ones), after the unit-attention, ALUA and reservation checks: return the data-in bytes
+        (b"" for none), raise ``simfs.scsi.sense.SenseError``/``StatusError``, or return
+        :data:`NOT_HANDLED` to let the engine emulate it."""
+        return NOT_HANDLED
+
+    def has_handle_cmd(self) -> bool:
+        return type(self).handle_cmd is not BackendDevice.handle_cmd
 
     def describe_storage(self) -> str:
         """A one-line description of the backing storage (for simfs's own tools)."""

@@ -16,7 +16,8 @@ import contextlib
 from simfs.scsi import alua, faults, pr, sbc, sense, spc, xcopy
 from simfs.scsi import status as S
 from simfs.scsi.command import DATA_IN, DATA_OUT, Command, Nexus, Result
-from simfs.scsi.sense import ReservationConflict, SenseError
+from simfs.scsi.sense import ReservationConflict, SenseError, StatusError
+from simfs.core.backend import NOT_HANDLED
 from simfs.scsi.ua import INTLCK_ESTABLISH_UA, PREVIOUS_RESERVATION_CONFLICT_STATUS, UnitAttentions
 from simfs.scsi import ua as ua_mod
 
@@ -54,6 +55,22 @@ def pad_cdb(cdb: bytes) -> bytes:
 #: opcode -> parser, for command sets that own whole opcodes; other opcodes go to SBC, then
 #: SPC (the kernel's sbc_parse_cdb falling back to spc_parse_cdb)
 OPCODE_TABLE = {op: xcopy.parse for op in xcopy.OPCODES}
+
+
+_PR_OPCODES = frozenset({S.PERSISTENT_RESERVE_IN, S.PERSISTENT_RESERVE_OUT, S.RESERVE,
+                         S.RESERVE_10, S.RELEASE, S.RELEASE_10})
+
+
+def _kernel_keeps(cmd: Command) -> bool:
+    """passthrough_parse_cdb: what the kernel answers itself for a passthrough device."""
+    op, dev = cmd.opcode, cmd.dev
+    if op == S.REPORT_LUNS:
+        return True
+    if op in _PR_OPCODES and not dev.passthrough_pgr:
+        return True
+    if op in (S.MAINTENANCE_IN, S.MAINTENANCE_OUT) and not dev.passthrough_alua:
+        return (cmd.cdb[1] & 0x1F) == 0x0A  # REPORT / SET TARGET PORT GROUPS
+    return False
 
 
 class DeviceScsiState:
@@ -108,19 +125,21 @@ class ScsiEngine:
                 self._parse(cmd)
                 self._checks(cmd, st)
                 if not cmd.ctx.get("io"):
-                    data = cmd.execute(cmd)
+                    data = self._execute(cmd)
                 elif cmd.prepare is not None:
                     cmd.prepare(cmd)
             if cmd.ctx.get("io"):
                 # data transfer runs outside the tree lock: configfs stays responsive
                 faults.delay(dev)
                 with self._io_locks(cmd):
-                    data = cmd.execute(cmd)
+                    data = self._execute(cmd)
         except ReservationConflict:
             with self._lock:
                 if dev.attrib.emulate_ua_intlck_ctrl == INTLCK_ESTABLISH_UA:
                     st.ua.allocate(nexus.key(), *PREVIOUS_RESERVATION_CONFLICT_STATUS)
             return Result(status=S.RESERVATION_CONFLICT)
+        except StatusError as e:
+            return Result(status=e.status)
         except SenseError as e:
             return Result(status=S.CHECK_CONDITION,
                           sense=sense.build_sense(e, descriptor=self._desc_sense(dev)))
@@ -142,6 +161,10 @@ class ScsiEngine:
         parser = OPCODE_TABLE.get(cmd.opcode)
         claimed = parser(cmd) if parser is not None else (sbc.parse(cmd) or spc.parse(cmd))
         if not claimed:
+            if cmd.dev.passthrough and cmd.dev.bdev.has_handle_cmd():
+                # a passthrough backend that serves whole CDBs gets what nobody parsed
+                cmd.ctx["io"] = True
+                return
             self.log.debug(f"{cmd.nexus.port.fabric}/{cmd.nexus.initiator}: Unsupported SCSI "
                            f"Opcode 0x{cmd.opcode:02x}, sending CHECK_CONDITION.")
             raise sense.UNSUPPORTED_SCSI_OPCODE()
@@ -151,6 +174,20 @@ class ScsiEngine:
             self.log.err(f"TARGET_CORE[{cmd.nexus.port.fabric}]: Detected WRITE_PROTECTED "
                          f"LUN Access for 0x{cmd.nexus.lun:08x}")
             raise sense.WRITE_PROTECTED()
+
+    @staticmethod
+    def _execute(cmd: Command) -> Optional[bytes]:
+        """Run the command: a passthrough backend that serves whole CDBs (``handle_cmd``)
+        sees it first unless the kernel keeps it (passthrough_parse_cdb: REPORT LUNS, and PR
+        and ALUA where they are emulated)."""
+        dev = cmd.dev
+        if dev.passthrough and dev.bdev.has_handle_cmd() and not _kernel_keeps(cmd):
+            data = dev.bdev.handle_cmd(cmd)
+            if data is not NOT_HANDLED:
+                return data
+        if cmd.execute is None:
+            raise sense.UNSUPPORTED_SCSI_OPCODE()
+        return cmd.execute(cmd)
 
     def _checks(self, cmd: Command, st: DeviceScsiState) -> None:
         pending = ua_mod.check(cmd, st.ua)

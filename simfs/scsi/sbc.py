@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Optional
 from simfs.scsi import faults, sense
 from simfs.scsi import status as S
 from simfs.scsi.command import DATA_IN, DATA_NONE, DATA_OUT
-from simfs.scsi.sense import SenseError
+from simfs.scsi.sense import SenseError, StatusError
 from simfs.core.backend import BackendDevice, ExecOps
 
 if TYPE_CHECKING:
@@ -60,12 +60,6 @@ def _be(b: bytes, start: int, n: int) -> int:
 def exec_ops(dev) -> ExecOps:
     """The exec_cmd_ops the device's backend handed over (which SBC handlers exist)."""
     return dev.bdev.exec_ops
-
-
-def backend_ops(dev) -> frozenset:
-    """The exec_cmd_ops the device's backend has (``OP_*``), for a fabric that needs
-    them (the iSCSI target's residual for SYNCHRONIZE CACHE)."""
-    return _ops(dev)
 
 
 def _bs(dev) -> int:
@@ -245,6 +239,8 @@ def _backend_read(dev, lba: int, nbytes: int) -> bytes:
     try:
         faults.before_io(dev, "read")
         data = dev.bdev.read(lba * _bs(dev), nbytes)
+    except (SenseError, StatusError):
+        raise  # the backend chose the status and sense itself
     except Exception as e:  # noqa: BLE001 - any storage failure is a CHECK CONDITION
         raise _io_error(dev, "read", e, nbytes) from None
     if len(data) < nbytes:
@@ -259,6 +255,8 @@ def _backend_write(dev, lba: int, data: bytes, fua: bool) -> None:
     try:
         faults.before_io(dev, "write")
         dev.bdev.write(lba * _bs(dev), data, fua)
+    except (SenseError, StatusError):
+        raise  # the backend chose the status and sense itself
     except Exception as e:  # noqa: BLE001
         raise _io_error(dev, "write", e, len(data)) from None
 
@@ -270,6 +268,8 @@ def _backend_unmap(dev, lba: int, nolb: int) -> None:
     try:
         faults.before_io(dev, "unmap")
         dev.bdev.unmap(lba * bs, nolb * bs)
+    except (SenseError, StatusError):
+        raise  # the backend chose the status and sense itself
     except Exception as e:  # noqa: BLE001
         dev.bdev.log_discard_error(-(getattr(e, "errno", None) or 5))
         raise sense.LOGICAL_UNIT_COMMUNICATION_FAILURE() from None
@@ -295,6 +295,8 @@ def _execute_sync_cache(cmd: "Command") -> None:
     try:
         faults.before_io(dev, "flush")
         dev.bdev.flush()
+    except (SenseError, StatusError):
+        raise  # the backend chose the status and sense itself
     except Exception as e:  # noqa: BLE001
         dev.bdev.log_flush_error(-(getattr(e, "errno", None) or 5))
         if not immed:
@@ -323,6 +325,8 @@ def _execute_write_same(cmd: "Command") -> None:
         try:
             faults.before_io(dev, "write")
             dev.bdev.write((lba + done) * bs, block * n, False)
+        except (SenseError, StatusError):
+            raise  # the backend chose the status and sense itself
         except Exception as e:  # noqa: BLE001
             dev.bdev.log_write_same_error(-(getattr(e, "errno", None) or 5))
             raise sense.LOGICAL_UNIT_COMMUNICATION_FAILURE() from None

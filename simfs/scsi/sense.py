@@ -27,6 +27,15 @@ class ReservationConflict(Exception):
     """RESERVATION CONFLICT status (no sense data)."""
 
 
+class StatusError(Exception):
+    """A status without sense data other than RESERVATION CONFLICT (BUSY, TASK SET FULL), as
+    a backend that completes commands itself may return."""
+
+    def __init__(self, status: int, why: str = ""):
+        super().__init__(why or f"status {status:#04x}")
+        self.status = status
+
+
 def _reason(key: int, asc: int = 0, ascq: int = 0, tcm: int = 0):
     def make(info: Optional[int] = None, why: str = "") -> SenseError:
         return SenseError(key, asc, ascq, info, why, tcm)

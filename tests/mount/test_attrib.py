@@ -346,6 +346,8 @@ def test_tcmu_control_sets_hw_attributes_and_enable_defaults(m, devs):
     m.ok(f"echo hw_block_size=4096 > {m.root}/{dev}/control")
     assert read_attr(m, dev, "hw_block_size") == "4096"
     dev2 = devs.user()
+    # nl_reply_supported=-1: enabled without waiting for the (handler-less) runner's answer
+    m.ok(f"echo nl_reply_supported=-1 > {m.root}/{dev2}/control")
     m.ok(f"echo 1 > {m.root}/{dev2}/enable")
     # tcmu_configure_device: hw_block_size 512 and hw_max_sectors 128 unless given, depth 128.
     assert [read_attr(m, dev2, a) for a in ("hw_block_size", "hw_max_sectors",

@@ -376,19 +376,21 @@ def test_pscsi_enable_errors(m, loopdev):
 
 
 # -- user (TCMU) ----------------------------------------------------------------------------------
-def test_user_control_plane(m):
-    rel = new_dev(m, "user", "dev_config=file//tmp/x,dev_size=1048576,hw_block_size=4096,"
+def test_user_control_plane(m, tmp_path):
+    img = f"{tmp_path}/x"
+    rel = new_dev(m, "user", f"dev_config=file/{img},dev_size=1048576,hw_block_size=4096,"
                   "hw_max_sectors=256,nl_reply_supported=0")
     assert m.read(f"{rel}/info").split("\n", 1)[1] == (
-        "        Config: file//tmp/x Size: 1048576 MaxDataAreaMB: 1024 DataPagesPerBlk: 1 "
+        f"        Config: file/{img} Size: 1048576 MaxDataAreaMB: 1024 DataPagesPerBlk: 1 "
         "CmdRingSizeMB: 8\n")
-    assert m.read(f"{rel}/attrib/dev_config") == "file//tmp/x\n"
+    assert m.read(f"{rel}/attrib/dev_config") == f"file/{img}\n"
     assert m.read(f"{rel}/attrib/dev_size") == "1048576\n"
     assert m.read(f"{rel}/attrib/hw_block_size") == "4096\n"
     m.ok(f"echo max_data_area_mb=64,data_pages_per_blk=4,cmd_ring_size_mb=2 > "
          f"{m.root}/{rel}/control")
     assert "MaxDataAreaMB: 64 DataPagesPerBlk: 4 CmdRingSizeMB: 2\n" in m.read(f"{rel}/info")
     m.ok(f"echo 1 > {m.root}/{rel}/enable")
+    assert os.path.exists(img)  # the file handler (user:file) made its backing file
     assert m.read(f"{rel}/attrib/hw_block_size") == "4096\n"
     assert m.read(f"{rel}/attrib/hw_max_sectors") == "256\n"
     for tok in ("max_data_area_mb=8", "data_pages_per_blk=1", "cmd_ring_size_mb=1"):
@@ -402,6 +404,10 @@ def test_user_defaults(m):
     rel = new_dev(m, "user")
     assert "Config: NULL Size: 0 MaxDataAreaMB: 1024 DataPagesPerBlk: 1 CmdRingSizeMB: 8\n" \
         in m.read(f"{rel}/info")
+    # the runner (tcmu-runner's part, in the daemon) finds no handler without dev_config
+    bad_enable(m, rel, "No such file or directory", "tcmu-runner: invalid cfgstring")
+    # nl_reply_supported=-1: the kernel does not wait for the runner's answer
+    m.ok(f"echo nl_reply_supported=-1 > {m.root}/{rel}/control")
     m.ok(f"echo 1 > {m.root}/{rel}/enable")
     assert m.read(f"{rel}/attrib/hw_block_size") == "512\n"
     assert m.read(f"{rel}/attrib/hw_max_sectors") == "128\n"
