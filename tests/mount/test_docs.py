@@ -113,7 +113,9 @@ _MASKS = [
     (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"), "UUID"),
     (re.compile(r"\b\d+\((\S+?)\)"), r"PID(\1)"),
     (re.compile(r"^bash: line \d+: "), "bash: "),
+    (re.compile(r"\bpid \d+"), "pid N"),
     (re.compile(r"\s+$"), ""),
+    (re.compile(r"(?<=\S)\s{2,}"), " "),  # column padding that varies with a pid's width
 ]
 
 
