@@ -140,18 +140,20 @@ def same_lines(want: list[str], got: list[str]) -> bool:
 
 # -- the shell -----------------------------------------------------------------------------
 class Shell:
-    """One bash for a whole document, in private mount and PID namespaces."""
+    """One bash for a whole document, in private mount, PID and network namespaces."""
 
     def __init__(self, home: Path, cwd: Path):
         env = dict(os.environ, HOME=str(home), XDG_STATE_HOME=str(home / "state"),
                    TERM="dumb", LC_ALL="C.UTF-8")
         self.p = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "--pid", "--fork",
+            ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--net",
              "--mount-proc", "--kill-child", "bash", "--norc", "--noprofile"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             env=env, cwd=str(cwd), text=True)
         self._buf = ""
-        self.run("exec 2>&1; mount -t tmpfs simfs-docs /mnt")
+        # a network of its own (iSCSI portals on 127.0.0.1:3260 meet nobody else's);
+        # SIGPIPE ignored as libiscsi's tools want
+        self.run("exec 2>&1; trap '' PIPE; ip link set lo up; mount -t tmpfs simfs-docs /mnt")
 
     def run(self, cmd: str, timeout: float = 120) -> tuple[int, list[str]]:
         """Run ``cmd``; (exit status, output lines)."""
