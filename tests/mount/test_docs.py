@@ -328,3 +328,36 @@ def test_document_runs_as_written(path, tmp_path):
         was, before = _svg_text(committed)
         if how == was:
             assert text == before, f"docs/img/{svg.name} is stale (SIMFS_DOCS_UPDATE=1 redraws)"
+
+
+def test_a_drifted_document_fails(tmp_path):
+    """The harness catches drift: a wrong output, a failing command, a missing log line,
+    an unmarked block; and it masks only what varies."""
+    doc = tmp_path / "drift.md"
+    doc.write_text("""# drift
+
+<!-- test: run -->
+    $ echo hello
+    goodbye
+
+<!-- test: run -->
+    false
+
+<!-- test: run -->
+    $ echo '12:00:00.123456 4242(bash) [    1.5] x'
+    09:30:00.000001 7(bash) [    1.5] x
+
+A paragraph, then a block nobody marked:
+
+    unmarked
+""")
+    parsed = parse(doc)
+    assert [b.kind for b in parsed.blocks] == ["run", "run", "run", None]
+    failures = run_doc(parsed, tmp_path, tmp_path)
+    assert len(failures) == 1 and "goodbye" in failures[0]  # the first stops the run
+    parsed.blocks = parsed.blocks[1:]
+    failures = run_doc(parsed, tmp_path, tmp_path)
+    assert len(failures) == 1 and "'false' exited 1" in failures[0]
+    parsed.blocks = parsed.blocks[1:]
+    assert run_doc(parsed, tmp_path, tmp_path) == []
+    assert matches("a ... c", "a bbb c") and not matches("a ... c", "a bbb d")
