@@ -171,7 +171,10 @@ def _whiteouts(directory: str, names: list[str]) -> list[str]:
 def _dbus(scratch: Path, env: dict) -> int:
     if shutil.which("dbus-daemon") is None:
         return 0
-    sock = scratch / "system_bus_socket"
+    # in the namespace's own /run (a Unix socket path holds at most 107 bytes, which a
+    # state directory under a long $HOME exceeds)
+    sock = Path("/run/dbus/system_bus_socket")
+    sock.parent.mkdir(parents=True, exist_ok=True)
     r = subprocess.run(["dbus-daemon", "--session", f"--address=unix:path={sock}", "--fork",
                         "--print-pid"], capture_output=True, text=True)
     if r.returncode != 0:

@@ -95,3 +95,12 @@ def test_targetcli_fabric_create_gets_past_the_module_check(tmp_path):
     if r.returncode == 0 and "Created target" in out:
         return
     assert "Could not create VhostFabricModule in configFS" in out, out
+
+
+def test_targetcli_with_a_long_state_dir(tmp_path):
+    """The private D-Bus socket does not live in the state directory: a long path there
+    (over a Unix socket's 107 bytes) must not cost targetcli its bus."""
+    long = tmp_path / ("d" * 60) / ("e" * 40)
+    r = subprocess.run(["simfs", "run", "--state-dir", str(long), "--", "targetcli", "ls"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "o- backstores" in r.stdout, r.stdout + r.stderr
