@@ -121,3 +121,17 @@ def test_modprobe_loads_the_fabric(tmp_path):
     first = r.stdout.split("\n")[0]
     assert first == ("loaded" if os.path.exists("/proc/modules") else "built-in")
     assert r.stdout.split("\n")[1].startswith("TCM_VHOST fabric module v0.1 on ")
+
+
+def test_hardware_ports_without_root(unprivileged):
+    """As an ordinary user (a user namespace) the /sys overlays still show the ports."""
+    r = subprocess.run(
+        ["runuser", "-u", unprivileged.user, "--", "env", f"HOME={unprivileged.home}",
+         unprivileged.python, "-m", "simfs", "run", "--wwn", WWNS[0], "--wwn", WWNS[3], "--",
+         "bash", "-ec", "cat /sys/class/fc_host/*/port_name /sys/class/infiniband/*/ports/1/"
+         "gids/0; targetcli /qla2xxx create naa.21000024ff314c48"],
+        capture_output=True, text=True, timeout=300, cwd="/")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:3] == ["0x21000024ff314c48",
+                                        "fe80:0000:0000:0000:0002:c903:0003:1235",
+                                        "Created target naa.21000024ff314c48."]
