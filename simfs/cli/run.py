@@ -8,8 +8,8 @@ ordinary user it is a user + mount namespace (``unshare -Urm``), so no root is n
 Inside, and only there: a tmpfs over ``/sys/kernel`` makes room for ``config``; ``/etc`` and
 ``/var`` are overlaid so what tools write there (``/etc/target``, Debian's
 ``/etc/rtslib-fb-target`` saveconfig and backups, ``/var/target`` APTPL files) lands in the
-state directory (``DIR/etc``, ``DIR/var``) and persists from run to run; ``modprobe`` loads
-fabric modules into the mount and otherwise succeeds quietly (the "module" is simfs); ``--wwn``
+state directory (``DIR/etc``, ``DIR/var``) and persists from run to run; the fabric modules
+are loaded and ``modprobe`` succeeds quietly (the "modules" are simfs); ``--wwn``
 hardware ports appear in /sys (simfs/cli/sysfs.py); a private D-Bus system bus is started when ``dbus-daemon`` exists
 (Debian's targetcli asks the system bus for tcmu-runner's service).
 """
@@ -191,7 +191,7 @@ def inner(spec: dict) -> int:
                             *(f"--wwn={w}" for w in wwns), CONFIGFS])
     if mount.returncode != 0:
         return mount.returncode
-    modprobe.load_builtin(sdir / "mount")
+    modprobe.load_all(sdir / "mount")  # the target modules are loaded
     bus = _dbus(scratch, env)
     try:
         proc = subprocess.Popen(spec["command"], env=env)
