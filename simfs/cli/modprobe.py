@@ -8,14 +8,14 @@ failure, mkdir again. The fabric modules: vhost_scsi (tcm_vhost), tcm_fc, tcm_ql
 ib_srpt, usb_f_tcm (tcm_usb_gadget), xen-scsiback, ibmvscsis, efct, tcm_remote. Any other
 module name succeeds quietly, as before (target_core_mod, configfs: simfs itself).
 
-A machine whose kernel has no module support (no /proc/modules) has its fabrics built in:
-there, ``simfs run`` loads every fabric module into the mount before the command starts.
+Inside ``simfs run`` the target modules are loaded, as its /proc/modules says (rtslib-fb
+reads that list and runs modprobe only for a module it does not find there): every fabric
+module is loaded into the run's mount before the command starts.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -60,11 +60,9 @@ def install_shim(bindir: Path, mount_state_dir: Path) -> None:
 AUTOLOADED = ("iscsi_target_mod", "tcm_loop")  # target_core_register_fabric loads these itself
 
 
-def load_builtin(mount_state_dir: Path) -> None:
-    """``simfs run`` on a kernel without modules (no /proc/modules, which rtslib-fb reads
-    before it runs modprobe): its fabrics are built in, so they are all registered."""
-    if os.path.exists("/proc/modules"):
-        return
+def load_all(mount_state_dir: Path) -> None:
+    """``simfs run``: the machine has its target modules loaded (rtslib-fb believes
+    /proc/modules, or, on a kernel without modules, finds the fabrics built in)."""
     from simfs.core.fabric import discover_fabrics
     for module in sorted({ops.module for ops in discover_fabrics()} - set(AUTOLOADED)):
         _load(mount_state_dir, module)

@@ -8,11 +8,11 @@ ordinary user it is a user + mount namespace (``unshare -Urm``), so no root is n
 Inside, and only there: a tmpfs over ``/sys/kernel`` makes room for ``config``; ``/etc`` and
 ``/var`` are overlaid so what tools write there (``/etc/target``, Debian's
 ``/etc/rtslib-fb-target`` saveconfig and backups, ``/var/target`` APTPL files) lands in the
-state directory (``DIR/etc``, ``DIR/var``) and persists from run to run; ``modprobe`` loads
-fabric modules into the mount and otherwise succeeds quietly (the "module" is simfs); ``--wwn``
-hardware ports appear in /sys (simfs/cli/sysfs.py); a private D-Bus system bus is started when
-``dbus-daemon`` exists, and on it tcmu-runner's service ``org.kernel.TCMUService1`` for simfs's
-``user:`` handlers (Debian's targetcli asks the system bus for it: ``docs/handlers.md``).
+state directory (``DIR/etc``, ``DIR/var``) and persists from run to run; the fabric modules
+are loaded and ``modprobe`` succeeds quietly (the "modules" are simfs); ``--wwn`` hardware
+ports appear in /sys (simfs/cli/sysfs.py); a private D-Bus system bus is started when
+``dbus-daemon`` exists, and on it tcmu-runner's service ``org.kernel.TCMUService1`` for
+simfs's ``user:`` handlers (Debian's targetcli asks the system bus for it: ``docs/handlers.md``).
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ def _inner(spec: dict, stops: run_signals.StopSignals, cleanup: _Cleanup) -> int
                            + (["--listen-any"] if spec.get("listen_any") else []) + [CONFIGFS])
     if mount.returncode != 0:
         return mount.returncode
-    modprobe.load_builtin(sdir / "mount")
+    modprobe.load_all(sdir / "mount")  # the target modules are loaded
     bus = _dbus(scratch, env)
     cleanup.bus = bus
     cleanup.tcmu = tcmu_dbus.start(env, CONFIGFS) if bus else None  # user: handlers, targetcli

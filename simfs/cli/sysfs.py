@@ -22,23 +22,44 @@ FC_DRIVERS = {"qla2xxx": ("qla2xxx", "QLE2742 FW:v9.08.02 DVR:v10.02.09.400-k"),
               "efct": ("efct", "Emulex LPe35002-M2 FV14.0.499.25 DV14.2.0.10")}
 
 
-def _overlay(scratch: Path, top: str) -> None:
-    name = top.strip("/").replace("/", "_")
-    upper, work = scratch / f"{name}.upper", scratch / f"{name}.work"
-    upper.mkdir()
-    work.mkdir()
-    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                    f"lowerdir={top},upperdir={upper},workdir={work}", top], check=True)
+class _Upper:
+    """Entries written into the upper layers of overlays on /sys/<top>, then mounted.
 
+    Made before mounting: in a user namespace the machine's root-owned sysfs directories
+    stay read-only through the overlay, but directories already in the upper layer are the
+    command's own (as run.py does for /etc and /var).
+    """
 
-def _file(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text + "\n")
+    def __init__(self, scratch: Path):
+        self.scratch = scratch
+        self.tops: set[str] = set()
 
+    def _real(self, path: Path) -> Path:
+        top, *rest = path.relative_to(SYS).parts
+        self.tops.add(top)
+        return self.scratch / f"sys_{top}.upper" / Path(*rest)
 
-def _link(path: Path, target: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.symlink(target, path)
+    def file(self, path: Path, text: str) -> None:
+        real = self._real(path)
+        real.parent.mkdir(parents=True, exist_ok=True)
+        real.write_text(text + "\n")
+
+    def dir(self, path: Path) -> None:
+        self._real(path).mkdir(parents=True, exist_ok=True)
+
+    def link(self, path: Path, target: Path) -> None:
+        """A relative symlink, as sysfs makes them (``../../devices/...``)."""
+        real = self._real(path)
+        real.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.relpath(target, path.parent), real)
+
+    def mount(self) -> None:
+        for top in sorted(self.tops):
+            upper, work = self.scratch / f"sys_{top}.upper", self.scratch / f"sys_{top}.work"
+            work.mkdir()
+            subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                            f"lowerdir={SYS / top},upperdir={upper},workdir={work}",
+                            str(SYS / top)], check=True)
 
 
 def _free_host_numbers(count: int) -> list[int]:
@@ -49,14 +70,14 @@ def _free_host_numbers(count: int) -> list[int]:
     return list(range(first, first + count))
 
 
-def _fc_host(host: int, port: str, device: Path, symbolic: str) -> None:
+def _fc_host(up: _Upper, host: int, port: str, device: Path, symbolic: str) -> None:
     fc = device / f"host{host}/fc_host/host{host}"
-    _file(fc / "port_name", "0x" + port)
-    _file(fc / "node_name", "0x" + ("2" + port[1:] if port[0] == "1" else port))
-    _file(fc / "port_state", "Online")
-    _file(fc / "port_type", "NPort (fabric via point-to-point)")
-    _file(fc / "symbolic_name", symbolic)
-    _link(SYS / f"class/fc_host/host{host}", os.path.relpath(fc, SYS / "class/fc_host"))
+    up.file(fc / "port_name", "0x" + port)
+    up.file(fc / "node_name", "0x" + ("2" + port[1:] if port[0] == "1" else port))
+    up.file(fc / "port_state", "Online")
+    up.file(fc / "port_type", "NPort (fabric via point-to-point)")
+    up.file(fc / "symbolic_name", symbolic)
+    up.link(SYS / f"class/fc_host/host{host}", fc)
 
 
 def provide(scratch: Path, ports: dict[str, list[str]]) -> None:
@@ -65,40 +86,36 @@ def provide(scratch: Path, ports: dict[str, list[str]]) -> None:
     ib, vio = ports.get("srpt", []), ports.get("ibmvscsis", [])
     if not (fc or ib or vio):
         return
-    for top in ("/sys/class", "/sys/devices", "/sys/bus", "/sys/module"):
-        _overlay(scratch, top)
+    up = _Upper(scratch)
     slot = 0
     for host, (fabric, port) in zip(_free_host_numbers(len(fc)), fc):
         if fabric == "fc":  # FCoE: the fcoe controller of a (virtual) Ethernet interface
             dev = SYS / f"devices/virtual/net/simfs-fcoe{host}/ctlr_0"
-            _link(dev / "subsystem", os.path.relpath(SYS / "bus/fcoe", dev))
-            (SYS / "bus/fcoe/devices").mkdir(parents=True, exist_ok=True)
-            _fc_host(host, port, dev, f"fcoe v0.1 over simfs-fcoe{host}")
+            up.dir(SYS / "bus/fcoe/devices")
+            up.link(dev / "subsystem", SYS / "bus/fcoe")
+            _fc_host(up, host, port, dev, f"fcoe v0.1 over simfs-fcoe{host}")
             continue
         driver, symbolic = FC_DRIVERS[fabric]
         slot += 1
         dev = SYS / f"devices/{PCI}/{PCI[3:]}:{slot:02x}.0"
         drv = SYS / f"bus/pci/drivers/{driver}"
-        drv.mkdir(parents=True, exist_ok=True)
-        _link(dev / "driver", os.path.relpath(drv, dev))
-        _link(drv / dev.name, os.path.relpath(dev, drv))
-        _fc_host(host, port, dev, symbolic)
+        up.link(dev / "driver", drv)
+        up.link(drv / dev.name, dev)
+        _fc_host(up, host, port, dev, symbolic)
     for n, gid in enumerate(ib):
         slot += 1
         dev = SYS / f"devices/{PCI}/{PCI[3:]}:{slot:02x}.0/infiniband/simfs_ib{n}"
-        groups = ":".join(gid[i:i + 4] for i in range(0, 32, 4))
-        _file(dev / "ports/1/gids/0", groups)
-        _file(dev / "ports/1/state", "4: ACTIVE")
-        _file(dev / "ports/1/link_layer", "InfiniBand")
-        _file(dev / "node_guid", ":".join(gid[i:i + 4] for i in range(16, 32, 4)))
-        _link(SYS / f"class/infiniband/simfs_ib{n}", os.path.relpath(dev, SYS / "class/infiniband"))
+        up.file(dev / "ports/1/gids/0", ":".join(gid[i:i + 4] for i in range(0, 32, 4)))
+        up.file(dev / "ports/1/state", "4: ACTIVE")
+        up.file(dev / "ports/1/link_layer", "InfiniBand")
+        up.file(dev / "node_guid", ":".join(gid[i:i + 4] for i in range(16, 32, 4)))
+        up.link(SYS / f"class/infiniband/simfs_ib{n}", dev)
     if vio:
         drv = SYS / "bus/vio/drivers/ibmvscsis"
-        drv.mkdir(parents=True, exist_ok=True)
-        _link(SYS / "module/ibmvscsis/drivers/vio:ibmvscsis",
-              os.path.relpath(drv, SYS / "module/ibmvscsis/drivers"))
+        up.link(SYS / "module/ibmvscsis/drivers/vio:ibmvscsis", drv)
         for unit in vio:
             dev = SYS / f"devices/vio/{unit}"
-            _file(dev / "devspec", f"/vdevice/v-scsi-host@{unit}")
-            _file(dev / "name", "v-scsi-host")
-            _link(drv / unit, os.path.relpath(dev, drv))
+            up.file(dev / "devspec", f"/vdevice/v-scsi-host@{unit}")
+            up.file(dev / "name", "v-scsi-host")
+            up.link(drv / unit, dev)
+    up.mount()

@@ -8,6 +8,7 @@ import errno
 import itertools
 import os
 import re
+import subprocess
 
 import pytest
 
@@ -206,3 +207,19 @@ def test_usb_gadget(m):
     m.ok(f"rm {m.root}/{t}/lun/lun_0/x && rmdir {m.root}/{t}/lun/lun_0")
     lines = logged(m, f"echo NULL > {m.root}/{t}/nexus")
     assert lines[0] == "Removing I_T Nexus to Initiator Port: naa.5001405000000077"
+
+
+def test_modprobe_command_and_run_shim(mnt):
+    """``simfs modprobe``; the shim simfs run puts on PATH (``modprobe [-q] MODULE``, ``-a``
+    for several, ``-r`` and unknown modules succeed quietly); an unreachable daemon."""
+    shim = ["python", "-m", "simfs.cli.modprobe", mnt.state_dir]
+    mnt.ok(" ".join(shim + ["-q", "target_core_mod"]))
+    mnt.ok(" ".join(shim + ["-r", "tcm_fc"]))
+    refused(mnt, f"mkdir {mnt.root}/target/fc", errno.EINVAL,
+            "target_core_get_fabric\\(\\) failed for fc")
+    mnt.ok(" ".join(shim + ["-a", "tcm_fc", "xen-scsiback"]))
+    mnt.ok(f"mkdir {mnt.root}/target/fc {mnt.root}/target/xen-pvscsi")
+    mnt.ok(f"simfs modprobe {mnt.root} tcm_remote && mkdir {mnt.root}/target/remote")
+    r = subprocess.run(["simfs", "modprobe", "/nonexistent-mount", "tcm_vhost"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "cannot reach the daemon" in r.stderr
