@@ -585,10 +585,10 @@ class Connection:
                 res = self._submit_failed(task, e)
             self._finish(task, res)
             return
-        loop = asyncio.get_running_loop()
+        completions = self.server.completions
 
         def done(res, err) -> None:  # on the worker thread
-            loop.call_soon_threadsafe(self._worker_done, task, res, err)
+            completions.add(self._worker_done, task, res, err)
         try:
             self.server.workers.submit(key, tpg.submit, args, done)
         except QueueFull:
