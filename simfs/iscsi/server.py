@@ -29,7 +29,7 @@ from simfs.iscsi import pdu as P
 from simfs.iscsi.login import LoginContext, LoginMachine
 from simfs.iscsi.report import Reporter, addr_text
 from simfs.iscsi.session import Connection, Session
-from simfs.iscsi.workers import DeviceWorkers
+from simfs.iscsi.workers import Completions, DeviceWorkers
 
 LOGIN_TIMEOUT = 15.0  # TA_LOGIN_TIMEOUT
 DEFAULT_CMDSN_DEPTH = 64  # TA_DEFAULT_CMDSN_DEPTH
@@ -71,6 +71,8 @@ class IscsiServer:
         self.sessions: dict[int, Session] = {}  # serial -> Session
         self.connections: set[Connection] = set()
         self.workers = DeviceWorkers()
+        #: results from the workers, back on the loop (made with the loop)
+        self.completions: Optional[Completions] = None
         self._login_writers: set = set()
         self._logging_in: dict[tuple, int] = {}
         self._refused: dict[tuple, list] = {}  # portal -> [count, time of the last line]
@@ -98,6 +100,7 @@ class IscsiServer:
     def _run(self) -> None:
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
+        self.completions = Completions(self.loop)
         self._ready.set()
         try:
             self.loop.run_forever()

@@ -585,12 +585,14 @@ class Connection:
                 res = self._submit_failed(task, e)
             self._finish(task, res)
             return
-        loop = asyncio.get_running_loop()
+        completions = self.server.completions
 
         def done(res, err) -> None:  # on the worker thread
-            loop.call_soon_threadsafe(self._worker_done, task, res, err)
+            completions.add(self._worker_done, task, res, err)
+        def run():  # on the worker thread: an abort that came first wins, nothing runs
+            return None if task.aborted else tpg.submit(*args)
         try:
-            self.server.workers.submit(key, tpg.submit, args, done)
+            self.server.workers.submit(key, run, (), done)
         except QueueFull:
             self._klog("debug", "simfs: iSCSI: device queue full, TASK SET FULL for ITT "
                        "0x%08x", task.itt)
@@ -613,14 +615,21 @@ class Connection:
             del self.tasks[task.itt]
         if task.aborted or self.closing or self.writer.is_closing():
             return
-        if self._corked:
-            self._complete(task, res)
-            return
-        self._corked = True
+        self._send_now(self._complete, task, res)
+
+    def _send_now(self, what, *args) -> None:
+        """Outside the reader's dispatch (a completion): send ``what`` (a PDU, or a function
+        that sends), batched with the other sends of this loop iteration."""
+        corked, self._corked = self._corked, True
         try:
-            self._complete(task, res)
+            if callable(what):
+                what(*args)
+            else:
+                self.send(what)
         finally:
-            self._corked = False
+            self._corked = corked
+        if corked:
+            return
         if not self._flush_soon:
             self._flush_soon = True
             asyncio.get_running_loop().call_soon(self._flush_later)
@@ -785,11 +794,15 @@ class Connection:
                 resp = P.TMF_RSP_REJECTED
             else:
                 self._abort(ref)
+                if self._tmf_on_device(req, fn, lun):
+                    return
                 resp = self._backend_tmf(fn, lun, req.rtt)
         elif fn in (P.TMF_ABORT_TASK_SET, P.TMF_CLEAR_TASK_SET, P.TMF_LOGICAL_UNIT_RESET):
             for t in list(self.tasks.values()):
                 if t.lun == lun:
                     self._abort(t)
+            if self._tmf_on_device(req, fn, lun):
+                return
             resp = self._backend_tmf(fn, lun, req.rtt)
         elif fn == P.TMF_CLEAR_ACA:
             resp = P.TMF_RSP_NOT_SUPPORTED
@@ -806,10 +819,37 @@ class Connection:
         else:
             self._klog("err", "Unknown TMR function: 0x%02x, protocol error.", fn)
             resp = P.TMF_RSP_NOT_SUPPORTED
+        self._tmf_respond(req, resp)
+
+    def _tmf_respond(self, req: P.Pdu, resp: int) -> None:
+        if self.closing or self.writer.is_closing():
+            return
         if not req.immediate:
             self._inc_maxcmdsn()
-        self.send(P.build_tmf_rsp(resp, req.itt, self._stat(), self.exp_cmdsn,
-                                  self.max_cmdsn))
+        self._send_now(P.build_tmf_rsp(resp, req.itt, self._stat(), self.exp_cmdsn,
+                                       self.max_cmdsn))
+
+    def _tmf_on_device(self, req: P.Pdu, fn: int, lun: int) -> bool:
+        """The core side of an abort or reset runs on the LUN's device worker, behind the
+        commands queued there (the kernel's TMR waits for the commands it aborts), and the
+        response goes out after it; False when the LUN has no device worker."""
+        key_of = getattr(self.sess.tpg, "device_key", None)
+        try:
+            key = key_of(lun) if key_of is not None else None
+        except Exception:  # noqa: BLE001
+            key = None
+        if key is None:
+            return False
+        completions = self.server.completions
+
+        def done(res, err) -> None:  # on the worker thread
+            completions.add(self._tmf_respond, req,
+                            P.TMF_RSP_REJECTED if err is not None else res)
+        try:
+            self.server.workers.submit(key, self._backend_tmf, (fn, lun, req.rtt), done)
+        except QueueFull:
+            return False
+        return True
 
     def _abort(self, task: Task) -> None:
         task.aborted = True

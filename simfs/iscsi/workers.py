@@ -62,6 +62,34 @@ class _Worker:
                 pass
 
 
+class Completions:
+    """Results coming back to the event loop: one wake-up per batch, not one per command.
+
+    Workers call :meth:`add` (any thread); the loop runs the callbacks in arrival order in
+    one of its iterations, so the responses of a batch leave in one writev."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.items: collections.deque = collections.deque()
+        self.scheduled = False
+
+    def add(self, fn: Callable, *args: Any) -> None:
+        with self.lock:
+            self.items.append((fn, args))
+            if self.scheduled:
+                return
+            self.scheduled = True
+        self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self.lock:
+            items, self.items = self.items, collections.deque()
+            self.scheduled = False
+        for fn, args in items:
+            fn(*args)
+
+
 class DeviceWorkers:
     """One FIFO worker thread per device key (see the module docstring)."""
 

@@ -13,7 +13,6 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
 from helpers import mount, umount  # noqa: E402
 
-from simfs.iscsi.server import listen_hosts  # noqa: E402
 
 IQN = "iqn.2026-12.org.simfs:listen"
 
@@ -50,15 +49,6 @@ def _wait(pred, seconds: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return pred()
-
-
-@pytest.mark.parametrize("ip,listen_any,hosts", [
-    ("0.0.0.0", False, ["127.0.0.1"]), ("::", False, ["::1", "127.0.0.1"]),
-    ("0.0.0.0", True, ["0.0.0.0"]), ("::", True, ["::"]),
-    ("192.0.2.7", False, ["192.0.2.7"]), ("[::1]", False, ["::1"]),
-])
-def test_listen_hosts(ip, listen_any, hosts):
-    assert listen_hosts(ip, listen_any) == hosts
 
 
 def test_wildcard_portal_listens_on_loopback_by_default():
