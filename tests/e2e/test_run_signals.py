@@ -189,14 +189,18 @@ def test_100_runs_interrupted_at_random_moments(tmp_path):
     for n in range(100):
         sdir, log = base / f"s{n}", base / f"log{n}"
         sig = rng.choice([signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-        delay = rng.uniform(0.0, 1.5)
+        writing = rng.random() < 0.6  # else any moment from the start, setup included
+        delay = rng.uniform(0.0, 0.6 if writing else 1.2)
         proc = start(sdir, log, WRITER, "--grace", "2")
+        if writing:  # how long setting up takes depends on the machine's load
+            wait_for(log)
         time.sleep(delay)
         if rng.random() < 0.5:
             os.killpg(proc.pid, sig)
         else:
             proc.send_signal(sig)
-        what = f"run {n} ({sig.name} after {delay:.2f} s)"
+        moment = "the first write" if writing else "start"
+        what = f"run {n} ({sig.name} {delay:.2f} s after {moment})"
         try:
             _, err = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
