@@ -167,6 +167,9 @@ def _mount(where: Path, kernel: Optional[str]) -> ConfigfsMount:
     r = subprocess.run(_simfs_cmd("mount", "--quiet", *_kernel_args(kernel), "--state-dir",
                                   str(sdir), str(mp)), capture_output=True, text=True,
                        timeout=120)
+    if r.returncode == 2:  # the arguments: a kernel this simfs does not know, say
+        pytest.fail(f"simfs mount {' '.join(_kernel_args(kernel))}: {r.stderr.strip()}",
+                    pytrace=False)
     if r.returncode:
         raise RuntimeError(f"simfs mount failed: {r.stderr.strip()}")
     return ConfigfsMount(mp, sdir, kernel)
