@@ -11,6 +11,10 @@ Inside, and only there: a tmpfs over ``/sys/kernel`` makes room for ``config``; 
 state directory (``DIR/etc``, ``DIR/var``) and persists from run to run; ``modprobe`` succeeds quietly (the
 "module" is simfs); a private D-Bus system bus is started when ``dbus-daemon`` exists
 (Debian's targetcli asks the system bus for tcmu-runner's service).
+
+SIGINT, SIGTERM and SIGHUP all stop a run the same way: the command gets the signal and
+``--grace`` seconds, then the daemon, the bus and the mount go and /etc and /var are kept
+(run_signals.py).
 """
 
 from __future__ import annotations
