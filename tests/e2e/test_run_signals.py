@@ -88,7 +88,8 @@ def test_timeout_term_keeps_etc_and_leaves_nothing(tmp_path):
     assert mounts_naming(str(sdir)) == []
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT],
+                         ids=lambda s: s.name)
 def test_the_command_gets_the_signal_once_and_its_status_is_returned(tmp_path, sig):
     sdir, log = tmp_path / "D", tmp_path / "up"
     proc = start(sdir, log, TRAPPER)
