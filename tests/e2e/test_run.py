@@ -67,3 +67,15 @@ def test_unprivileged_run_cannot_open_what_its_user_cannot(unprivileged):
         assert "Permission denied" in r.stderr
     finally:
         os.unlink(secret)
+
+
+def test_a_missing_command_is_status_127_with_the_shells_message(tmp_path):
+    r = run(tmp_path, "no-such-command-for-simfs")
+    assert r.returncode == 127
+    assert r.stderr == "simfs run: no-such-command-for-simfs: No such file or directory\n"
+    script = tmp_path / "not-executable.sh"
+    script.write_text("echo never\n")
+    script.chmod(0o644)
+    r = run(tmp_path, str(script))
+    assert r.returncode == 126
+    assert r.stderr == f"simfs run: {script}: Permission denied\n"
