@@ -13,6 +13,10 @@ are loaded and ``modprobe`` succeeds quietly (the "modules" are simfs); ``--wwn`
 ports appear in /sys (simfs/cli/sysfs.py); a private D-Bus system bus is started when
 ``dbus-daemon`` exists, and on it tcmu-runner's service ``org.kernel.TCMUService1`` for
 simfs's ``user:`` handlers (Debian's targetcli asks the system bus for it: ``docs/handlers.md``).
+
+SIGINT, SIGTERM and SIGHUP all stop a run the same way: the command gets the signal and
+``--grace`` seconds, then the daemon, the bus and the mount go and /etc and /var are kept
+(run_signals.py).
 """
 
 from __future__ import annotations

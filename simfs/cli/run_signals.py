@@ -20,6 +20,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
 from typing import Callable, Optional, Sequence
 
@@ -163,7 +164,11 @@ class Command:
 
     def run(self) -> int:
         """Start, wait, stop on request; returns the exit status (128+N for signal N)."""
-        self.proc = subprocess.Popen(self.argv, env=self.env, preexec_fn=self._child_setup)
+        try:
+            self.proc = subprocess.Popen(self.argv, env=self.env, preexec_fn=self._child_setup)
+        except OSError as e:  # as a shell says it, with a shell's status
+            print(f"simfs run: {self.argv[0]}: {e.strerror}", file=sys.stderr)
+            return 127 if isinstance(e, FileNotFoundError) else 126
         if self.terminal:
             give_terminal(self.proc.pid)  # the child did it too; whichever runs first wins
         deadline = None  # set by the first stop signal: the end of the grace period

@@ -71,6 +71,8 @@ def serve(mountpoint: str, profile_name: str = "modern", state_dir: str | None =
         state.remove_record(mountpoint)
 
     ops = SimfsOperations(tree, mountpoint, log, on_ready=ready, on_destroy=destroy)
+    # SIGTERM, SIGHUP, SIGINT: libfuse's handlers end the loop, its teardown unmounts and
+    # calls destroy() (tests/mount/test_daemon_signals.py)
     try:
         mount(ops, mountpoint, foreground=True, allow_other=allow_other, debug=debug)
     finally:

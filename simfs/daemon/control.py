@@ -116,10 +116,20 @@ class ControlServer(UnixServer):
         initiator = req.get("initiator") or CLI_INITIATOR
         port = ports[0] if ports else self.cli_port(dev, initiator)
         nexus = Nexus(initiator=initiator, port=port, isid=req.get("isid"))
+        self._nexus_made(dev, nexus)
         res = self.engine.submit(nexus, dev, bytes.fromhex(req["cdb"]),
                                  bytes.fromhex(req.get("data_out", "")))
         return {"status": res.status, "data": res.data.hex(), "sense": res.sense.hex(),
                 "port": port.member_path() if ports else "simfs-cli (loopback)"}
+
+    def _nexus_made(self, dev: "SeDevice", nexus: Nexus) -> None:
+        """The CLI's I_T nexus exists from now on, as a tcm_loop nexus once made: its
+        initiator has the LUN mapped (a demo-mode ACL), so APTPL pre-registrations for it
+        come back here, before its first command is even parsed, whatever that command
+        does (core_tpg_add_node_to_devs -> core_scsi3_check_aptpl_registration)."""
+        from simfs.scsi import pr
+        with getattr(self.core, "tree_lock", None) or threading.RLock():
+            pr.note_nexus(dev, nexus)
 
     def _fault(self, req: dict) -> dict:
         """Inject, clear or show a device fault (docs/faults.md). ``kind`` None shows."""

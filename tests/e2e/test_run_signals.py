@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -53,26 +54,22 @@ def mounts_naming(text: str) -> list[str]:
     return seen
 
 
-def default_dispositions(ignore: tuple = ()):
-    """For preexec_fn: the stop signals as a shell would leave them (a test runner started
-    in the background may have SIGINT ignored, and that would be inherited), except
-    ``ignore``."""
-    def setup() -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN if sig in ignore else signal.SIG_DFL)
-    return setup
-
-
 def start(sdir: Path, log: Path, script: str, *extra: str, ignore: tuple = ()
           ) -> subprocess.Popen:
-    """``simfs run`` in a session of its own (so its process group can be signalled)."""
-    return subprocess.Popen(["simfs", "run", *extra, "--state-dir", str(sdir), "--", "sh", "-c",
-                             script], env=dict(os.environ, LOG=str(log)), start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=default_dispositions(ignore))
+    """``simfs run`` in a session of its own (so its process group can be signalled), with
+    the stop signals as a shell leaves them (a test runner started in the background may
+    have SIGINT ignored, which would be inherited), except those in ``ignore``."""
+    dispositions = ["--default-signal=INT,TERM,HUP"]
+    if ignore:
+        dispositions.append("--ignore-signal=" + ",".join(s.name[3:] for s in ignore))
+    return subprocess.Popen(["env", *dispositions, "simfs", "run", *extra, "--state-dir",
+                             str(sdir), "--", "sh", "-c", script],
+                            env=dict(os.environ, LOG=str(log)), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def wait_for(path: Path, timeout: float = 60) -> None:
+    """Until ``path`` exists."""
     deadline = time.monotonic() + timeout
     while not path.exists():
         assert time.monotonic() < deadline, f"{path} never appeared"
@@ -91,7 +88,8 @@ def test_timeout_term_keeps_etc_and_leaves_nothing(tmp_path):
     assert mounts_naming(str(sdir)) == []
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT],
+                         ids=lambda s: s.name)
 def test_the_command_gets_the_signal_once_and_its_status_is_returned(tmp_path, sig):
     sdir, log = tmp_path / "D", tmp_path / "up"
     proc = start(sdir, log, TRAPPER)
@@ -177,44 +175,57 @@ def test_unprivileged_run_stops_cleanly_on_sigterm(unprivileged, tmp_path):
     assert live_processes_naming(str(sdir)) == []
 
 
+def interrupted_run(base: Path, n: int, sig: signal.Signals, writing: bool, delay: float,
+                    group: bool) -> int:
+    """One run of the writer, stopped by ``sig``; returns how many writes it completed
+    (all of them checked in the state directory)."""
+    sdir, log = base / f"s{n}", base / f"log{n}"
+    proc = start(sdir, log, WRITER, "--grace", "2")
+    if writing:  # how long setting up takes depends on the machine's load
+        wait_for(log, timeout=120)
+    time.sleep(delay)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    moment = "the first write" if writing else "start"
+    what = f"run {n} ({sig.name} to {'group' if group else 'pid'} {delay:.2f} s after {moment})"
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        tree = subprocess.run(["ps", "-eo", "pid,ppid,pgid,stat,wchan:20,args"],
+                              capture_output=True, text=True).stdout
+        pytest.fail(f"{what} did not end:\n{tree}")
+    assert proc.returncode != 0, f"{what} reported success"
+    left = live_processes_naming(str(sdir))
+    assert not left, f"{what} left {left}\n{err}"
+    done = log.read_text().split("\n")[:-1] if log.exists() else []  # complete lines only
+    for i in done:
+        kept = sdir / "etc/target/w" / i
+        assert kept.exists() and kept.read_text() == f"{i}\n", f"{what} lost write {i}"
+    return len(done)
+
+
+@pytest.mark.timeout(900)
 def test_100_runs_interrupted_at_random_moments(tmp_path):
     """100 runs stopped at random moments (setting up, running, any time) by SIGTERM, SIGINT
     or SIGHUP, sent to ``simfs run`` or to its whole process group: no process and no mount
-    of a run remains, and every write the command completed is in the state directory."""
+    of a run remains, and every write the command completed is in the state directory.
+    Four run at a time (most of a run is waiting)."""
     rng = random.Random(int(os.environ.get("SIMFS_SIGNAL_SEED", "18")))
     base = tmp_path / "runs"
     base.mkdir()
-    stats = {"writes": 0, "stopped_before_the_first_write": 0}
-    started = time.monotonic()
+    plans = []
     for n in range(100):
-        sdir, log = base / f"s{n}", base / f"log{n}"
-        sig = rng.choice([signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-        delay = rng.uniform(0.0, 1.5)
-        proc = start(sdir, log, WRITER, "--grace", "2")
-        time.sleep(delay)
-        if rng.random() < 0.5:
-            os.killpg(proc.pid, sig)
-        else:
-            proc.send_signal(sig)
-        what = f"run {n} ({sig.name} after {delay:.2f} s)"
-        try:
-            _, err = proc.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            tree = subprocess.run(["ps", "-eo", "pid,ppid,pgid,stat,wchan:20,args"],
-                                  capture_output=True, text=True).stdout
-            errlog = sdir / "mount" / "daemon.err"
-            pytest.fail(f"{what} did not end:\n{tree}\n"
-                        f"{errlog.read_text() if errlog.exists() else ''}")
-        assert proc.returncode != 0, f"{what} reported success"
-        left = live_processes_naming(str(sdir))
-        assert not left, f"{what} left {left}\n{err}"
-        done = log.read_text().split("\n")[:-1] if log.exists() else []  # complete lines
-        for i in done:
-            kept = sdir / "etc/target/w" / i
-            assert kept.exists() and kept.read_text() == f"{i}\n", f"{what} lost write {i}"
-        stats["writes"] += len(done)
-        stats["stopped_before_the_first_write"] += not done
+        writing = rng.random() < 0.6  # else any moment from the start, setup included
+        plans.append((base, n, rng.choice([signal.SIGTERM, signal.SIGINT, signal.SIGHUP]),
+                      writing, rng.uniform(0.0, 0.6 if writing else 1.2), rng.random() < 0.5))
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        writes = list(pool.map(lambda plan: interrupted_run(*plan), plans))
     assert mounts_naming(str(base)) == []
+    stats = {"writes": sum(writes), "stopped_before_the_first_write": writes.count(0),
+             "signals": {s.name: sum(p[2] == s for p in plans) for s in set(p[2] for p in plans)}}
     # both kinds of moment happened: before the command wrote anything, and while it wrote
     assert stats["writes"] > 100 and stats["stopped_before_the_first_write"] > 5, stats
     print(f"100 interrupted runs in {time.monotonic() - started:.0f} s: {stats}")

@@ -99,7 +99,8 @@ def is_mounted(path: str) -> bool:
         return any(line.split()[4] == path for line in f)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT],
+                         ids=lambda s: s.name)
 def test_stop_signal_unmounts_and_keeps_metadata_whole(sig):
     rng = random.Random(sig)
     for attempt in range(3):  # stopped at three different moments of the traffic

@@ -78,3 +78,43 @@ def test_aptpl_reservation_survives_remount(tmp_path):
             r.stdout + m.dmesg()[-3000:]
     finally:
         umount(m)
+
+
+def test_aptpl_registration_comes_back_at_the_first_command_whatever_it_does(tmp_path):
+    """The kernel re-attaches an APTPL pre-registration when its initiator's nexus appears
+    (core_tpg_add_node_to_devs -> core_scsi3_check_aptpl_registration), not when a command
+    passes the reservation checks: `simfs scsi`'s nexus appears with its first command, so
+    even a command the device refuses brings it back — no iSCSI login needed."""
+    state = tmp_path / "state"
+    serial = "5eed0000bb01"
+    setup = (f"mkdir -p {{c}}/rd_mcp_0/r && echo rd_pages=64 > {{c}}/rd_mcp_0/r/control && "
+             f"echo {serial} > {{c}}/rd_mcp_0/r/wwn/vpd_unit_serial && "
+             f"echo 1 > {{c}}/rd_mcp_0/r/enable")
+    m = mount("modern", ["--state-dir", str(state)])
+    try:
+        m.ok(setup.format(c=m.core))
+        r = scsi(m.root, "rd_mcp_0/r", "persist", "--register", "--sa-key", "0x55", "--aptpl")
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        umount(m)
+    body = (state / "var/target/pr" / f"aptpl_{serial}").read_bytes().rstrip(b"\0").decode()
+    fields = dict(line.split("=", 1) for line in body.splitlines() if "=" in line)
+    meta = ",".join(f"{k}={fields[k]}" for k in (
+        "initiator_node", "sa_res_key", "res_holder", "mapped_lun", "target_node", "tpgt",
+        "target_lun"))
+    m = mount("modern", ["--state-dir", str(state)])
+    try:
+        m.ok(setup.format(c=m.core))
+        m.ok(f"printf %s '{meta}' > {m.core}/rd_mcp_0/r/pr/res_aptpl_metadata")
+
+        def keys_seen_by_another_initiator() -> str:
+            return subprocess.run(["simfs", "scsi", m.root, "rd_mcp_0/r", "--initiator",
+                                   "iqn.1994-05.com.example:other", "persist", "--read-keys"],
+                                  capture_output=True, text=True, timeout=60).stdout
+
+        assert "Registered keys: 0" in keys_seen_by_another_initiator()  # not yet: no nexus
+        r = scsi(m.root, "rd_mcp_0/r", "raw", "ff00000000000000")  # refused: bad opcode
+        assert "INVALID COMMAND OPERATION CODE" in r.stdout
+        assert "Registered keys: 1\n  0x55" in keys_seen_by_another_initiator()
+    finally:
+        umount(m)
