@@ -10,12 +10,16 @@ the least work fusepy allows, so a cycle against it measures FUSE itself
 (kernel round trips + libfuse + fusepy's ctypes marshalling + the GIL), which
 bounds what simfs can do over the same binding.
 
-Options match ``simfs.daemon.fuse_adapter.mount``: raw_fi, multithreaded, attr/entry/
+Options, by default, are simfs's before kernel caching: raw_fi, multithreaded, attr/entry/
 negative timeouts 0, ``direct_io`` set on every open, ``use_ns``. ``--pin`` adds
 simfs's thread-state pin (``simfs.daemon.fuse_adapter.ThreadStatePins``), so the floor can
-be priced with and without it.
+be priced with and without it. ``--cache`` is "plain fusepy, default caching": no timeout
+options (libfuse's defaults, 1 s), no ``direct_io`` (the page cache, dropped at each open),
+the floor simfs's cached mount is measured against. The attribute files also sit at the
+root (``/emulate_write_cache`` ...), for the floor at path depth 1.
 
-Run: ``python3 bench/baseline_fs.py MOUNTPOINT`` (foreground; fusermount -u to stop).
+Run: ``python3 bench/baseline_fs.py [--pin] [--cache] MOUNTPOINT`` (foreground;
+fusermount -u to stop).
 ``BASELINE_BINDING=mfusepy`` serves it through mfusepy instead (with
 ``FUSE_LIBRARY_NAME=fuse3`` for libfuse 3), to price the binding itself.
 """
@@ -32,7 +36,10 @@ import time
 if os.environ.get("BASELINE_BINDING") == "mfusepy":  # measured as an alternative binding
     import mfusepy as fuse  # type: ignore[import-not-found]
 else:
-    import fuse
+    try:
+        import fuse
+    except ModuleNotFoundError:  # Debian's python3-fusepy names the same module "fusepy"
+        import fusepy as fuse  # type: ignore[no-redef]
 
 ATTRS = ("emulate_write_cache", "queue_depth", "block_size", "emulate_tpu")
 DEV_FILES = ("control", "enable", "info")
@@ -41,7 +48,8 @@ DEV_FILES = ("control", "enable", "info")
 class BaselineFS(fuse.Operations):
     use_ns = True
 
-    def __init__(self) -> None:
+    def __init__(self, direct_io: bool = True) -> None:
+        self.direct_io = int(direct_io)
         now = int(time.time() * 1e9)
         self.dirs: dict[str, dict[str, bool]] = {"/": {}}  # dir -> {name: is_dir}
         self.files: dict[str, bytes] = {}
@@ -54,6 +62,8 @@ class BaselineFS(fuse.Operations):
         for d in ("/target", "/target/core", "/target/core/rd_mcp_0"):
             self._add_dir(d)
         self._add_device("/target/core/rd_mcp_0/dev")
+        for a in ATTRS:  # the same files at depth 1
+            self._add_file(f"/{a}", b"1\n")
 
     def _add_dir(self, path: str) -> None:
         parent, name = path.rsplit("/", 1)
@@ -120,7 +130,7 @@ class BaselineFS(fuse.Operations):
         with self._mu:
             if path not in self.files:
                 self._add_file(path, b"")
-        fi.direct_io = 1
+        fi.direct_io = self.direct_io
         return 0
 
     def truncate(self, path, length, fh=None):
@@ -130,7 +140,7 @@ class BaselineFS(fuse.Operations):
     def open(self, path, fi):
         if path not in self.files:
             raise fuse.FuseOSError(errno.ENOENT)
-        fi.direct_io = 1
+        fi.direct_io = self.direct_io
         return 0
 
     def read(self, path, size, offset, fi):
@@ -151,8 +161,8 @@ class BaselineFS(fuse.Operations):
 
 
 class PinnedBaselineFS(BaselineFS):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, direct_io: bool = True) -> None:
+        super().__init__(direct_io)
         from simfs.daemon.fuse_adapter import ThreadStatePins
         self._pins = ThreadStatePins()
 
@@ -162,15 +172,15 @@ class PinnedBaselineFS(BaselineFS):
 
 
 def main(argv: list[str]) -> int:
-    pin = "--pin" in argv
-    argv = [a for a in argv if a != "--pin"]
+    pin, cache = "--pin" in argv, "--cache" in argv
+    argv = [a for a in argv if a not in ("--pin", "--cache")]
     if len(argv) != 1:
-        print("usage: baseline_fs.py [--pin] MOUNTPOINT", file=sys.stderr)
+        print("usage: baseline_fs.py [--pin] [--cache] MOUNTPOINT", file=sys.stderr)
         return 2
-    ops = PinnedBaselineFS() if pin else BaselineFS()
+    ops = (PinnedBaselineFS if pin else BaselineFS)(direct_io=not cache)
+    timeouts = {} if cache else dict(attr_timeout=0, entry_timeout=0, negative_timeout=0)
     fuse.FUSE(ops, argv[0], raw_fi=True, foreground=True, nothreads=False,
-              fsname="baselinefs", subtype="baseline", default_permissions=False,
-              attr_timeout=0, entry_timeout=0, negative_timeout=0)
+              fsname="baselinefs", subtype="baseline", default_permissions=False, **timeouts)
     return 0
 
 

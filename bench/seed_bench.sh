@@ -2,7 +2,8 @@
 # The seed's v3.0 script end to end, timed, against one kind of tree mounted at
 # /sys/kernel/config in a private mount namespace (tests/data/seed-harness.sh's setup).
 # Run as: unshare -m bench/seed_bench.sh KIND WORKDIR REPS MAJ:MIN MAJ:MIN MAJ:MIN
-# KIND: simfs (simfs mount --profile v3.0) | fusepy (bench/baseline_fs.py) | tmpfs.
+# KIND: simfs (simfs mount --profile v3.0) | fusepy (bench/baseline_fs.py, timeouts 0) |
+# fusepy-cache (the same with fusepy's default caching) | tmpfs.
 # Prints one line per rep: "mount_ns script_ns umount_ns rc".
 set -u
 KIND=$1 W=$2 REPS=$3
@@ -25,8 +26,9 @@ for rep in $(seq 1 "$REPS"); do
   t0=$(now)
   case $KIND in
     simfs) simfs mount --quiet --profile v3.0 --state-dir "$W/state.$rep" $MP || exit 1 ;;
-    fusepy)
-      python3 "$HERE/baseline_fs.py" $MP > "$W/baseline.$rep.log" 2>&1 &
+    fusepy|fusepy-cache)
+      python3 "$HERE/baseline_fs.py" $([ "$KIND" = fusepy-cache ] && echo --cache) $MP \
+        > "$W/baseline.$rep.log" 2>&1 &
       until mountpoint -q $MP; do sleep 0.005; done ;;
     tmpfs)  # plus the default groups configfs would make with each device
       mount -t tmpfs bench $MP
@@ -40,7 +42,7 @@ for rep in $(seq 1 "$REPS"); do
   t2=$(now)
   case $KIND in
     simfs) simfs umount $MP ;;
-    fusepy) fusermount -u $MP; wait ;;
+    fusepy|fusepy-cache) fusermount -u $MP; wait ;;
     tmpfs) umount $MP ;;
   esac
   t3=$(now)

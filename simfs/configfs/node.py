@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Callable, Iterator, Optional, Sequence
 
 from simfs.configfs.errors import ConfigfsError
@@ -13,6 +14,22 @@ StoreFn = Callable[["Group", bytes], Optional[int]]
 MODE_RW = 0o644  # CONFIGFS_ATTR: S_IRUGO | S_IWUSR
 MODE_RO = 0o444  # CONFIGFS_ATTR_RO
 MODE_WO = 0o200  # CONFIGFS_ATTR_WO
+
+#: Change listeners per tree root (``ConfigfsTree.add_listener``). Whoever adds or removes a
+#: child of a group hanging from that root (a FUSE request, a store, the SCSI engine, a
+#: fabric), the listeners hear ``(parent, name)``; the FUSE adapter turns that into exact
+#: kernel cache invalidations. Groups still being built (not yet attached) reach no root here.
+_LISTENERS: "weakref.WeakKeyDictionary[Group, list[Callable[[Group, str], None]]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def entry_changed(parent: "Group", name: str) -> None:
+    """Tell the listeners of ``parent``'s tree that its entry ``name`` came, went or changed."""
+    top = parent
+    while top.parent is not None:
+        top = top.parent
+    for listener in _LISTENERS.get(top, ()):
+        listener(parent, name)
 
 
 class Attribute:
@@ -103,10 +120,12 @@ class Group(Node):
         group.parent = self
         group.is_default = True
         self.children[group.name] = group
+        entry_changed(self, group.name)
         return group
 
     def remove_default_group(self, name: str) -> None:
-        self.children.pop(name, None)
+        if self.children.pop(name, None) is not None:
+            entry_changed(self, name)
 
     def entries(self) -> Iterator[str]:
         yield from self.children

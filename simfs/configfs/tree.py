@@ -15,7 +15,7 @@ import weakref
 from typing import Callable, NamedTuple, Optional, Union
 
 from simfs.configfs.errors import ConfigfsError
-from simfs.configfs.node import Attribute, Group, Node, Symlink
+from simfs.configfs.node import _LISTENERS, Attribute, Group, Node, Symlink, entry_changed
 
 PAGE_SIZE = 4096
 # configfs hands a store at most one page minus the terminating NUL.
@@ -116,6 +116,17 @@ class ConfigfsTree:
         #: many devices an HBA holds.
         self._links: "weakref.WeakKeyDictionary[Group, int]" = weakref.WeakKeyDictionary()
 
+    # -- change listeners ----------------------------------------------------------
+    def add_listener(self, listener: Callable[[Group, str], None]) -> None:
+        """Call ``listener(parent, name)`` whenever an entry of this tree comes or goes (or an
+        attribute's stat changes): under the tree's lock, so it must be quick."""
+        _LISTENERS.setdefault(self.root, []).append(listener)
+
+    def remove_listener(self, listener: Callable[[Group, str], None]) -> None:
+        listeners = _LISTENERS.get(self.root, [])
+        if listener in listeners:
+            listeners.remove(listener)
+
     # -- lookups ---------------------------------------------------------------
     def lookup(self, path: str) -> Found:
         node: Node = self.root
@@ -203,6 +214,7 @@ class ConfigfsTree:
                 child.name = name
                 child.parent = parent
                 parent.children[name] = child
+                entry_changed(parent, name)
                 if self.trace is not None:
                     self.trace.fs("mkdir", path)
                 return child
@@ -233,6 +245,7 @@ class ConfigfsTree:
                 assert parent is not None
                 parent.drop_item(found)
                 del parent.children[found.name]
+                entry_changed(parent, found.name)
                 _release(found)
                 if self.trace is not None:
                     self.trace.fs("rmdir", path)
@@ -265,6 +278,7 @@ class ConfigfsTree:
                 parent.allow_link(name, target)
                 link = Symlink(name, parent, target)
                 parent.children[name] = link
+                entry_changed(parent, name)
                 self._links[parent] = self._links.get(parent, 0) + 1
                 target.pinned_by += 1
                 if self.trace is not None:
@@ -287,6 +301,7 @@ class ConfigfsTree:
                 assert parent is not None
                 parent.drop_link(found)
                 del parent.children[found.name]
+                entry_changed(parent, found.name)
                 self._links[parent] = self._links.get(parent, 1) - 1
                 found.target.pinned_by -= 1
                 if self.trace is not None:
@@ -322,10 +337,14 @@ class ConfigfsTree:
                 return  # attribute modes come from the kernel's table; keep them honest
             if mode is not None:
                 node.mode_override = mode & 0o7777
+            owner = (node.uid, node.gid)
             if uid is not None and uid != -1 and uid != 0xFFFFFFFF:
                 node.uid = uid
             if gid is not None and gid != -1 and gid != 0xFFFFFFFF:
                 node.gid = gid
+            if isinstance(node, Group) and (node.uid, node.gid) != owner:
+                for attr in node.attribute_table():  # their stat shows the group's owner
+                    entry_changed(node, attr.name)
 
     # -- attribute files ---------------------------------------------------------
     def open(self, path: str, flags: int, pid: int = 0) -> OpenAttribute:

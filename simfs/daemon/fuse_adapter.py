@@ -96,6 +96,144 @@ class ThreadStatePins:
             self._delete(other_state)
 
 
+# -- the kernel's entry and attribute cache -----------------------------------------------------
+#: How long the kernel may trust a name or a stat without asking (seconds). The daemon tells it
+#: to forget exactly what changed (KernelCache), so this only bounds how long a change the
+#: tree failed to announce could stay visible. Negative entries are never cached: a name that
+#: appears is seen at once without a notification.
+ENTRY_TIMEOUT = 30.0
+ATTR_TIMEOUT = 30.0
+FUSE_ROOT_ID = 1
+#: How long a store's write waits for the invalidations its side effects queued, before it
+#: replies (bounded: a stuck notification must not hang the writer).
+FLUSH_WAIT = 2.0
+
+
+class KernelCache:
+    """Tells the kernel to forget entries that changed behind its back.
+
+    The tree calls :meth:`changed` (a configfs listener) for every entry added to or removed
+    from a group, whoever makes the change: a FUSE request, a store's side effect, the SCSI
+    engine or the iSCSI server. The kernel already keeps its own cache right for the entry a
+    request names (mkdir, rmdir, symlink, unlink), so that one is skipped; every other change
+    is queued, and a thread sends libfuse's ``notify_inval_entry`` for the name (the kernel
+    drops the dentry and everything below it) and ``notify_inval_inode`` for the parent (its
+    st_nlink). Notifications never run inside a request handler: the kernel takes the
+    parent directory's lock to handle one, and the VFS holds that lock while a lookup,
+    mkdir, rmdir, symlink or unlink in it waits for our reply (libfuse's documented
+    deadlock). A write (a store) waits after its store until its own side effects are
+    notified, so the writer sees them as soon as write(2) returns; no directory lock is
+    held across a write.
+
+    libfuse's high-level API has no "invalidate this name" call (libfuse 3's
+    ``fuse_invalidate_path`` only forgets an inode's attributes), so the low-level calls are
+    reached with ctypes on the library the binding loaded, libfuse 2 (through the session's
+    channel) or 3 (through the session). They need the parent's node id: high-level libfuse
+    reports it as st_ino (simfs does not mount with ``use_ino``), so the thread stats the
+    parent through the mount.
+    """
+
+    def __init__(self, mountpoint: str):
+        self.mountpoint = mountpoint
+        self._local = threading.local()
+        self._cond = threading.Condition()
+        self._queued = 0  # sequence of the last queued change
+        self._done = 0  # sequence of the last notified change
+        self._pending: list[tuple[int, str, str]] = []
+        self._thread: Optional[threading.Thread] = None
+        self._stop = False
+        self._target = None  # the channel (libfuse 2) or session (libfuse 3)
+        self._inval_entry = self._inval_inode = None
+        self.sent = 0  # entries notified (for tests and the bench)
+
+    # -- set up, from init() (a request: fuse_get_context is valid there) --------------------------
+    def start(self, lib) -> bool:
+        try:
+            version = lib.fuse_version()
+            f = lib.fuse_get_context().contents.fuse
+            get_session = lib.fuse_get_session
+            get_session.restype, get_session.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+            session = get_session(f)
+            if version < 30:
+                next_chan = lib.fuse_session_next_chan
+                next_chan.restype = ctypes.c_void_p
+                next_chan.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+                target = next_chan(session, None)
+            else:
+                target = session
+            entry = lib.fuse_lowlevel_notify_inval_entry
+            entry.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t]
+            inode = lib.fuse_lowlevel_notify_inval_inode
+            inode.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64, ctypes.c_int64]
+        except (AttributeError, OSError, ValueError):
+            return False
+        if not target:
+            return False
+        self._target, self._inval_entry, self._inval_inode = target, entry, inode
+        self._thread = threading.Thread(target=self._run, name="simfs-kcache", daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+
+    # -- the tree's side (under the tree's lock: cheap, never blocks) ---------------------------------
+    def own(self, path: Optional[str]) -> None:
+        """Mark the entry the current request itself makes or removes (None: done)."""
+        self._local.own = path
+
+    def changed(self, parent, name: str) -> None:
+        base = parent.path()
+        if getattr(self._local, "own", None) == (f"{base}/{name}" if base else name):
+            return  # the kernel updates its cache for the request's own entry itself
+        with self._cond:
+            self._queued += 1
+            self._pending.append((self._queued, base, name))
+            self._local.last = self._queued
+            self._cond.notify_all()
+
+    def flush_mine(self) -> None:
+        """Wait until the changes the current thread queued are notified (bounded)."""
+        last = getattr(self._local, "last", 0)
+        if not last or self._thread is None:
+            return
+        self._local.last = 0
+        with self._cond:
+            self._cond.wait_for(lambda: self._done >= last or self._stop, FLUSH_WAIT)
+
+    # -- the notifying thread ------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending or self._stop)
+                if self._stop:
+                    return
+                batch, self._pending = self._pending, []
+            for base, name in dict.fromkeys((b, n) for _seq, b, n in batch):
+                try:
+                    self._forget(base, name)
+                except Exception:  # noqa: BLE001 - one bad entry must not stop the thread
+                    pass
+            with self._cond:
+                self._done = batch[-1][0]
+                self._cond.notify_all()
+
+    def _forget(self, base: str, name: str) -> None:
+        if base:
+            try:
+                parent = os.lstat(os.path.join(self.mountpoint, base)).st_ino
+            except OSError:
+                return  # the parent went too: forgetting it (queued as well) forgets this
+        else:
+            parent = FUSE_ROOT_ID
+        raw = name.encode()
+        self._inval_entry(self._target, parent, raw, len(raw))  # -ENOENT: was not cached
+        self._inval_inode(self._target, parent, -1, 0)  # attributes only (st_nlink)
+        self.sent += 1
+
+
 class SimfsOperations(fuse.Operations):
     """fusepy operations for one mounted tree."""
 
@@ -112,6 +250,8 @@ class SimfsOperations(fuse.Operations):
         self._on_ready = on_ready
         self._on_destroy = on_destroy
         self._pins = ThreadStatePins()
+        self.kcache = KernelCache(self.mountpoint)
+        tree.add_listener(self.kcache.changed)
 
     def __call__(self, op, *args):
         self._pins.pin()
@@ -128,10 +268,15 @@ class SimfsOperations(fuse.Operations):
 
     # -- lifecycle --------------------------------------------------------------------
     def init(self, path):
+        if not self.kcache.start(fuse._libfuse):
+            self.log.err("simfs: libfuse offers no cache notifications: the tree may change "
+                         "behind cached entries for up to the entry timeout")
         if self._on_ready:
             self._on_ready()
 
     def destroy(self, path):
+        self.kcache.stop()
+        self.tree.remove_listener(self.kcache.changed)
         if self._on_destroy:
             self._on_destroy()
 
@@ -170,21 +315,39 @@ class SimfsOperations(fuse.Operations):
         return 0
 
     # -- namespace --------------------------------------------------------------------
+    # The kernel updates its own cache for the entry a request makes or removes: marked as
+    # the request's own, only the changes it causes elsewhere are notified.
     def mkdir(self, path, mode):
-        self.tree.mkdir(path)
+        self.kcache.own(path.strip("/"))
+        try:
+            self.tree.mkdir(path)
+        finally:
+            self.kcache.own(None)
         return 0
 
     def rmdir(self, path):
-        self.tree.rmdir(path)
+        self.kcache.own(path.strip("/"))
+        try:
+            self.tree.rmdir(path)
+        finally:
+            self.kcache.own(None)
         return 0
 
     def symlink(self, target, source):
         """``ln -s source target``: configfs resolves the source from the caller's cwd."""
-        self.tree.symlink(target, self._resolve_link_target(source))
+        self.kcache.own(target.strip("/"))
+        try:
+            self.tree.symlink(target, self._resolve_link_target(source))
+        finally:
+            self.kcache.own(None)
         return 0
 
     def unlink(self, path):
-        self.tree.unlink(path)
+        self.kcache.own(path.strip("/"))
+        try:
+            self.tree.unlink(path)
+        finally:
+            self.kcache.own(None)
         return 0
 
     def rename(self, old, new):
@@ -213,10 +376,15 @@ class SimfsOperations(fuse.Operations):
         return self._handles[fi.fh].read(size, offset)
 
     def write(self, path, data, offset, fi):
-        return self._handles[fi.fh].write(data, _pid())
+        n = self._handles[fi.fh].write(data, _pid())
+        self.kcache.flush_mine()  # entries the store added or removed: gone from the cache first
+        return n
 
     def flush(self, path, fi):
-        return 0
+        # configfs applies a store at write(2) and has nothing to do at close. ENOSYS tells
+        # the kernel so once: it stops sending FLUSH (one round trip less per open/close)
+        # and close(2) still returns 0.
+        raise fuse.FuseOSError(errno.ENOSYS)
 
     def release(self, path, fi):
         with self._handles_lock:
@@ -244,11 +412,14 @@ class SimfsOperations(fuse.Operations):
 
 def mount(ops: SimfsOperations, mountpoint: str, foreground: bool = True,
           allow_other: bool = False, debug: bool = False) -> None:
-    """Run the FUSE loop (returns when unmounted)."""
+    """Run the FUSE loop (returns when unmounted).
+
+    No ``use_ino``: libfuse then reports its node ids as st_ino, which KernelCache needs.
+    """
     fuse.FUSE(ops, mountpoint, raw_fi=True, foreground=foreground, nothreads=False,
               fsname="configfs", subtype="simfs", default_permissions=False,
-              attr_timeout=0, entry_timeout=0, negative_timeout=0,
+              attr_timeout=ATTR_TIMEOUT, entry_timeout=ENTRY_TIMEOUT, negative_timeout=0,
               allow_other=allow_other, debug=debug)
 
 
-__all__ = ["SimfsOperations", "mount", "st"]
+__all__ = ["KernelCache", "SimfsOperations", "mount", "st"]
