@@ -112,6 +112,7 @@ targetcli /iscsi/iqn.2026-12.org.simfs:tc/tpg1/portals create 127.0.0.1 $PORT
 targetcli /iscsi/iqn.2026-12.org.simfs:tc/tpg1 set attribute authentication=0 \
     generate_node_acls=1 demo_mode_write_protect=0
 targetcli ls > $OUT/ls1.txt
+targetcli /backstores/user:file changemedium u1 32M $IMG.2 > $OUT/cm.txt 2>&1 || true
 targetcli saveconfig $OUT/save.json
 iscsi-test-cu -d -n --test=SCSI.Read10,SCSI.Write10 \
     iscsi://127.0.0.1:$PORT/iqn.2026-12.org.simfs:tc/0 > $OUT/cu.txt 2>&1 || true
@@ -138,6 +139,9 @@ def test_targetcli_creates_user_file(tmp_path):
     ls1 = (out / "ls1.txt").read_text()
     assert "o- u1 " in ls1 and f"[{img} (32.0MiB) activated]" in ls1, ls1
     assert "o- bad " not in ls1
+    # ChangeMedium rewrites dev_config through configfs: the file handler's reconfig says no,
+    # as tcmu-runner's does for a new cfgstring
+    assert "ChangeMedium failed: Operation not supported" in (out / "cm.txt").read_text()
     assert img.exists()
     cu = (out / "cu.txt").read_text()
     counts = re.search(r"tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", cu)
