@@ -191,7 +191,7 @@ class TcmuDevice(BackendDevice):
         # what a refused enable puts back (the kernel keeps these; simfs's rule is that a
         # failed write changes nothing)
         saved = (a.hw_block_size, a.hw_max_sectors, a.hw_queue_depth, self.nl_reply_supported,
-                 a.emulate_tpu, a.emulate_tpws)
+                 a.emulate_tpu, a.emulate_tpws, a.max_write_same_len)
         a.hw_block_size = a.hw_block_size or 512
         a.hw_max_sectors = a.hw_max_sectors or 128
         a.hw_queue_depth = 128
@@ -204,7 +204,7 @@ class TcmuDevice(BackendDevice):
             core.tcmu_uio_minors.discard(self.uio)
             self.uio = -1
             (a.hw_block_size, a.hw_max_sectors, a.hw_queue_depth, self.nl_reply_supported,
-             a.emulate_tpu, a.emulate_tpws) = saved
+             a.emulate_tpu, a.emulate_tpws, a.max_write_same_len) = saved
             raise ConfigfsError(err, None)  # the kernel logs nothing more; the runner did
         self.enabled = True
 
@@ -236,6 +236,7 @@ class TcmuDevice(BackendDevice):
             rlog(f"handler open failed for {uio}")
             return errno.ENOENT
         self.handler, self.rdev = handler, rdev
+        a.max_write_same_len = 0x1000  # the runner emulates WRITE SAME with write()
         if handler.unmap is not None:
             # thin provisioning is the runner's to announce (VPD B2 from handler->unmap)
             a.emulate_tpu = a.emulate_tpws = 1
@@ -343,7 +344,7 @@ class TcmuDevice(BackendDevice):
                     from None
             if data is not None:
                 return bytes(data)
-        if op == S.INQUIRY and not cmd.cdb[1] & 0x01 and h is not None:
+        if op == S.INQUIRY and not cmd.cdb[1] & 0x01 and not cmd.cdb[2] and h is not None:
             buf = bytearray(vpd.inquiry_std(cmd))
             buf[16:32], buf[32:36] = RUNNER_PRODUCT, RUNNER_REVISION
             return bytes(buf)
@@ -408,7 +409,9 @@ def _store_dev_size(g, buf: bytes) -> None:
 
 
 def _store_write_cache(g, buf: bytes) -> None:
-    g.dev.attrib.emulate_write_cache = kstrtou8(buf, 0)
+    val = kstrtou8(buf, 0)
+    _udev(g).reconfig("write_cache", val)
+    g.dev.attrib.emulate_write_cache = val
 
 
 def _store_tmr(g, buf: bytes) -> None:

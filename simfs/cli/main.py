@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_fault_parser(sub)
     from simfs.cli.trace import add_parser as add_trace_parser  # trace, record, show
     add_trace_parser(sub)
+    from simfs.cli.ceph import add_parser as add_ceph_parser  # a throwaway cluster (user:rbd)
+    add_ceph_parser(sub)
     return p
 
 

@@ -20,9 +20,10 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from simfs_plugins.handlers import Handler, discover_handlers
+if TYPE_CHECKING:
+    from simfs_plugins.handlers import Handler
 
 BUS_NAME = "org.kernel.TCMUService1"
 ROOT = "/org/kernel/TCMUService1"
@@ -66,7 +67,7 @@ _STANDARD = ("org.freedesktop.DBus.Properties", "org.freedesktop.DBus.Introspect
              "org.freedesktop.DBus.Peer")
 
 
-def check_config(handler: Handler, cfgstring: str) -> tuple[bool, str]:
+def check_config(handler: "Handler", cfgstring: str) -> tuple[bool, str]:
     """CheckConfig's answer: (True, "success") or (False, why)."""
     try:
         reason = handler.check_config(cfgstring)
@@ -75,7 +76,7 @@ def check_config(handler: Handler, cfgstring: str) -> tuple[bool, str]:
     return (True, "success") if reason is None else (False, reason or "unknown")
 
 
-def change_medium(configfs: Path, handler: Handler, name: str, size: int,
+def change_medium(configfs: Path, handler: "Handler", name: str, size: int,
                   cfgstring: str) -> tuple[int, str]:
     """ChangeMedium: point the enabled ``user`` device NAME of this handler at another
     cfgstring and size, through its attrib/dev_config and attrib/dev_size (the runner's
@@ -100,6 +101,7 @@ def serve(address: str, configfs: Path, ready=None) -> int:
     """Own BUS_NAME on the bus at ``address`` and answer until SIGTERM/SIGINT."""
     from gi.repository import Gio, GLib
 
+    from simfs_plugins.handlers import discover_handlers  # only where the service runs
     handlers = discover_handlers()
     node = Gio.DBusNodeInfo.new_for_xml(XML)
     flags = (Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT
