@@ -34,7 +34,7 @@ def serve(mountpoint: str, profile_name: str = "modern", state_dir: str | None =
     core = TargetCore(profile, log=log, state_dir=sdir, dbroot=dbroot)
     tree = core.build_tree()
     engine = ScsiEngine(core)
-    core.engine = engine  # one engine for every entry point: CLI, iSCSI, loopback
+    # the engine registers itself as core.engine: one for every entry point (CLI, iSCSI, loopback)
     control = ControlServer(core, engine, sdir)
     tracer = _trace_server(core, tree, engine, sdir, profile.name)
     iscsi = _iscsi_server(core, log)

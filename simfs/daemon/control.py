@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -111,8 +110,7 @@ class ControlServer(UnixServer):
     def _fault(self, req: dict) -> dict:
         """Inject, clear or show a device fault (docs/faults.md). ``kind`` None shows."""
         from simfs.scsi import faults
-        lock = getattr(self.core, "tree_lock", None) or threading.RLock()
-        with lock:
+        with self.core.tree_lock:
             dev = self._device(req["device"])
             kind = req.get("kind")
             if kind is not None:

@@ -41,7 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from simfs.scsi import sense
+from simfs.core import tmr
+from simfs.core.t10 import spc as t10
+from simfs.scsi import sense, state
 from simfs.scsi import status as S
 from simfs.scsi.command import DATA_IN, DATA_NONE, DATA_OUT, Nexus, TargetPort
 from simfs.scsi.sense import ReservationConflict
@@ -59,7 +61,9 @@ PRO_REGISTER_AND_MOVE = 7
 # PERSISTENT RESERVE IN service actions
 PRI_READ_KEYS, PRI_READ_RESERVATION, PRI_REPORT_CAPABILITIES, PRI_READ_FULL_STATUS = 0, 1, 2, 3
 # types
-WE, EA, WE_RO, EA_RO, WE_AR, EA_AR = 1, 3, 5, 6, 7, 8
+WE, EA = t10.PR_TYPE_WRITE_EXCLUSIVE, t10.PR_TYPE_EXCLUSIVE_ACCESS
+WE_RO, EA_RO = t10.PR_TYPE_WRITE_EXCLUSIVE_REGONLY, t10.PR_TYPE_EXCLUSIVE_ACCESS_REGONLY
+WE_AR, EA_AR = t10.PR_TYPE_WRITE_EXCLUSIVE_ALLREG, t10.PR_TYPE_EXCLUSIVE_ACCESS_ALLREG
 PR_TYPES = (WE, EA, WE_RO, EA_RO, WE_AR, EA_AR)
 REG_ONLY = (WE_RO, EA_RO)
 ALL_REG = (WE_AR, EA_AR)
@@ -117,11 +121,11 @@ class PrRuntime:
 
 
 def runtime(dev: "SeDevice") -> PrRuntime:
-    rt = getattr(dev, "pr_runtime", None)
-    if rt is None:
-        rt = PrRuntime()
-        dev.pr_runtime = rt  # type: ignore[attr-defined]
-    return rt
+    """The device's reservation state the tree does not show (made on first use)."""
+    st = state.of(dev)
+    if st.pr is None:
+        st.pr = PrRuntime()
+    return st.pr
 
 
 # -- small helpers ----------------------------------------------------------------------------
@@ -975,10 +979,7 @@ def _pro_preempt(cmd: "Command", pr_type: int, scope: int, res_key: int, sa_res_
                 _ua_lun(dev, r, ASCQ_RESERVATIONS_RELEASED)
     if abort:
         # core_tmr_lun_reset over the preempted nexuses; simfs has no task set to abort
-        name = dev.backend.name
-        log.debug(f"LUN_RESET: Preempt starting for [{name}], tas: {dev.attrib.emulate_tas}")
-        dev.num_resets += 1
-        log.debug(f"LUN_RESET: Preempt for [{name}] Complete")
+        tmr.core_tmr_lun_reset(dev, preempt=True)
     if dev.pr.aptpl_active:
         _update_and_write_aptpl_quiet(dev)
     _gen(dev)

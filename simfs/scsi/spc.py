@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 
+from simfs.core.t10.sam import int_to_scsilun
 from simfs.scsi import alua, pr, sense
 from simfs.scsi import status as S
 from simfs.scsi import vpd
@@ -167,16 +168,6 @@ def emulate_request_sense(cmd: "Command") -> bytes:
 
 
 # -- REPORT LUNS ----------------------------------------------------------------------------------
-def int_to_scsilun(lun: int) -> bytes:
-    """int_to_scsilun: 2-byte levels, lowest first; no addressing-method bits are added."""
-    out = bytearray(8)
-    for i in range(0, 8, 2):
-        out[i] = (lun >> 8) & 0xFF
-        out[i + 1] = lun & 0xFF
-        lun >>= 16
-    return bytes(out)
-
-
 def visible_luns(cmd: "Command") -> list[int]:
     """The LUNs this I_T nexus reaches, in report order.
 
