@@ -34,15 +34,14 @@ class CoreEvents:
 
     def __init__(self, core: "TargetCore"):
         self.core = core
+        #: a LOGICAL UNIT RESET drops the device's SPC-2 reservation (engine state)
+        self.release_spc2_reservation: Callable[[Any], None] = lambda dev: None
+        #: target_dev_ua_allocate: a unit attention for every I_T nexus reaching a device
+        self.dev_ua_allocate: Callable[[Any, int, int], None] = lambda dev, asc, ascq: None
 
     def alua_state_changed(self, gp: TgPtGp) -> None:
         """A target port group changed state: the engine queues 2Ah/06h unit attentions."""
 
-    def release_spc2_reservation(self, dev) -> None:
-        """A LOGICAL UNIT RESET drops the device's SPC-2 reservation (engine state)."""
-
-    def dev_ua_allocate(self, dev, asc: int, ascq: int) -> None:
-        """target_dev_ua_allocate: a unit attention for every I_T nexus reaching ``dev``."""
 
     def alua_metadata(self, gp: TgPtGp) -> None:
         """alua_write_metadata=1: ``<dbroot>/alua/tpgs_<serial>/<group>`` as the kernel writes it."""

@@ -449,7 +449,7 @@ def set_secondary_state(lun: TargetPort, explicit: bool, offline: bool) -> bool:
         return False
     lun.offline = bool(offline)
     status = STATUS_ALTERED_BY_EXPLICIT_STPG if explicit else STATUS_ALTERED_BY_IMPLICIT_ALUA
-    lun.secondary_status = status  # type: ignore[attr-defined]
+    lun.secondary_status = status
     core.log.debug(f"Successful {'explicit' if explicit else 'implicit'} ALUA transition TG PT "
                    f"Group: {gp.name} ID: {gp.id} to secondary access state: "
                    f"{'OFFLINE' if offline else 'ONLINE'}")

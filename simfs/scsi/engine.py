@@ -76,8 +76,8 @@ def _install_tmr_hooks(core: "TargetCore") -> None:
         for key in alua.nexuses(dev):
             uas.allocate(key, asc, ascq)
 
-    events.release_spc2_reservation = release_spc2  # type: ignore[method-assign]
-    events.dev_ua_allocate = dev_ua_allocate  # type: ignore[method-assign]
+    events.release_spc2_reservation = release_spc2
+    events.dev_ua_allocate = dev_ua_allocate
 
 
 class ScsiEngine:
