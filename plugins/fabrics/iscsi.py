@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from simfs.configfs import Attribute, ConfigfsError, Group
 from simfs.scsi import status as S
 from simfs.scsi.command import Nexus, Result
-from simfs.core import kparse
+from simfs.scsi.engine import ScsiEngine
+from simfs.core import kparse, tmr
 from simfs.core.core import CoreEvents
 from simfs.core.fabric import (FabricModule, FabricOps, FixedGroup, SeWwn, all_tpgs,
                               fabric_modules, obj, register_template)
@@ -900,12 +901,11 @@ def _pisc(np: IscsiNp) -> str:
 
 def _portals_changed_later(core: "TargetCore") -> None:
     """The np group is in the tree only after make_np returns: tell the server just after."""
-    lock = getattr(core, "tree_lock", None)
+    lock = core.tree_lock
 
     def run() -> None:
-        if lock is not None:
-            with lock:
-                pass
+        with lock:
+            pass
         _portals_changed(core)
     threading.Thread(target=run, name="simfs-iscsi-portals", daemon=True).start()
 
@@ -969,12 +969,8 @@ def _np_matches(np: IscsiNp, portal: tuple) -> bool:
 
 
 def _engine(core: "TargetCore"):
-    eng = getattr(core, "engine", None)
-    if eng is None:
-        from simfs.scsi.engine import ScsiEngine
-        eng = ScsiEngine(core)
-        core.engine = eng  # type: ignore[attr-defined]
-    return eng
+    """The core's SCSI engine (a new engine registers itself as core.engine)."""
+    return core.engine if core.engine is not None else ScsiEngine(core)
 
 
 class TpgView:
@@ -1003,7 +999,7 @@ class TpgView:
                                                  NA_NOPIN_RESPONSE_TIMEOUT)
 
     def _lock(self):
-        return getattr(self.core, "tree_lock", None) or threading.RLock()
+        return self.core.tree_lock
 
     # -- LUNs -----------------------------------------------------------------------------------
     def luns(self) -> list[int]:
@@ -1071,27 +1067,14 @@ class TpgView:
     # -- task management (target_tmr_work) ------------------------------------------------------
     def task_management(self, isid: Any, function: int, lun: int, ref_itt: int) -> int:
         """The core side of a TMF; returns the iSCSI response code (0 FUNCTION COMPLETE)."""
-        from simfs.scsi import pr
-        from simfs.scsi.engine import scsi_state
-        from simfs.scsi.ua import BUS_DEVICE_RESET
-        if function != 5:  # only LOGICAL UNIT RESET has effects beyond the task set
+        if function != tmr.TMR_LUN_RESET:  # the others act on the task set only
             return 0
+        _engine(self.core)  # its hooks do the engine's part of the reset
         with self._lock():
-            deve = self.acl.deves.get(lun)
-            if deve is None or deve.lun.dev is None:
+            deve = tmr.lookup_deve(self.acl, lun)
+            if deve is None:
                 return 2  # LUN DOES NOT EXIST
-            dev = deve.lun.dev
-            self.core.log.debug(f"LUN_RESET: TMR starting for [{self.tpg.ops.name}], tas: "
-                                f"{dev.attrib.emulate_tas}")
-            if pr.runtime(dev).spc2 is not None:
-                pr.release_spc2(dev)
-                self.core.log.debug("LUN_RESET: SCSI-2 Released reservation")
-            dev.num_resets += 1
-            # target_dev_ua_allocate: every I_T nexus that reaches the device
-            ua = scsi_state(dev).ua
-            for key in list(getattr(dev, "alua_nexuses", {})):
-                ua.allocate(key, *BUS_DEVICE_RESET)
-            self.core.log.debug(f"LUN_RESET: TMR for [{self.tpg.ops.name}] Complete")
+            tmr.lun_reset(deve.lun.dev)
         return 0
 
     def abort(self) -> None:
@@ -1130,7 +1113,7 @@ class TpgView:
                 if len(cache) >= 1024:
                     cache.clear()
                 cache[key] = (port, nexus)
-            engine = self.core.__dict__.get("engine") or _engine(self.core)
+            engine = _engine(self.core)
         res = engine.submit(nexus, port.dev, cdb, data_out)
         with lock:
             port.cmd_pdus += 1
@@ -1155,7 +1138,7 @@ class TreeIscsiBackend:
         self.core = core
 
     def _lock(self):
-        return getattr(self.core, "tree_lock", None) or threading.RLock()
+        return self.core.tree_lock
 
     def _tpgs(self) -> list["SePortalGroup"]:
         return list(all_tpgs(self.core, "iscsi"))

@@ -100,10 +100,12 @@ class OpenAttribute:
 class ConfigfsTree:
     """A mounted configfs: the root group and the operations a VFS performs on it."""
 
-    def __init__(self, root: Group, log: Callable[[str], None] = lambda msg: None):
+    def __init__(self, root: Group, log: Callable[[str], None] = lambda msg: None,
+                 lock: Optional[threading.RLock] = None):
         self.root = root
         self.log_err = log
-        self.lock = threading.RLock()
+        #: every operation holds it; the owner of the model may share its own
+        self.lock = lock if lock is not None else threading.RLock()
         self.uid = os.getuid()
         self.gid = os.getgid()
         #: Set while a store runs: the pid of the writing process (the seed's ``fd`` needs it).

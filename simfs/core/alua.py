@@ -15,34 +15,27 @@ from typing import TYPE_CHECKING, Optional
 
 from simfs.configfs import Attribute, ConfigfsError, Group
 from simfs.core.kparse import cstr, kstrtoul
+# access states, supported-state bits and names are SPC-4's (simfs.core.t10.spc)
+from simfs.core.t10.spc import (ALUA_ACCESS_STATE_ACTIVE_NON_OPTIMIZED,  # noqa: F401
+                                ALUA_ACCESS_STATE_ACTIVE_OPTIMIZED, ALUA_ACCESS_STATE_LBA_DEPENDENT,
+                                ALUA_ACCESS_STATE_OFFLINE, ALUA_ACCESS_STATE_STANDBY,
+                                ALUA_ACCESS_STATE_TRANSITION, ALUA_ACCESS_STATE_UNAVAILABLE,
+                                ALUA_AN_SUP, ALUA_AO_SUP, ALUA_LBD_SUP, ALUA_O_SUP, ALUA_S_SUP,
+                                ALUA_STATE_SUPPORT, ALUA_T_SUP, ALUA_U_SUP)
+from simfs.core.t10.spc import ALUA_STATE_NAMES as STATE_NAMES
 
 if TYPE_CHECKING:
     from simfs.core.core import TargetCore
     from simfs.core.device import SeDevice
 
-# Primary / secondary access states
-ALUA_ACCESS_STATE_ACTIVE_OPTIMIZED = 0x0
-ALUA_ACCESS_STATE_ACTIVE_NON_OPTIMIZED = 0x1
-ALUA_ACCESS_STATE_STANDBY = 0x2
-ALUA_ACCESS_STATE_UNAVAILABLE = 0x3
-ALUA_ACCESS_STATE_LBA_DEPENDENT = 0x4
-ALUA_ACCESS_STATE_OFFLINE = 0xE
-ALUA_ACCESS_STATE_TRANSITION = 0xF
-
-STATE_NAMES = {0x0: "Active/Optimized", 0x1: "Active/NonOptimized", 0x4: "LBA Dependent",
-               0x2: "Standby", 0x3: "Unavailable", 0xE: "Offline", 0xF: "Transitioning"}
 STATUS_NAMES = {0: "None", 1: "Altered by Explicit STPG", 2: "Altered by Implicit ALUA"}
 TYPE_NAMES = {3: "Implicit and Explicit", 1: "Implicit", 2: "Explicit", 0: "None"}
 
-# Supported-state bits (RTPG byte 1)
-ALUA_T_SUP, ALUA_O_SUP, ALUA_LBD_SUP, ALUA_U_SUP = 0x80, 0x40, 0x10, 0x08
-ALUA_S_SUP, ALUA_AN_SUP, ALUA_AO_SUP = 0x04, 0x02, 0x01
 SUPPORT_BITS = (("transitioning", ALUA_T_SUP), ("offline", ALUA_O_SUP),
                 ("lba_dependent", ALUA_LBD_SUP), ("unavailable", ALUA_U_SUP),
                 ("standby", ALUA_S_SUP), ("active_nonoptimized", ALUA_AN_SUP),
                 ("active_optimized", ALUA_AO_SUP))
-STATE_SUPPORT = {0x0: ALUA_AO_SUP, 0x1: ALUA_AN_SUP, 0x2: ALUA_S_SUP, 0x3: ALUA_U_SUP,
-                 0x4: ALUA_LBD_SUP, 0xE: ALUA_O_SUP, 0xF: ALUA_T_SUP}
+STATE_SUPPORT = ALUA_STATE_SUPPORT
 
 TPGS_IMPLICIT_ALUA = 0x10
 TPGS_EXPLICIT_ALUA = 0x20

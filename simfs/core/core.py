@@ -10,8 +10,9 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from simfs.configfs import Attribute, ConfigfsError, ConfigfsTree, Group
 from simfs.klog import KernelLog
@@ -33,9 +34,14 @@ class CoreEvents:
 
     def __init__(self, core: "TargetCore"):
         self.core = core
+        #: a LOGICAL UNIT RESET drops the device's SPC-2 reservation (engine state)
+        self.release_spc2_reservation: Callable[[Any], None] = lambda dev: None
+        #: target_dev_ua_allocate: a unit attention for every I_T nexus reaching a device
+        self.dev_ua_allocate: Callable[[Any, int, int], None] = lambda dev, asc, ascq: None
 
     def alua_state_changed(self, gp: TgPtGp) -> None:
         """A target port group changed state: the engine queues 2Ah/06h unit attentions."""
+
 
     def alua_metadata(self, gp: TgPtGp) -> None:
         """alua_write_metadata=1: ``<dbroot>/alua/tpgs_<serial>/<group>`` as the kernel writes it."""
@@ -88,7 +94,12 @@ class TargetCore:
         self.log = log or KernelLog()
         self.state_dir = Path(state_dir) if state_dir else None
         self.events = CoreEvents(self)
-        self.tree_lock = None  # set by the tree: released while a writer sleeps
+        #: the configfs tree's lock (the tree adopts it): every entry point serialises on
+        #: it, and a writer that sleeps releases it
+        self.tree_lock = threading.RLock()
+        #: the SCSI engine serving this core (made by the daemon or the first fabric that
+        #: needs one); declared here so no layer attaches it
+        self.engine: Any = None
         self._writer_pid: Callable[[], int] = lambda: 0
         self.warned_once: set[str] = set()
         self.hbas: dict[str, SeHba] = {}
@@ -188,8 +199,7 @@ class TargetCore:
     def build_tree(self) -> ConfigfsTree:
         root = Group("")
         target = root.add_default_group(TargetGroup(self))
-        tree = ConfigfsTree(root, self.log.err)
-        self.tree_lock = tree.lock
+        tree = ConfigfsTree(root, self.log.err, lock=self.tree_lock)
         self._writer_pid = lambda: tree.writer_pid
         self.tree = tree
         self.target_group = target

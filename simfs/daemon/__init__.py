@@ -38,7 +38,7 @@ def serve(mountpoint: str, profile_name: str = "modern", state_dir: str | None =
     set_hardware_ports(core, wwns)
     tree = core.build_tree()
     engine = ScsiEngine(core)
-    core.engine = engine  # one engine for every entry point: CLI, iSCSI, loopback
+    # the engine registers itself as core.engine: one for every entry point (CLI, iSCSI, loopback)
     control = ControlServer(core, engine, sdir)
     tracer = _trace_server(core, tree, engine, sdir, profile.name)
     iscsi = _iscsi_server(core, log, listen_any)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,8 +66,7 @@ class ControlServer(UnixServer):
     def _modprobe(self, req: dict) -> dict:
         """``modprobe MODULE`` for a fabric module: its fabrics register (simfs/cli/modprobe.py)."""
         from simfs.core.fabric import load_module
-        lock = getattr(self.core, "tree_lock", None) or threading.RLock()
-        with lock:
+        with self.core.tree_lock:
             return {"ok": True, "fabrics": load_module(self.core, str(req["module"]))}
 
     def _device(self, name: str) -> "SeDevice":
@@ -128,14 +126,13 @@ class ControlServer(UnixServer):
         come back here, before its first command is even parsed, whatever that command
         does (core_tpg_add_node_to_devs -> core_scsi3_check_aptpl_registration)."""
         from simfs.scsi import pr
-        with getattr(self.core, "tree_lock", None) or threading.RLock():
+        with self.core.tree_lock:
             pr.note_nexus(dev, nexus)
 
     def _fault(self, req: dict) -> dict:
         """Inject, clear or show a device fault (docs/faults.md). ``kind`` None shows."""
         from simfs.scsi import faults
-        lock = getattr(self.core, "tree_lock", None) or threading.RLock()
-        with lock:
+        with self.core.tree_lock:
             dev = self._device(req["device"])
             kind = req.get("kind")
             if kind is not None:

@@ -15,27 +15,22 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
 from typing import Any
 
+from simfs.core.t10 import spc as t10
 from simfs.daemon import show_svg
 
-ALUA_STATES = [(0x0, "Active/Optimized"), (0x1, "Active/NonOptimized"), (0x2, "Standby"),
-               (0x3, "Unavailable"), (0x4, "LBA Dependent"), (0xE, "Offline"),
-               (0xF, "Transitioning")]
+#: (state, name) in the order the state machine is drawn
+ALUA_STATES = list(t10.ALUA_STATE_NAMES.items())
 #: supported_states bits (tg_pt_gp alua_support_*) per state
-ALUA_SUPPORT_BITS = {0x0: 0x01, 0x1: 0x02, 0x2: 0x04, 0x3: 0x08, 0x4: 0x10, 0xE: 0x40,
-                     0xF: 0x80}
-PR_TYPES = {1: "Write Exclusive", 3: "Exclusive Access", 5: "Write Exclusive, Registrants Only",
-            6: "Exclusive Access, Registrants Only", 7: "Write Exclusive, All Registrants",
-            8: "Exclusive Access, All Registrants"}
+ALUA_SUPPORT_BITS = t10.ALUA_STATE_SUPPORT
+PR_TYPES = t10.PR_TYPE_NAMES
 
 
 # == the daemon side ==========================================================================
 def handle(core: Any, req: dict) -> dict:
     """A ``show`` request: ``what`` is ``topology``, ``pr`` or ``alua`` (with ``device``)."""
-    lock = getattr(core, "tree_lock", None) or threading.RLock()
-    with lock:
+    with core.tree_lock:
         what = req.get("what", "topology")
         if what == "topology":
             return topology(core)

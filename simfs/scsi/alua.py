@@ -36,10 +36,13 @@ Kernel facts settled here (modern target_core_alua.c / target_core_transport.c):
 
 from __future__ import annotations
 
+import weakref
+
 import time
 from typing import TYPE_CHECKING, Callable, Optional
 
-from simfs.scsi import sense
+from simfs.core.t10 import spc as t10
+from simfs.scsi import sense, state
 from simfs.scsi import status as S
 from simfs.scsi.command import DATA_IN, DATA_OUT, TargetPort
 from simfs.scsi.sense import SenseError
@@ -50,18 +53,17 @@ if TYPE_CHECKING:
     from simfs.core.device import SeDevice
     from simfs.scsi.command import Command, Nexus
 
-# Access states and bits (the same values as target/alua.py, kept local to avoid a
-# dependency cycle at import time).
-AO, ANO, STANDBY, UNAVAILABLE = 0x0, 0x1, 0x2, 0x3
-LBA_DEPENDENT, OFFLINE, TRANSITION = 0x4, 0xE, 0xF
-T_SUP, O_SUP, LBD_SUP, U_SUP, S_SUP, AN_SUP, AO_SUP = 0x80, 0x40, 0x10, 0x08, 0x04, 0x02, 0x01
+# Access states and supported-state bits: SPC-4's (simfs.core.t10.spc), under short names
+AO, ANO = t10.ALUA_ACCESS_STATE_ACTIVE_OPTIMIZED, t10.ALUA_ACCESS_STATE_ACTIVE_NON_OPTIMIZED
+STANDBY, UNAVAILABLE = t10.ALUA_ACCESS_STATE_STANDBY, t10.ALUA_ACCESS_STATE_UNAVAILABLE
+LBA_DEPENDENT, OFFLINE = t10.ALUA_ACCESS_STATE_LBA_DEPENDENT, t10.ALUA_ACCESS_STATE_OFFLINE
+TRANSITION = t10.ALUA_ACCESS_STATE_TRANSITION
+T_SUP, O_SUP, LBD_SUP, U_SUP = t10.ALUA_T_SUP, t10.ALUA_O_SUP, t10.ALUA_LBD_SUP, t10.ALUA_U_SUP
+S_SUP, AN_SUP, AO_SUP = t10.ALUA_S_SUP, t10.ALUA_AN_SUP, t10.ALUA_AO_SUP
 TPGS_EXPLICIT_ALUA = 0x20
 STATUS_ALTERED_BY_EXPLICIT_STPG = 1
 STATUS_ALTERED_BY_IMPLICIT_ALUA = 2
 
-_STATE_NAMES = {AO: "Active/Optimized", ANO: "Active/NonOptimized", LBA_DEPENDENT: "LBA Dependent",
-                STANDBY: "Standby", UNAVAILABLE: "Unavailable", OFFLINE: "Offline",
-                TRANSITION: "Transitioning"}
 
 # sense_reason_t numbers the kernel prints in "ASC/rc: 0x04/%d"
 TCM_ALUA_TG_PT_STANDBY, TCM_ALUA_TG_PT_UNAVAILABLE, TCM_ALUA_STATE_TRANSITION = 0x20, 0x21, 0x22
@@ -82,16 +84,17 @@ _DATA_CDB_OPCODES = frozenset({
 
 
 def dump_state(state: int) -> str:
-    return _STATE_NAMES.get(state, "Unknown")
+    return t10.ALUA_STATE_NAMES.get(state, "Unknown")
 
 
 # -- nexus registry and unit attentions ---------------------------------------------------------
 def _seen(dev: "SeDevice") -> dict:
-    reg = getattr(dev, "alua_nexuses", None)
-    if reg is None:
-        reg = {}
-        dev.alua_nexuses = reg  # type: ignore[attr-defined]
-    return reg
+    return state.of(dev).nexuses
+
+
+def nexuses(dev: "SeDevice") -> list:
+    """The keys of every I_T nexus that reached ``dev`` (target_dev_ua_allocate's list)."""
+    return list(_seen(dev))
 
 
 def note_nexus(nexus: "Nexus", dev: "SeDevice") -> None:
@@ -135,16 +138,20 @@ def install(target) -> None:
     """
     core = getattr(target, "core", target) if not hasattr(target, "events") else target
     events = core.events
-    current = events.alua_state_changed
-    if getattr(current, "_simfs_scsi_alua", False):
+    if events in _INSTALLED:
         return
+    current = events.alua_state_changed
 
     def hook(gp, _prev=current):
         _prev(gp)
         queue_state_change_ua(gp)
 
-    hook._simfs_scsi_alua = True  # type: ignore[attr-defined]
     events.alua_state_changed = hook
+    _INSTALLED.add(events)
+
+
+#: the CoreEvents already wired (weakly: they go with their core)
+_INSTALLED: "weakref.WeakSet" = weakref.WeakSet()
 
 
 # -- port membership -----------------------------------------------------------------------------
@@ -229,12 +236,12 @@ def _lba_dependent(cmd: "Command", gp_id: int) -> Optional[SenseError]:
                 break
         if cur is None:
             return sense.ALUA_TG_PT_UNAVAILABLE()
-        for pg_id, state in cur:
+        for pg_id, access in cur:
             if pg_id != gp_id:
                 continue
-            if state == STANDBY:
+            if access == STANDBY:
                 return sense.ALUA_TG_PT_STANDBY()
-            if state == UNAVAILABLE:
+            if access == UNAVAILABLE:
                 return sense.ALUA_TG_PT_UNAVAILABLE()
     return None
 
@@ -296,7 +303,7 @@ def state_check(cmd: "Command", note: bool = True) -> None:
 
 def _sleep_unlocked(core: Optional["TargetCore"], msecs: int) -> None:
     """Sleep without holding the configfs tree (as Alua._transition_one does)."""
-    lock = getattr(core, "tree_lock", None) if core is not None else None
+    lock = core.tree_lock if core is not None else None
     released = False
     if lock is not None:
         try:
@@ -442,7 +449,7 @@ def set_secondary_state(lun: TargetPort, explicit: bool, offline: bool) -> bool:
         return False
     lun.offline = bool(offline)
     status = STATUS_ALTERED_BY_EXPLICIT_STPG if explicit else STATUS_ALTERED_BY_IMPLICIT_ALUA
-    lun.secondary_status = status  # type: ignore[attr-defined]
+    lun.secondary_status = status
     core.log.debug(f"Successful {'explicit' if explicit else 'implicit'} ALUA transition TG PT "
                    f"Group: {gp.name} ID: {gp.id} to secondary access state: "
                    f"{'OFFLINE' if offline else 'ONLINE'}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from typing import Optional
 
+from simfs.core.t10 import spc as t10
 from simfs.scsi import status as S
 
 
@@ -64,9 +65,7 @@ PR_IN_SA = {"read-keys": 0, "read-reservation": 1, "report-capabilities": 2,
             "read-full-status": 3}
 PR_OUT_SA = {"register": 0, "reserve": 1, "release": 2, "clear": 3, "preempt": 4,
              "preempt-abort": 5, "register-ignore": 6, "register-move": 7}
-PR_TYPES = {1: "Write Exclusive", 3: "Exclusive Access",
-            5: "Write Exclusive, Registrants Only", 6: "Exclusive Access, Registrants Only",
-            7: "Write Exclusive, All Registrants", 8: "Exclusive Access, All Registrants"}
+PR_TYPES = t10.PR_TYPE_NAMES
 
 
 def pr_out(sa: int, key: int = 0, sa_key: int = 0, pr_type: int = 0, scope: int = 0,
@@ -93,42 +92,8 @@ def set_target_port_groups(descs: list[tuple[int, int]]) -> tuple[bytes, bytes]:
 
 
 # -- decoders -----------------------------------------------------------------------------
-SENSE_KEYS = ["NO SENSE", "RECOVERED ERROR", "NOT READY", "MEDIUM ERROR", "HARDWARE ERROR",
-              "ILLEGAL REQUEST", "UNIT ATTENTION", "DATA PROTECT", "BLANK CHECK",
-              "VENDOR SPECIFIC", "COPY ABORTED", "ABORTED COMMAND", "", "VOLUME OVERFLOW",
-              "MISCOMPARE", ""]
-ASC_NAMES = {
-    (0x04, 0x0A): "ASYMMETRIC ACCESS STATE TRANSITION",
-    (0x04, 0x0B): "TARGET PORT IN STANDBY STATE",
-    (0x04, 0x0C): "TARGET PORT IN UNAVAILABLE STATE",
-    (0x04, 0x12): "LOGICAL UNIT NOT READY, OFFLINE",
-    (0x08, 0x00): "LOGICAL UNIT COMMUNICATION FAILURE",
-    (0x0D, 0x02): "COPY TARGET DEVICE NOT REACHABLE",
-    (0x1A, 0x00): "PARAMETER LIST LENGTH ERROR",
-    (0x1D, 0x00): "MISCOMPARE DURING VERIFY OPERATION",
-    (0x20, 0x00): "INVALID COMMAND OPERATION CODE",
-    (0x21, 0x00): "LOGICAL BLOCK ADDRESS OUT OF RANGE",
-    (0x24, 0x00): "INVALID FIELD IN CDB",
-    (0x25, 0x00): "LOGICAL UNIT NOT SUPPORTED",
-    (0x26, 0x00): "INVALID FIELD IN PARAMETER LIST",
-    (0x26, 0x04): "INVALID RELEASE OF PERSISTENT RESERVATION",
-    (0x26, 0x06): "TOO MANY TARGET DESCRIPTORS",
-    (0x26, 0x07): "UNSUPPORTED TARGET DESCRIPTOR TYPE CODE",
-    (0x26, 0x08): "TOO MANY SEGMENT DESCRIPTORS",
-    (0x26, 0x09): "UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE",
-    (0x27, 0x00): "WRITE PROTECTED",
-    (0x29, 0x03): "BUS DEVICE RESET FUNCTION OCCURRED",
-    (0x29, 0x07): "I_T NEXUS LOSS OCCURRED",
-    (0x2A, 0x03): "RESERVATIONS PREEMPTED",
-    (0x2A, 0x04): "RESERVATIONS RELEASED",
-    (0x2A, 0x05): "REGISTRATIONS PREEMPTED",
-    (0x2A, 0x06): "ASYMMETRIC ACCESS STATE CHANGED",
-    (0x2A, 0x09): "CAPACITY DATA HAS CHANGED",
-    (0x2C, 0x09): "PREVIOUS RESERVATION CONFLICT STATUS",
-    (0x3F, 0x03): "INQUIRY DATA HAS CHANGED",
-    (0x3F, 0x0E): "REPORTED LUNS DATA HAS CHANGED",
-    (0x55, 0x04): "INSUFFICIENT REGISTRATION RESOURCES",
-}
+SENSE_KEYS = t10.SENSE_KEY_NAMES
+ASC_NAMES = t10.ASC_NAMES
 STATUS_NAMES = {S.GOOD: "GOOD", S.CHECK_CONDITION: "CHECK CONDITION", S.BUSY: "BUSY",
                 S.RESERVATION_CONFLICT: "RESERVATION CONFLICT",
                 S.TASK_SET_FULL: "TASK SET FULL"}
@@ -240,8 +205,7 @@ def decode_pr_in(sa: int, data: bytes) -> list[str]:
     return out
 
 
-ALUA_STATES = {0: "Active/Optimized", 1: "Active/NonOptimized", 2: "Standby",
-               3: "Unavailable", 4: "LBA Dependent", 0xE: "Offline", 0xF: "Transitioning"}
+ALUA_STATES = t10.ALUA_STATE_NAMES
 
 
 def decode_rtpg(data: bytes) -> list[str]:

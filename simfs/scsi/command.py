@@ -28,8 +28,9 @@ class TargetPort:
     lun: int = 0
     #: the device's target port group this LUN belongs to (an alua.TgPtGp) or None
     tg_pt_gp: Any = None
-    #: ALUA secondary state: LUN offline (alua_tg_pt_offline)
+    #: ALUA secondary state: LUN offline (alua_tg_pt_offline) and why (alua_tg_pt_status)
     offline: bool = False
+    secondary_status: int = 0
     #: LUN opened read-only for this initiator (mapped LUN write_protect)
     write_protect: bool = False
     #: the device this LUN exports (an SeDevice), None while unlinked

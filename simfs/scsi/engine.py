@@ -8,15 +8,15 @@ the ALUA access-state check and the reservation check, and only then runs.
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Optional
 
 import contextlib
 
-from simfs.scsi import alua, faults, pr, sbc, sense, spc, xcopy
+from simfs.scsi import alua, faults, pr, sbc, sense, spc, state, xcopy
 from simfs.scsi import status as S
 from simfs.scsi.command import DATA_IN, DATA_OUT, Command, Nexus, Result
 from simfs.scsi.sense import ReservationConflict, SenseError, StatusError
+from simfs.scsi.state import DeviceState
 from simfs.core.backend import NOT_HANDLED
 from simfs.scsi.ua import INTLCK_ESTABLISH_UA, PREVIOUS_RESERVATION_CONFLICT_STATUS, UnitAttentions
 from simfs.scsi import ua as ua_mod
@@ -73,21 +73,27 @@ def _kernel_keeps(cmd: Command) -> bool:
     return False
 
 
-class DeviceScsiState:
-    """What the engine keeps per device beyond the configfs-visible state."""
-
-    def __init__(self) -> None:
-        self.ua = UnitAttentions()
-        #: serialises data commands on one device against each other
-        self.io_lock = threading.Lock()
+def scsi_state(dev: "SeDevice") -> DeviceState:
+    """The engine's state of ``dev`` (simfs.scsi.state)."""
+    return state.of(dev)
 
 
-def scsi_state(dev: "SeDevice") -> DeviceScsiState:
-    st = getattr(dev, "scsi", None)
-    if st is None:
-        st = DeviceScsiState()
-        dev.scsi = st  # type: ignore[attr-defined]
-    return st
+def _install_tmr_hooks(core: "TargetCore") -> None:
+    """The engine's side of the core's task management (simfs.core.tmr)."""
+    events = core.events
+
+    def release_spc2(dev: "SeDevice") -> None:
+        if pr.runtime(dev).spc2 is not None:
+            pr.release_spc2(dev)
+            core.log.debug("LUN_RESET: SCSI-2 Released reservation")
+
+    def dev_ua_allocate(dev: "SeDevice", asc: int, ascq: int) -> None:
+        uas = state.of(dev).ua
+        for key in alua.nexuses(dev):
+            uas.allocate(key, asc, ascq)
+
+    events.release_spc2_reservation = release_spc2
+    events.dev_ua_allocate = dev_ua_allocate
 
 
 class ScsiEngine:
@@ -95,11 +101,14 @@ class ScsiEngine:
 
     def __init__(self, core: "TargetCore"):
         self.core = core
-        self._fallback_lock = threading.RLock()
+        if core.engine is None:
+            core.engine = self  # fabrics and the control socket submit through it
+        alua.install(core)
+        _install_tmr_hooks(core)
 
     @property
     def _lock(self):
-        return getattr(self.core, "tree_lock", None) or self._fallback_lock
+        return self.core.tree_lock
 
     @property
     def log(self):
@@ -189,7 +198,7 @@ class ScsiEngine:
             raise sense.UNSUPPORTED_SCSI_OPCODE()
         return cmd.execute(cmd)
 
-    def _checks(self, cmd: Command, st: DeviceScsiState) -> None:
+    def _checks(self, cmd: Command, st: DeviceState) -> None:
         pending = ua_mod.check(cmd, st.ua)
         if pending:
             raise sense.unit_attention(*pending)

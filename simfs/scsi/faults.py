@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from simfs.scsi import sense
+from simfs.scsi import sense, state
 
 if TYPE_CHECKING:
     from simfs.core.device import SeDevice
@@ -83,7 +83,8 @@ class DeviceFaults:
 
 def of(dev: SeDevice) -> DeviceFaults | None:
     """The device's fault state, or None when nothing was ever injected (the fast path)."""
-    return getattr(dev, "faults", None)
+    st = state.peek(dev)
+    return st.faults if st is not None else None
 
 
 def _name(dev: SeDevice) -> str:
@@ -96,10 +97,10 @@ def inject(dev: SeDevice, kind: str, arg: int | None = None) -> DeviceFaults:
     bad request."""
     if kind not in KINDS:
         raise ValueError(f"unknown fault {kind!r} (one of: {', '.join(KINDS)})")
-    f = of(dev)
+    st = state.of(dev)
+    f = st.faults
     if f is None:
-        f = DeviceFaults()
-        dev.faults = f  # type: ignore[attr-defined]
+        f = st.faults = DeviceFaults()
     log = dev.core.log
     if kind == "clear":
         was = f.active()

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 
-from simfs.scsi import alua, pr, sense
+from simfs.core.t10.sam import int_to_scsilun
+from simfs.scsi import alua, pr, pr_in, pr_out, sense
 from simfs.scsi import status as S
 from simfs.scsi import vpd
 from simfs.scsi.command import DATA_IN, DATA_NONE, DATA_OUT
@@ -65,11 +66,11 @@ def parse(cmd: "Command") -> bool:
     elif op == S.PERSISTENT_RESERVE_IN:
         _need(cmd, 10)
         _data_in(cmd, _be16(cdb, 7), None)
-        pr.parse_pr_in(cmd)
+        pr_in.parse_pr_in(cmd)
     elif op == S.PERSISTENT_RESERVE_OUT:
         _need(cmd, 10)
         cmd.direction = DATA_OUT
-        pr.parse_pr_out(cmd)
+        pr_out.parse_pr_out(cmd)
     elif op in (S.RELEASE, S.RELEASE_10):
         fn = getattr(pr, "parse_spc2_release", None)
         if fn is None:
@@ -167,16 +168,6 @@ def emulate_request_sense(cmd: "Command") -> bytes:
 
 
 # -- REPORT LUNS ----------------------------------------------------------------------------------
-def int_to_scsilun(lun: int) -> bytes:
-    """int_to_scsilun: 2-byte levels, lowest first; no addressing-method bits are added."""
-    out = bytearray(8)
-    for i in range(0, 8, 2):
-        out[i] = (lun >> 8) & 0xFF
-        out[i + 1] = lun & 0xFF
-        lun >>= 16
-    return bytes(out)
-
-
 def visible_luns(cmd: "Command") -> list[int]:
     """The LUNs this I_T nexus reaches, in report order.
 

@@ -1,0 +1,54 @@
+"""What the engine keeps per device beyond the configfs-visible state, declared in one place.
+
+One :class:`DeviceState` per device, made on first use and dropped with the device (the
+registry holds devices weakly), so nothing is attached to core objects.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Optional
+
+from simfs.scsi.ua import UnitAttentions
+
+if TYPE_CHECKING:
+    from simfs.core.device import SeDevice
+    from simfs.scsi.faults import DeviceFaults
+    from simfs.scsi.pr import PrRuntime
+
+
+class DeviceState:
+    """The engine's state of one device."""
+
+    def __init__(self) -> None:
+        #: pending unit attentions, per I_T nexus
+        self.ua = UnitAttentions()
+        #: serialises data commands on the device against each other
+        self.io_lock = threading.Lock()
+        #: persistent/SPC-2 reservation state the tree does not show (made by pr.runtime)
+        self.pr: Optional["PrRuntime"] = None
+        #: injected faults (made by faults.inject); None on the fast path
+        self.faults: Optional["DeviceFaults"] = None
+        #: every I_T nexus that reached the device: who gets ALUA and reset UAs
+        self.nexuses: dict[tuple, Any] = {}
+
+
+_states: "weakref.WeakKeyDictionary[SeDevice, DeviceState]" = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def of(dev: "SeDevice") -> DeviceState:
+    """The engine state of ``dev`` (made once, on first use)."""
+    st = _states.get(dev)
+    if st is None:
+        with _lock:
+            st = _states.get(dev)
+            if st is None:
+                st = _states[dev] = DeviceState()
+    return st
+
+
+def peek(dev: "SeDevice") -> Optional[DeviceState]:
+    """The engine state of ``dev`` if any command or fault ever made one."""
+    return _states.get(dev)
