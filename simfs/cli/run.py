@@ -1,4 +1,4 @@
-"""``simfs run [--profile P] [--state-dir DIR] (--shell | -- CMD ...)``.
+"""``simfs run [--kernel VERSION] [--state-dir DIR] (--shell | -- CMD ...)``.
 
 Runs a command in a private mount namespace in which ``/sys/kernel/config`` is a fresh simfs
 mount, so tools that hard-code that path (targetcli, rtslib-fb, LIO shell scripts) work
@@ -25,6 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from simfs.cli.options import add_kernel_options, resolve_kernel
 from simfs.daemon import state
 
 CONFIGFS = "/sys/kernel/config"
@@ -38,9 +39,9 @@ WRITABLE = {"/etc": ("target/backup", "target/pr", "target/alua", "rtslib-fb-tar
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="run a command where /sys/kernel/config is simfs",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profile", default="modern", choices=["modern", "v3.0"])
+    add_kernel_options(p)
     p.add_argument("--state-dir", help="kept between runs: the log, /etc/target, /var/target "
-                   "(default: ~/.local/state/simfs/run/<profile>)")
+                   "(default: ~/.local/state/simfs/run/<kernel>)")
     p.add_argument("--shell", action="store_true", help="open an interactive shell there")
     p.add_argument("--dev", action="append", default=[], metavar="/dev/NAME=DEVICE",
                    help="make /dev/NAME inside the namespace stand for DEVICE (e.g. "
@@ -50,6 +51,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
+    a.profile = resolve_kernel(a)
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
     if a.shell:
         command = [os.environ.get("SHELL", "/bin/bash")]
@@ -175,7 +177,7 @@ def inner(spec: dict) -> int:
     modprobe.write_text("#!/bin/sh\n# simfs run: the target modules are simfs itself\nexit 0\n")
     modprobe.chmod(0o755)
     env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/bin:/bin')}"
-    mount = subprocess.run([sys.executable, "-m", "simfs", "mount", "--quiet", "--profile",
+    mount = subprocess.run([sys.executable, "-m", "simfs", "mount", "--quiet", "--kernel",
                             spec["profile"], "--state-dir", str(sdir / "mount"), CONFIGFS])
     if mount.returncode != 0:
         return mount.returncode

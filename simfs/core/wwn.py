@@ -219,4 +219,6 @@ class WwnGroup(Group):
         self.dev = dev
 
     def attribute_table(self):
-        return V3_WWN_ATTRS if self.dev.legacy else WWN_ATTRS
+        if self.dev.legacy:
+            return V3_WWN_ATTRS
+        return self.dev.core.kernel.table("dev_wwn", WWN_ATTRS)

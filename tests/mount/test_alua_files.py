@@ -63,9 +63,10 @@ def m(mnt_mod):
 def test_default_lu_gp(m):
     assert sorted(os.listdir(f"{m.root}/{LU}/default_lu_gp")) == ["lu_gp_id", "members"]
     assert m.read(f"{LU}/default_lu_gp/lu_gp_id") == "0\n"
-    # Only enabled devices are members; each line is followed by its NUL terminator.
+    # Only enabled devices are members; 6.18 (and 6.1.y/6.12.y) no longer put a NUL after
+    # each line (test_kernels checks the older versions).
     members = raw(m, f"{LU}/default_lu_gp/members")
-    assert members == b"fileio_0/on1\n\0fileio_0/on2\n\0"
+    assert members == b"fileio_0/on1\nfileio_0/on2\n"
     r = sh(f"rmdir {m.root}/{LU}/default_lu_gp")
     assert r.returncode != 0 and os.strerror(errno.EPERM) in r.stderr
     refuse(m, f"{LU}/default_lu_gp/lu_gp_id", "3", errno.EINVAL,
