@@ -51,6 +51,8 @@ def add_parser(sub) -> None:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
+    # the default run keeps its state under run/modern whichever kernel is the newest
+    label = a.kernel or a.profile or "modern"
     a.profile = resolve_kernel(a)
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
     if a.shell:
@@ -61,7 +63,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     if shutil.which("unshare") is None:
         print("simfs run: unshare(1) (util-linux) is needed", file=sys.stderr)
         return 1
-    sdir = Path(a.state_dir) if a.state_dir else state.state_home() / "run" / a.profile
+    sdir = Path(a.state_dir) if a.state_dir else state.state_home() / "run" / label
     sdir = sdir.resolve()
     sdir.mkdir(parents=True, exist_ok=True)
     devs = []

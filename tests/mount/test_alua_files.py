@@ -142,8 +142,8 @@ def test_alua_lu_gp_moves(m):
     assert m.read(f) == "LU Group Alias: mv\nLU Group ID: 119\n"
     assert ("Target_Core_ConfigFS: Moving fileio_0/on1 to ALUA LU Group: "
             "core/alua/lu_gps/mv, ID: 119" in m.log_since(mark))
-    assert raw(m, f"{LU}/mv/members") == b"fileio_0/on1\n\0"
-    assert raw(m, f"{LU}/default_lu_gp/members") == b"fileio_0/on2\n\0"
+    assert raw(m, f"{LU}/mv/members") == b"fileio_0/on1\n"
+    assert raw(m, f"{LU}/default_lu_gp/members") == b"fileio_0/on2\n"
 
     mark = m.log_mark()
     m.ok(f"echo NULL > {m.root}/{f}")
@@ -151,7 +151,7 @@ def test_alua_lu_gp_moves(m):
     assert ("Target_Core_ConfigFS: Releasing fileio_0/on1 from ALUA LU Group: "
             "core/alua/lu_gps/mv, ID: 119" in m.log_since(mark))
     assert raw(m, f"{LU}/mv/members") == b""
-    assert raw(m, f"{LU}/default_lu_gp/members") == b"fileio_0/on2\n\0"
+    assert raw(m, f"{LU}/default_lu_gp/members") == b"fileio_0/on2\n"
     # NULL again with no group: nothing to release, still accepted
     m.ok(f"echo NULL > {m.root}/{f}")
 
@@ -163,7 +163,7 @@ def test_alua_lu_gp_moves(m):
     # rmdir of the group sends its members back to default_lu_gp
     m.ok(f"rmdir {m.root}/{LU}/mv")
     assert m.read(f) == "LU Group Alias: default_lu_gp\nLU Group ID: 0\n"
-    assert raw(m, f"{LU}/default_lu_gp/members") == b"fileio_0/on2\n\0fileio_0/on1\n\0"
+    assert raw(m, f"{LU}/default_lu_gp/members") == b"fileio_0/on2\nfileio_0/on1\n"
 
 
 @pytest.mark.parametrize("text, err, log", [
