@@ -105,11 +105,16 @@ class TargetCore:
         self.dbroot = dbroot or self._default_dbroot()
         #: dbroot as last written (the kernel shows a relative path as written)
         self.dbroot_text: Optional[str] = None
+        initialized = (f"TARGET_CORE[0]: Initialized ConfigFS Fabric Infrastructure: "
+                       f"{profile.fabric_version} on {sysname}/{machine} on {release}")
+        if profile.legacy:
+            # v3.0's init_module set up configfs before it registered any plugin
+            self.log.info(initialized)
         self.registry = BackendRegistry(
             discover_backends() if backends is None else backends, profile, self.log)
         self.alua = Alua(self)
-        self.log.info(f"TARGET_CORE[0]: Initialized ConfigFS Fabric Infrastructure: "
-                      f"{profile.fabric_version} on {sysname}/{machine} on {release}")
+        if not profile.legacy:
+            self.log.info(initialized)
         if not profile.legacy:
             self._setup_virtual_lun0()
 
@@ -226,7 +231,7 @@ def _core(g: Group) -> TargetCore:
 def _show_version(g: Group) -> str:
     core = _core(g)
     sysname, machine, release = core.profile.uname()
-    return (f"Target Engine Core ConfigFS Infrastructure {core.profile.engine_version} on "
+    return (f"Target Engine Core ConfigFS Infrastructure {core.profile.configfs_version} on "
             f"{sysname}/{machine} on {release}\n")
 
 
@@ -273,6 +278,8 @@ def _store_dbroot(g: Group, buf: bytes) -> int:
     if core.kernel.value("dbroot_check") == "kern_path":
         # kern_path(LOOKUP_FOLLOW | LOOKUP_DIRECTORY): its errno reaches the writer.
         try:
+            if not stage:
+                raise FileNotFoundError(errno.ENOENT, "empty path")  # kern_path("")
             st = os.stat(real)
         except OSError as e:
             raise ConfigfsError(e.errno, f"db_root: cannot open: {stage}") from None

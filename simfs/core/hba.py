@@ -63,7 +63,7 @@ def _hba(g: Group) -> SeHba:
 def _show_hba_info(g: Group) -> str:
     hba = _hba(g)
     return (f"HBA Index: {hba.hba_id} plugin: {hba.backend.name} version: "
-            f"{hba.core.profile.core_version}\n")
+            f"{hba.core.profile.plugin_version}\n")
 
 
 def _show_hba_mode(g: Group) -> str:

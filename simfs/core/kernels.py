@@ -239,8 +239,11 @@ FILES: Mapping[str, tuple[File, ...]] = {
     ),
 }
 
-#: Version strings of each generation: (TARGET_CORE_VERSION, engine, fabric infrastructure)
-_VERSION_STRINGS = {"modern": ("v5.0", "v5.0", "v5.0"), "v3.0": ("v3.0", "v3.0.0", "v1.0.0")}
+#: Version strings of each generation: TARGET_CORE_VERSION, the engine (module load line),
+#: the ConfigFS infrastructure (module load line and ``target/version``), and what
+#: ``hba_info`` prints (the plugin's own version in v3.0)
+_VERSION_STRINGS = {"modern": ("v5.0", "v5.0", "v5.0", "v5.0", "v5.0"),
+                    "v3.0": ("v3.0", "v3.0.0", "v1.0.0", "v1.0.0", "v1.0.0")}
 
 
 def _present(f: File, rel: tuple[int, ...]) -> bool:
@@ -310,6 +313,16 @@ class Kernel:
     def fabric_version(self) -> str:
         """The fabric infrastructure version in the module-load line."""
         return _VERSION_STRINGS[self.family][2]
+
+    @property
+    def configfs_version(self) -> str:
+        """The version ``target/version`` prints."""
+        return _VERSION_STRINGS[self.family][3]
+
+    @property
+    def plugin_version(self) -> str:
+        """The version ``hba_info`` prints."""
+        return _VERSION_STRINGS[self.family][4]
 
     def kptr(self, obj: object) -> str:
         """A kernel pointer as %p prints it: hashed 64-bit today, raw 32-bit (i686) in v3.0."""

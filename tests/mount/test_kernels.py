@@ -394,3 +394,13 @@ def test_symlink_where_no_links_is_eperm_first(mnt):
     mnt.ok(f"mkdir {t}/lun/lun_0")
     r = sh(f"ln -s /no/such/thing {t}/lun/lun_0/x")
     assert r.returncode != 0 and os.strerror(errno.ENOENT) in r.stderr, r.stderr
+
+
+# -- v3.0 ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["foo=1", "rd_pages", "rd_pages=abc", "rd_nullio=1"])
+def test_v30_control_needs_a_known_key(mnt_v3, text):
+    d = f"{mnt_v3.core}/rd_mcp_0/c{next(_n)}"
+    mnt_v3.ok(f"mkdir -p {d}")
+    r = sh(f"echo {text} > {d}/control")
+    assert r.returncode != 0 and os.strerror(errno.EINVAL) in r.stderr, r.stderr
+    mnt_v3.ok(f"echo rd_pages=8 > {d}/control && echo 1 > {d}/enable")
