@@ -396,6 +396,18 @@ def test_symlink_where_no_links_is_eperm_first(mnt):
     assert r.returncode != 0 and os.strerror(errno.ENOENT) in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("version", [v for v in VERSIONS
+                                     if "netif_timeout" in kernels.get(v).files("iscsi_tpg_attrib")])
+def test_netif_timeout_range(fresh, version):
+    m = fresh(version)
+    t = iscsi_tpg(m)
+    for val, log in (("16", "Requested Network Interface Timeout 16 larger than maximum 15"),
+                     ("1", "Requested Network Interface Timeout 1 smaller than minimum 2")):
+        refused(m, f"echo {val} > {t}/attrib/netif_timeout", errno.EINVAL, re.escape(log))
+    assert m.read(t[len(m.root) + 1:] + "/attrib/netif_timeout") == "2\n"
+    m.ok(f"echo 15 > {t}/attrib/netif_timeout")
+
+
 # -- v3.0 ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("text", ["foo=1", "rd_pages", "rd_pages=abc", "rd_nullio=1"])
 def test_v30_control_needs_a_known_key(mnt_v3, text):
