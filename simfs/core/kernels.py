@@ -129,9 +129,10 @@ CHANGES: tuple[Change, ...] = (
            "on 4.18 and 5.14 they are ENOSYS unless the backend set the limits when the "
            "device was enabled",
            "target_core_configfs.c emulate_tpu_store"),
-    Change("6.1", "model_alias_warning", "truncating to 15 characters",
+    Change("5.1", "model_alias_warning", "truncating to 15 characters",
            "the long-name warning of `emulate_model_alias` says \"truncating to 15 "
-           "characters\"", "log matchers", "target_core_configfs.c dev_set_t10_wwn_model_alias"),
+           "characters\" (first seen by 5.10)", "log matchers",
+           "target_core_configfs.c dev_set_t10_wwn_model_alias"),
     Change("6.1", "write_residual_sense", "INVALID FIELD IN COMMAND INFORMATION UNIT",
            "a WRITE data CDB whose transfer length differs from the fabric's is refused "
            "with 5/0Eh/03h (first seen after 5.10)",
@@ -258,7 +259,7 @@ def _applies(c: Change, name: str) -> bool:
     return release(name) >= release(c.since) or name in c.backported
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Kernel:
     """One kernel version: its table values, file lists and version strings.
 
