@@ -416,3 +416,17 @@ def test_v30_control_needs_a_known_key(mnt_v3, text):
     r = sh(f"echo {text} > {d}/control")
     assert r.returncode != 0 and os.strerror(errno.EINVAL) in r.stderr, r.stderr
     mnt_v3.ok(f"echo rd_pages=8 > {d}/control && echo 1 > {d}/enable")
+
+
+def test_v30_wwn_and_lu_gp_need_the_device(mnt_v3):
+    d = f"{mnt_v3.core}/rd_mcp_0/w{next(_n)}"
+    mnt_v3.ok(f"mkdir -p {d}")
+    for f in ("wwn/vpd_unit_serial", "wwn/vpd_assoc_logical_unit", "alua_lu_gp"):
+        r = sh(f"cat {d}/{f}")
+        assert r.returncode != 0 and os.strerror(errno.ENODEV) in r.stderr, (f, r.stderr)
+    r = sh(f"echo default_lu_gp > {d}/alua_lu_gp")
+    assert r.returncode != 0 and os.strerror(errno.ENODEV) in r.stderr, r.stderr
+    mnt_v3.ok(f"echo sn-1 > {d}/wwn/vpd_unit_serial")  # writing the serial is allowed
+    mnt_v3.ok(f"echo rd_pages=8 > {d}/control && echo 1 > {d}/enable")
+    assert mnt_v3.read(d[len(mnt_v3.root) + 1:] + "/wwn/vpd_unit_serial") == \
+        "T10 VPD Unit Serial Number: sn-1\n"
