@@ -430,3 +430,24 @@ def test_v30_wwn_and_lu_gp_need_the_device(mnt_v3):
     mnt_v3.ok(f"echo rd_pages=8 > {d}/control && echo 1 > {d}/enable")
     assert mnt_v3.read(d[len(mnt_v3.root) + 1:] + "/wwn/vpd_unit_serial") == \
         "T10 VPD Unit Serial Number: sn-1\n"
+
+
+# -- the option ------------------------------------------------------------------------------------
+def test_kernel_option(tmp_path):
+    import subprocess
+    mp = tmp_path / "mp"
+    mp.mkdir()
+    bad = subprocess.run(["simfs", "mount", "--kernel", "5.15", str(mp)], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "invalid choice: '5.15'" in bad.stderr
+    both = subprocess.run(["simfs", "mount", "--kernel", "6.1", "--profile", "5.14", str(mp)],
+                          capture_output=True, text=True)
+    assert both.returncode != 0 and "disagree" in both.stderr
+    r = subprocess.run(["simfs", "mount", "--kernel", "6.1", "--profile", "6.1", "--state-dir",
+                        str(tmp_path / "st"), str(mp)], capture_output=True, text=True)
+    try:
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith(f"simfs: 6.1 target configfs mounted at {mp} ")
+        assert "netif_timeout" in kernels.get("6.1").files("iscsi_tpg_attrib")
+    finally:
+        subprocess.run(["simfs", "umount", str(mp)], check=False)
