@@ -133,10 +133,11 @@ CHANGES: tuple[Change, ...] = (
            "the long-name warning of `emulate_model_alias` says \"truncating to 15 "
            "characters\" (first seen by 5.10)", "log matchers",
            "target_core_configfs.c dev_set_t10_wwn_model_alias"),
-    Change("6.1", "write_residual_sense", "INVALID FIELD IN COMMAND INFORMATION UNIT",
+    Change("5.11", "write_residual_sense", "INVALID FIELD IN COMMAND INFORMATION UNIT",
            "a WRITE data CDB whose transfer length differs from the fabric's is refused "
-           "with 5/0Eh/03h (first seen after 5.10)",
-           "before: 5/24h/00h INVALID FIELD IN CDB", "target_core_transport.c "
+           "with 5/0Eh/03h, on every block size",
+           "before: 5/24h/00h INVALID FIELD IN CDB, and any residual of a data CDB on a "
+           "device whose block size is not 512 was refused", "target_core_transport.c "
            "target_cmd_size_check"),
     Change("6.3", "tpg_rtpi", True,
            "relative target port ids belong to the TPG: `tpgt_N/rtpi` (0 until the TPG is "
