@@ -59,7 +59,9 @@ class FileioDevice(BackendDevice):
 
     def set_configfs_dev_params(self, buf: bytes) -> None:
         log = self.log
+        known = 0
         for key, arg, _ in tokenize(buf, TOKENS):
+            known += key is not None
             if key == "fd_dev_name":
                 self.dev_name = arg[:FD_MAX_DEV_NAME - 1]
                 self.has_path = True
@@ -83,6 +85,8 @@ class FileioDevice(BackendDevice):
                     raise ConfigfsError(errno.EINVAL, f"bogus fd_async_io={value} value")
                 self.async_io = True
                 log.debug("FILEIO: Using async I/O operations for struct fd_dev")
+        if self.dev.legacy and not known:
+            raise ConfigfsError(errno.EINVAL, None)  # v3.0: "params ? count : -EINVAL"
 
     def _open(self, path: str) -> int:
         flags = os.O_RDWR | os.O_CREAT | os.O_LARGEFILE

@@ -11,7 +11,7 @@ import os
 import stat
 
 from simfs.configfs import ConfigfsError
-from simfs.core.backend import ALL_EXEC_OPS, Backend, BackendDevice
+from simfs.core.backend import ALL_EXEC_OPS, TRANSPORT_FLAG_PASSTHROUGH_PGR, Backend, BackendDevice
 from simfs.core.blockdev import BlockDevice, configure_unmap_from_queue, describe
 from simfs.core.kparse import cstr, Token, kstrtoul, tokenize
 from simfs.core.storage import FdStorage
@@ -273,6 +273,10 @@ class IblockBackend(Backend):
     inquiry_prod = "IBLOCK"
     inquiry_rev = IBLOCK_VERSION
     v3_hba_type = 4
+
+    def flags_changeable(self, kernel) -> int:
+        # 6.3+: pgr_support=0 hands PR commands to the block device
+        return TRANSPORT_FLAG_PASSTHROUGH_PGR if kernel.has("iblock_pgr_passthrough") else 0
 
     def attach_hba(self, hba) -> None:
         stack = hba.core.profile.core_version

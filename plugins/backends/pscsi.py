@@ -69,9 +69,11 @@ class PscsiDevice(BackendDevice):
 
     def set_configfs_dev_params(self, buf: bytes) -> None:
         phv, log = self.phv, self.log
+        known = 0
         for key, arg, _ in tokenize(buf, TOKENS):
             if key is None:
                 continue
+            known += 1
             value = match_int(arg)
             if key == "scsi_host_id":
                 if phv.mode == PHV_LLD_SCSI_HOST_NO:
@@ -86,6 +88,8 @@ class PscsiDevice(BackendDevice):
                 self.flags.add(what)
                 label = {"channel": "Channel", "target": "Target", "lun": "LUN"}[what]
                 log.debug(f"PSCSI[{phv.host_id}]: Referencing SCSI {label} ID: {value}")
+        if self.dev.legacy and not known:
+            raise ConfigfsError(errno.EINVAL, None)  # v3.0: "params ? count : -EINVAL"
 
     def configure_device(self) -> None:
         phv, dev = self.phv, self.dev

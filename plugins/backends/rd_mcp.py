@@ -51,13 +51,16 @@ class RdDevice(BackendDevice):
         return self.dev.hba.private
 
     def set_configfs_dev_params(self, buf: bytes) -> None:
+        legacy = self.dev.legacy
+        params = 0
         for key, arg, _ in tokenize(buf, TOKENS):
-            if key is None:
-                continue
+            if key is None or (legacy and key != "rd_pages"):
+                continue  # v3.0 knew rd_pages= only
             try:
                 value = match_int(arg)
             except ConfigfsError:
                 continue  # the kernel ignores match_int's result here
+            params += 1
             if key == "rd_pages":
                 self.page_count = value & U32_MAX
                 self.has_page_count = True
@@ -68,6 +71,8 @@ class RdDevice(BackendDevice):
             elif key == "rd_dummy" and value == 1 and not self.dev.legacy:
                 self.dummy = True
                 self.log.debug(f"RAMDISK: Setting DUMMY flag: {value}")
+        if legacy and not params:
+            raise ConfigfsError(errno.EINVAL, None)  # v3.0: "params ? count : -EINVAL"
 
     def configure_device(self) -> None:
         if not self.has_page_count:

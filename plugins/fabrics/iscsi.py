@@ -2,7 +2,9 @@
 iscsi_target_nodeattrib.c, iscsi_target_parameters.c), ``target/iscsi``, and the
 interface the iSCSI server uses: :class:`TreeIscsiBackend`.
 
-Kernel facts kept here (≈5.16–6.5: generic ``enable``, netif_timeout still present):
+Which files each kernel version has (netif_timeout, ACL authentication, cpus_allowed_list,
+iSCSI's own ``enable`` before 5.16) is the version table's (simfs.core.kernels); the
+behaviour of each file is here:
 
 * ``target/iscsi/``: ``lio_version``, ``discovery_auth/`` (userid, password,
   authenticate_target, userid_mutual, password_mutual, enforce_discovery_auth);
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -78,6 +81,7 @@ NA_NOPIN_TIMEOUT, NA_NOPIN_TIMEOUT_MAX, NA_NOPIN_TIMEOUT_MIN = 15, 60, 3
 NA_NOPIN_RESPONSE_TIMEOUT, NA_NOPIN_RESPONSE_TIMEOUT_MAX, NA_NOPIN_RESPONSE_TIMEOUT_MIN = \
     30, 60, 3
 NA_DEFAULT_ERL_MAX = 2
+NA_AUTHENTICATION_INHERITED = -1
 
 NAF_USERID_SET, NAF_PASSWORD_SET, NAF_USERID_IN_SET, NAF_PASSWORD_IN_SET = 1, 2, 4, 8
 
@@ -487,6 +491,82 @@ def _show_dynamic_sessions(g: Group) -> str:
     return out
 
 
+def _store_old_enable(g: Group, buf: bytes) -> None:
+    """lio_target_tpg_enable_store (before 5.16): 0 or 1, and no repeat."""
+    tpg = _tpg(g)
+    op = kparse.kstrtou32(buf, 0)
+    if op not in (0, 1):
+        raise ConfigfsError(errno.EINVAL, f"Illegal value for tpg_enable: {op}")
+    if op and tpg.enabled:
+        raise ConfigfsError(errno.EINVAL, f"iSCSI target portal group: {tpg.tpgt} is already "
+                            "active, ignoring request.")
+    if not op and not tpg.enabled:
+        raise ConfigfsError(errno.EINVAL, f"iSCSI Target Portal Group: {tpg.tpgt} is already "
+                            "inactive, ignoring request.")
+    tpg.ops.enable_tpg(tpg, bool(op))
+
+
+TPG_BASE_ATTRS = (
+    Attribute("enable", lambda g: f"{int(_tpg(g).enabled)}\n", _store_old_enable),
+    Attribute("dynamic_sessions", _show_dynamic_sessions),
+)
+
+
+# -- target/iscsi/cpus_allowed_list ----------------------------------------------------------------
+def _cpulist(cpus: set[int]) -> str:
+    """``%*pbl``: ranges of consecutive CPUs, comma-separated."""
+    out, run = [], []
+    for c in sorted(cpus):
+        if run and c == run[-1] + 1:
+            run.append(c)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else f"{run[0]}")
+        run = [c]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else f"{run[0]}")
+    return ",".join(out)
+
+
+def _nr_cpu_ids() -> int:
+    return os.cpu_count() or 1
+
+
+def _parse_cpulist(text: str) -> set[int]:
+    """cpulist_parse: ``0-3,5``; EINVAL for anything else, ERANGE past the last CPU id."""
+    text = text.split("\n", 1)[0]
+    cpus: set[int] = set()
+    if not text.strip():
+        return cpus
+    for part in text.split(","):
+        lo, sep, hi = part.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise ConfigfsError(errno.EINVAL, None)
+        a, b = int(lo), int(hi) if sep else int(lo)
+        if a > b:
+            raise ConfigfsError(errno.EINVAL, None)
+        if b >= _nr_cpu_ids():
+            raise ConfigfsError(errno.ERANGE, None)
+        cpus.update(range(a, b + 1))
+    return cpus
+
+
+def _show_cpus_allowed(g: Group) -> str:
+    fmod: FabricModule = obj(g)
+    return f"{_cpulist(fmod.state.setdefault('cpus_allowed', set(range(_nr_cpu_ids()))))}\n"
+
+
+def _store_cpus_allowed(g: Group, buf: bytes) -> None:
+    fmod: FabricModule = obj(g)
+    fmod.state["cpus_allowed"] = _parse_cpulist(kparse.cstr(buf))
+
+
+WWN_ATTRS = (
+    Attribute("lio_version", lambda g: f"Datera Inc. iSCSI Target {ISCSIT_VERSION}\n"),
+    Attribute("cpus_allowed_list", _show_cpus_allowed, _store_cpus_allowed),
+)
+
+
 # -- network portals -------------------------------------------------------------------------------
 class IscsiNp:
     """iscsi_tpg_np: one network portal of one TPG."""
@@ -627,10 +707,15 @@ def _store_cmdsn_depth(g: Group, buf: bytes) -> None:
                             f"TA_DEFAULT_CMDSN_DEPTH_MAX: {TA_DEFAULT_CMDSN_DEPTH_MAX}")
     tpg = acl.tpg
     if acl.queue_depth != depth:
+        # target_set_nacl_queue_depth: 0 becomes 1 (and the sessions still go)
         acl.queue_depth = depth
+        if not depth:
+            tpg.log.warn(f"Queue depth for {tpg.fabric_name} Initiator Node: {acl.name} is 0,"
+                         "defaulting to 1.")
+            acl.queue_depth = 1
         acl.sessions.clear()  # target_shutdown_sessions: force reinstatement
-        tpg.log.debug(f"Successfully changed queue depth to: {depth} for Initiator Node: "
-                      f"{acl.name} on {tpg.fabric_name} Target Portal Group: {tpg.tpgt}")
+        tpg.log.debug(f"Successfully changed queue depth to: {acl.queue_depth} for Initiator "
+                      f"Node: {acl.name} on {tpg.fabric_name} Target Portal Group: {tpg.tpgt}")
     tpg.log.debug(f"LIO_Target_ConfigFS: {tpg.wwn.name}/{tpg.name} Set CmdSN Window: {depth} "
                   f"forInitiatorName: {acl.name}")
 
@@ -705,6 +790,20 @@ ACL_ATTRIB_ATTRS = (
         "Set Random R2T Offsets to {val} for Initiator Node {name}"),
 )
 
+def _show_acl_authentication(g: Group) -> str:
+    return f"{_acl(g).private['attrib'].get('authentication', NA_AUTHENTICATION_INHERITED)}\n"
+
+
+def _store_acl_authentication(g: Group, buf: bytes) -> None:
+    val = kparse.kstrtos32(buf, 0)
+    if val not in (0, 1, NA_AUTHENTICATION_INHERITED):
+        raise ConfigfsError(errno.EINVAL, None)  # returned without a word in the log
+    _acl(g).private["attrib"]["authentication"] = val
+
+
+ACL_ATTRIB_ATTRS += (
+    Attribute("authentication", _show_acl_authentication, _store_acl_authentication),)
+
 ACL_AUTH_ATTRS = _auth_attrs(lambda g: _acl(g).private["auth"], check_len=True)
 
 
@@ -739,10 +838,9 @@ class Iscsi(FabricOps):
     name = "iscsi"
     fabric_name = "iSCSI"
     module = "iscsi_target_mod"
-    wwn_attrs = (Attribute("lio_version",
-                           lambda g: f"Datera Inc. iSCSI Target {ISCSIT_VERSION}\n"),)
+    wwn_attrs = WWN_ATTRS
     discovery_attrs = DISCOVERY_ATTRS
-    tpg_base_attrs = (Attribute("dynamic_sessions", _show_dynamic_sessions),)
+    tpg_base_attrs = TPG_BASE_ATTRS
     tpg_attrib_attrs = TPG_ATTRIB_ATTRS
     tpg_auth_attrs = TPG_AUTH_ATTRS
     tpg_param_attrs = TPG_PARAM_ATTRS
@@ -753,6 +851,10 @@ class Iscsi(FabricOps):
     acl_param_attrs = ACL_PARAM_ATTRS
     has_enable = True
     has_np = True
+    versioned = {"wwn": "iscsi_wwn", "tpg_base": "iscsi_tpg_base",
+                 "tpg_attrib": "iscsi_tpg_attrib", "acl_attrib": "iscsi_acl_attrib"}
+    default_submit_type = 1  # TARGET_DIRECT_SUBMIT
+    direct_submit_supported = 1
 
     def load(self, fmod: FabricModule) -> None:
         log = fmod.log
@@ -769,13 +871,17 @@ class Iscsi(FabricOps):
         if len(name) >= ISCSI_IQN_LEN:
             raise ConfigfsError(errno.EINVAL, f"Target IQN exceeds {ISCSI_IQN_LEN} bytes")
         wwn = SeWwn(fmod, name)
-        wwn.private["tiqn_index"] = fmod.core.next_scsi_index("inst")
+        # tiqn_idr: the lowest free index from 0, iSCSI's own (not the SCSI-MIB counters)
+        used = fmod.state.setdefault("tiqn_indexes", set())
+        wwn.private["tiqn_index"] = next(i for i in range(len(used) + 1) if i not in used)
+        used.add(wwn.private["tiqn_index"])
         fmod.log.debug(f"CORE[0] - Added iSCSI Target IQN: {name}")
         fmod.log.debug(f"LIO_Target_ConfigFS: REGISTER -> {name}")
         fmod.log.debug(f"LIO_Target_ConfigFS: REGISTER -> Allocated Node: {name}")
         return wwn
 
     def drop_wwn(self, wwn: SeWwn) -> None:
+        wwn.fmod.state.get("tiqn_indexes", set()).discard(wwn.private.get("tiqn_index"))
         wwn.log.debug(f"LIO_Target_ConfigFS: DEREGISTER -> {wwn.name}")
         wwn.log.debug(f"CORE[0] - Deleted iSCSI Target IQN: {wwn.name}")
 
@@ -884,7 +990,8 @@ class Iscsi(FabricOps):
             dataout_timeout=NA_DATAOUT_TIMEOUT, dataout_timeout_retries=NA_DATAOUT_TIMEOUT_RETRIES,
             default_erl=_ta(acl.tpg)["default_erl"], nopin_timeout=NA_NOPIN_TIMEOUT,
             nopin_response_timeout=NA_NOPIN_RESPONSE_TIMEOUT, random_datain_pdu_offsets=0,
-            random_datain_seq_offsets=0, random_r2t_offsets=0)
+            random_datain_seq_offsets=0, random_r2t_offsets=0,
+            authentication=NA_AUTHENTICATION_INHERITED)
         acl.private["auth"] = NodeAuth()
 
     def acl_stat_groups(self, acl: "NodeAcl") -> list[Group]:
@@ -988,7 +1095,12 @@ class TpgView:
             self.params: dict[str, str] = dict(tpg.private["params"])
             ta = _ta(tpg)
             auth = tpg.private["demo_auth"] if acl.dynamic else acl.private["auth"]
-            self.auth: dict = auth.as_dict(enforce=bool(ta["authentication"]))
+            # iscsi_conn_auth_required: an explicit ACL's own authentication wins unless -1
+            required = ta["authentication"]
+            own = acl.private.get("attrib", {}).get("authentication", NA_AUTHENTICATION_INHERITED)
+            if not acl.dynamic and own != NA_AUTHENTICATION_INHERITED:
+                required = own
+            self.auth: dict = auth.as_dict(enforce=bool(required))
             self.attrib: dict = dict(ta)
             self.queue_depth = acl.queue_depth
             #: what the server's session uses (the ACL's cmdsn_depth and node attributes)

@@ -155,6 +155,8 @@ class Loopback(FabricOps):
         Attribute("address", _show_address),
     )
     tpg_attrib_attrs = (Attribute("fabric_prot_type", _show_prot_type, _store_prot_type),)
+    default_submit_type = 2  # TARGET_QUEUE_SUBMIT
+    direct_submit_supported = 0
 
     def load(self, fmod: FabricModule) -> None:
         fmod.state["host_no"] = 0

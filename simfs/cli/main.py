@@ -13,6 +13,7 @@ from pathlib import Path
 
 from simfs import __version__
 from simfs.cli.common import find_state_dir
+from simfs.cli.options import add_kernel_options, resolve_kernel
 from simfs.daemon import state
 
 
@@ -26,6 +27,7 @@ def _is_mount(path: str) -> bool:
 
 
 def cmd_mount(a: argparse.Namespace) -> int:
+    a.profile = resolve_kernel(a)
     mp = a.mountpoint
     if not os.path.isdir(mp):
         print(f"simfs: {mp}: not a directory", file=sys.stderr)
@@ -140,8 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     m = sub.add_parser("mount", help="mount a fresh target configfs (as after modprobe)")
-    m.add_argument("--profile", default="modern", choices=["modern", "v3.0"],
-                   help="which kernel to be: today's (v5.0 core) or the seed's v3.0 engine")
+    add_kernel_options(m)
     m.add_argument("--state-dir", help="where the log and on-disk state (dbroot) live")
     m.add_argument("--dbroot", help="initial target/dbroot (default: <state-dir>/var/target)")
     m.add_argument("--foreground", action="store_true", help="serve in this process")

@@ -1,4 +1,4 @@
-"""``simfs run [--profile P] [--state-dir DIR] (--shell | -- CMD ...)``.
+"""``simfs run [--kernel VERSION] [--state-dir DIR] (--shell | -- CMD ...)``.
 
 Runs a command in a private mount namespace in which ``/sys/kernel/config`` is a fresh simfs
 mount, so tools that hard-code that path (targetcli, rtslib-fb, LIO shell scripts) work
@@ -43,11 +43,13 @@ WRITABLE = {"/etc": ("target/backup", "target/pr", "target/alua", "rtslib-fb-tar
 
 
 def add_parser(sub) -> None:
+    from simfs.cli.options import add_kernel_options
+
     p = sub.add_parser("run", help="run a command where /sys/kernel/config is simfs",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profile", default="modern", choices=["modern", "v3.0"])
+    add_kernel_options(p)
     p.add_argument("--state-dir", help="kept between runs: the log, /etc/target, /var/target "
-                   "(default: ~/.local/state/simfs/run/<profile>)")
+                   "(default: ~/.local/state/simfs/run/<kernel>)")
     p.add_argument("--shell", action="store_true", help="open an interactive shell there")
     p.add_argument("--listen-any", action="store_true",
                    help="wildcard iSCSI portals (0.0.0.0, [::]) listen on every interface, "
@@ -68,9 +70,13 @@ def add_parser(sub) -> None:
 def cmd_run(a: argparse.Namespace) -> int:
     # here, not at the top: the process inside the namespace starts faster without the
     # daemon package, and so takes over SIGINT/SIGTERM/SIGHUP sooner
+    from simfs.cli.options import resolve_kernel
     from simfs.core.fabric import parse_hardware_ports
     from simfs.daemon import state
 
+    # the default run keeps its state under run/modern whichever kernel is the newest
+    label = a.kernel or a.profile or "modern"
+    a.profile = resolve_kernel(a)
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
     if a.shell:
         command = [os.environ.get("SHELL", "/bin/bash")]
@@ -80,7 +86,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     if shutil.which("unshare") is None:
         print("simfs run: unshare(1) (util-linux) is needed", file=sys.stderr)
         return 1
-    sdir = Path(a.state_dir) if a.state_dir else state.state_home() / "run" / a.profile
+    sdir = Path(a.state_dir) if a.state_dir else state.state_home() / "run" / label
     sdir = sdir.resolve()
     sdir.mkdir(parents=True, exist_ok=True)
     devs = []
@@ -250,7 +256,7 @@ def _inner(spec: dict, stops: run_signals.StopSignals, cleanup: _Cleanup) -> int
     sysfs.provide(scratch, parse_hardware_ports(wwns))  # hardware fabrics' ports in /sys
     env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/bin:/bin')}"
     proc_modules.provide(scratch, env)  # rtslib's module check, as with the modules loaded
-    mount = subprocess.run([sys.executable, "-m", "simfs", "mount", "--quiet", "--profile",
+    mount = subprocess.run([sys.executable, "-m", "simfs", "mount", "--quiet", "--kernel",
                             spec["profile"], "--state-dir", str(sdir / "mount"),
                             *(f"--wwn={w}" for w in wwns)]
                            + (["--listen-any"] if spec.get("listen_any") else []) + [CONFIGFS])

@@ -18,6 +18,8 @@ from simfs.configfs.errors import ConfigfsError
 from simfs.configfs.node import _LISTENERS, Attribute, Group, Node, Symlink, entry_changed
 
 PAGE_SIZE = 4096
+#: a symlink target outside the tree that does not exist: ENOENT, after the EPERM checks
+MISSING = "\0missing"
 # configfs hands a store at most one page minus the terminating NUL.
 SIMPLE_ATTR_SIZE = PAGE_SIZE
 
@@ -234,15 +236,7 @@ class ConfigfsTree:
                     raise ConfigfsError(errno.EPERM,
                                         f"configfs: rmdir {path}: a default group goes only "
                                         "with its parent")
-                busy = found.user_children()
-                if busy:
-                    raise ConfigfsError(errno.ENOTEMPTY,
-                                        f"configfs: rmdir {path}: still holds "
-                                        f"{busy[0].path()}")
-                if found.pinned_by:
-                    raise ConfigfsError(errno.EBUSY,
-                                        f"configfs: rmdir {path}: {found.pinned_by} symlink(s) "
-                                        "or dependent item(s) point at it")
+                _detach_prep(path, found)
                 parent = found.parent
                 assert parent is not None
                 parent.drop_item(found)
@@ -256,7 +250,8 @@ class ConfigfsTree:
                 raise
 
     def symlink(self, path: str, target_path: Optional[str]) -> Symlink:
-        """Make ``path`` a link to the group at ``target_path`` (None: outside this tree)."""
+        """Make ``path`` a link to the group at ``target_path`` (None: outside this tree;
+        :data:`MISSING`: a name that does not exist outside it)."""
         with self.lock:
             try:
                 parent, name = self._parent_of(path)
@@ -270,6 +265,8 @@ class ConfigfsTree:
                     raise ConfigfsError(errno.EPERM,
                                         f"configfs: symlink {path}: the target is not in "
                                         "this configfs")
+                if target_path == MISSING:
+                    raise ConfigfsError(errno.ENOENT)
                 target = self.lookup(target_path)
                 if isinstance(target, Symlink):  # LOOKUP_FOLLOW
                     target = target.target
@@ -412,6 +409,21 @@ class ConfigfsTree:
         self.log_err(line)
         if self.trace is not None:
             self.trace.fs(op, path, e, line, data=data or None)
+
+
+def _detach_prep(path: str, group: Group) -> None:
+    """configfs_rmdir's checks, in its order: an item something points at (a symlink or a
+    configfs_depend_item) is EBUSY before any child is looked at; then the children, default
+    groups searched the same way, a user-made child being ENOTEMPTY."""
+    if group.pinned_by:
+        raise ConfigfsError(errno.EBUSY, f"configfs: rmdir {path}: {group.pinned_by} symlink(s) "
+                            f"or dependent item(s) point at {group.path()}")
+    for child in group.children.values():
+        if isinstance(child, Group) and child.is_default:
+            _detach_prep(path, child)
+        else:
+            raise ConfigfsError(errno.ENOTEMPTY, f"configfs: rmdir {path}: still holds "
+                                f"{child.path()}")
 
 
 def _release(group: Group) -> None:

@@ -67,7 +67,7 @@ class NodeAcl:
         depth = tpg.ops.default_depth(tpg)
         if not depth:
             tpg.log.warn(f"Queue depth for {tpg.fabric_name} Initiator Node: {self.name} is 0,"
-                         " defaulting to 1.")
+                         "defaulting to 1.")
             depth = 1
         self.queue_depth = depth
         self.acl_index = self.core.next_scsi_index("auth_intr")
@@ -347,7 +347,7 @@ class NodeAclGroup(ObjGroup):
     def __init__(self, acl: NodeAcl):
         ops = acl.tpg.ops
         super().__init__(acl.name, acl, ops.acl_base_attrs)
-        self.add_default_group(ObjGroup("attrib", acl, ops.acl_attrib_attrs))
+        self.add_default_group(ObjGroup("attrib", acl, ops.attrs(acl.core.kernel, "acl_attrib")))
         self.add_default_group(ObjGroup("auth", acl, ops.acl_auth_attrs))
         self.add_default_group(ObjGroup("param", acl, ops.acl_param_attrs))
         stats = self.add_default_group(ObjGroup("fabric_statistics", acl))

@@ -394,11 +394,12 @@ class Alua:
 
 
 # -- configfs groups -------------------------------------------------------------------------
-def _members_text(lines: list[str]) -> bytes:
-    """members files put a NUL after every line (the kernel copies each terminator)."""
+def _members_text(lines: list[str], nul: bool = True) -> bytes:
+    """members files put a NUL after every line (the kernel copies each terminator);
+    LU groups stopped doing so (the version table's ``lu_gp_members_nul``)."""
     out = b""
     for line in lines:
-        chunk = line.encode() + b"\n\0"
+        chunk = line.encode() + (b"\n\0" if nul else b"\n")
         if len(out) + len(chunk) > 4096:
             break
         out += chunk
@@ -432,7 +433,8 @@ def _store_lu_gp_id(g: Group, buf: bytes) -> None:
 
 
 def _show_lu_gp_members(g: Group) -> bytes:
-    return _members_text([f"{d.hba.name}/{d.name}" for d in _lu_gp(g).members])
+    return _members_text([f"{d.hba.name}/{d.name}" for d in _lu_gp(g).members],
+                         nul=_core(g).kernel.has("lu_gp_members_nul"))
 
 
 def _show_v3_state(g: Group) -> str:

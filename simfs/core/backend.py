@@ -69,6 +69,10 @@ class Backend:
     #: The v3.0 banner name ("iBlock", "FILEIO", ...), used in v3.0 log lines.
     v3_banner = ""
 
+    def flags_changeable(self, kernel) -> int:
+        """transport_flags_changeable in ``kernel`` (a backend may differ between versions)."""
+        return self.transport_flags_changeable
+
     def attach_hba(self, hba: "SeHba") -> None:
         """Called when ``core/<name>_<id>`` is made: print the backend's banner."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -113,11 +114,18 @@ class TargetCore:
         self.log.info(f"TARGET_CORE[0]: Loading Generic Kernel Storage Engine: {engine} on "
                       f"{sysname}/{machine} on {release}")
         self.dbroot = dbroot or self._default_dbroot()
+        #: dbroot as last written (the kernel shows a relative path as written)
+        self.dbroot_text: Optional[str] = None
+        initialized = (f"TARGET_CORE[0]: Initialized ConfigFS Fabric Infrastructure: "
+                       f"{profile.fabric_version} on {sysname}/{machine} on {release}")
+        if profile.legacy:
+            # v3.0's init_module set up configfs before it registered any plugin
+            self.log.info(initialized)
         self.registry = BackendRegistry(
             discover_backends() if backends is None else backends, profile, self.log)
         self.alua = Alua(self)
-        self.log.info(f"TARGET_CORE[0]: Initialized ConfigFS Fabric Infrastructure: "
-                      f"{profile.fabric_version} on {sysname}/{machine} on {release}")
+        if not profile.legacy:
+            self.log.info(initialized)
         if not profile.legacy:
             self._setup_virtual_lun0()
 
@@ -153,13 +161,21 @@ class TargetCore:
         return self._writer_pid()
 
     # -- HBAs -------------------------------------------------------------------------------------
+    @property
+    def kernel(self) -> Profile:
+        """The kernel version this core plays (simfs.core.kernels): ``core.kernel.has(...)``."""
+        return self.profile
+
     def alloc_hba(self, name: str, plugin: str, host_id: int, internal: bool = False) -> SeHba:
+        # core_alloc_hba takes the SCSI-MIB index before it looks the plugin up, so a
+        # mkdir that names no plugin still uses one up.
+        hba_index = None if self.profile.legacy else self.next_scsi_index("inst")
         backend = self.registry.get(plugin)
         if backend is None:
             raise ConfigfsError(errno.EINVAL, f"Target_Core_ConfigFS: Unable to locate backend "
                                 f"plugin {plugin!r} for {name} (known: "
                                 f"{', '.join(sorted(self.registry.backends))})")
-        hba = SeHba(self, name, backend, host_id)
+        hba = SeHba(self, name, backend, host_id, hba_index)
         hba.internal = internal
         if self.profile.legacy:
             # The v3.0 engine numbered the HBA first and printed its plugin lookup.
@@ -225,18 +241,40 @@ def _core(g: Group) -> TargetCore:
 def _show_version(g: Group) -> str:
     core = _core(g)
     sysname, machine, release = core.profile.uname()
-    return (f"Target Engine Core ConfigFS Infrastructure {core.profile.engine_version} on "
+    return (f"Target Engine Core ConfigFS Infrastructure {core.profile.configfs_version} on "
             f"{sysname}/{machine} on {release}\n")
 
 
 def _show_dbroot(g: Group) -> str:
-    return f"{_core(g).dbroot}\n"
+    core = _core(g)
+    return f"{core.dbroot_text or core.dbroot}\n"
+
+
+def _dbroot_busy(core: TargetCore) -> Optional[str]:
+    """Why dbroot cannot change now: devices exist (5.19+), or any fabric is loaded (before)."""
+    if core.kernel.value("dbroot_busy") == "devices":
+        return "db_root: cannot be changed because it's in use" if core.target_devices else None
+    from simfs.core.fabric import fabric_modules
+    return "db_root: cannot be changed: target drivers registered" if fabric_modules(core) \
+        else None
+
+
+def _writer_path(core: TargetCore, path: str) -> str:
+    """``path`` as the writer's own open would see it: relative to the writer's cwd."""
+    if os.path.isabs(path):
+        return path
+    try:
+        cwd = os.readlink(f"/proc/{core.writer_pid()}/cwd")
+    except OSError:
+        cwd = "/"
+    return os.path.join(cwd, path)
 
 
 def _store_dbroot(g: Group, buf: bytes) -> int:
     core = _core(g)
-    if core.target_devices:
-        raise ConfigfsError(errno.EINVAL, "db_root: cannot be changed because it's in use")
+    busy = _dbroot_busy(core)
+    if busy:
+        raise ConfigfsError(errno.EINVAL, busy)
     if len(buf) > DB_ROOT_LEN - 1:
         raise ConfigfsError(errno.EINVAL, f"db_root: count {len(buf)} exceeds DB_ROOT_LEN-1: "
                             f"{DB_ROOT_LEN - 1}")
@@ -246,17 +284,32 @@ def _store_dbroot(g: Group, buf: bytes) -> int:
         raise ConfigfsError(errno.EINVAL, "db_root: empty path")
     if stage.endswith("\n"):
         stage = stage[:-1]
-    try:
-        fd = os.open(stage, os.O_RDONLY)
-    except OSError:
-        raise ConfigfsError(errno.EINVAL, f"db_root: cannot open: {stage}") from None
-    try:
-        import stat as st
-        if not st.S_ISDIR(os.fstat(fd).st_mode):
-            raise ConfigfsError(errno.EINVAL, f"db_root: not a directory: {stage}")
-    finally:
-        os.close(fd)
-    core.dbroot = stage
+    real = _writer_path(core, stage)
+    if core.kernel.value("dbroot_check") == "kern_path":
+        # kern_path(LOOKUP_FOLLOW | LOOKUP_DIRECTORY): its errno reaches the writer.
+        try:
+            if not stage:
+                raise FileNotFoundError(errno.ENOENT, "empty path")  # kern_path("")
+            st = os.stat(real)
+        except OSError as e:
+            raise ConfigfsError(e.errno, f"db_root: cannot open: {stage}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            core.log.err(f"db_root: cannot open: {stage}")
+            raise ConfigfsError(errno.ENOTDIR, f"db_root: not a directory: {stage}")
+    else:
+        # filp_open(O_RDONLY), then S_ISDIR: every failure is EINVAL.
+        try:
+            fd = os.open(real, os.O_RDONLY)
+        except OSError:
+            raise ConfigfsError(errno.EINVAL, f"db_root: cannot open: {stage}") from None
+        try:
+            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise ConfigfsError(errno.EINVAL, f"db_root: not a directory: {stage}")
+        finally:
+            os.close(fd)
+    # The kernel keeps the text as written; simfs's own files go where it pointed.
+    core.dbroot = real
+    core.dbroot_text = stage
     core.log.debug(f"Target_Core_ConfigFS: db_root set to {stage}")
     return read_bytes
 

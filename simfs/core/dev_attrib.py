@@ -131,7 +131,7 @@ def _store_model_alias(g: Group, buf: bytes) -> None:
     if flag:
         if len(dev.name) >= 16:
             dev.log.warn(f"dev[{dev.ptr}]: Backstore name '{dev.name}' is too long for "
-                         "INQUIRY_MODEL, truncating to 15 characters")
+                         f"INQUIRY_MODEL, {dev.core.kernel.value('model_alias_warning')}")
         dev.wwn.model = dev.name[:15]
     else:
         dev.wwn.model = dev.backend.inquiry_prod
@@ -171,6 +171,20 @@ def _store_tas(g: Group, buf: bytes) -> None:
 
 
 def _try_configure_unmap(dev: "SeDevice", key: str) -> None:
+    """Set up UNMAP for ``key`` on a device whose backend has not: three generations."""
+    how = dev.core.kernel.value("unmap_setup")
+    if how == "static":  # the limits came from the backend at enable, or never
+        if key == "unmap_zeroes_data":
+            raise ConfigfsError(errno.ENOSYS, f"dev[{dev.ptr}]: Thin Provisioning LBPRZ will not "
+                                "be set because max_unmap_block_desc_count is zero")
+        raise ConfigfsError(errno.ENOSYS, "Generic Block Discard not supported")
+    if how == "callout":  # ask the backend, whatever the device's state
+        if not dev.bdev.has_configure_unmap() or not dev.bdev.configure_unmap():
+            if key == "unmap_zeroes_data":
+                raise ConfigfsError(errno.ENOSYS, f"dev[{dev.ptr}]: Thin Provisioning LBPRZ "
+                                    "will not be set because max_unmap_block_desc_count is zero")
+            raise ConfigfsError(errno.ENOSYS, "Generic Block Discard not supported")
+        return
     if not dev.bdev.has_configure_unmap():
         raise ConfigfsError(errno.ENOSYS, "Generic Block Discard not supported")
     if not dev.configured:
@@ -325,7 +339,7 @@ def _passthrough_flag(name: str, flag: int):
         current = not dev.transport_flags & flag
         if want == current:
             return
-        if not dev.backend.transport_flags_changeable & flag:
+        if not dev.backend.flags_changeable(dev.core.kernel) & flag:
             raise ConfigfsError(errno.ENOSYS, f"dev[{dev.ptr}]: Unable to change SE Device "
                                 f"{name}: {name} has fixed value")
         if want:
@@ -475,14 +489,30 @@ V3_ATTRIB_ATTRS = (
 )
 
 
+# before 5.8 alua_support and pgr_support were CONFIGFS_ATTR_RO: a write fails at open
+_READ_ONLY = {a.name: Attribute(a.name, a.show) for a in (ALUA_SUPPORT, PGR_SUPPORT)}
+_TABLES: dict[tuple[str, str], tuple] = {}
+
+
 def attrib_table(dev: "SeDevice"):
+    """The device's attrib/ files: the version table says which, in which order."""
     if dev.legacy:
         return V3_ATTRIB_ATTRS
-    if dev.backend.attrib_list == "passthrough":
-        base = PASSTHROUGH_ATTRIB_ATTRS
-    else:
-        base = SBC_ATTRIB_ATTRS
-    return tuple(base) + tuple(dev.backend.extra_attrib_attrs)
+    kernel = dev.core.kernel
+    key = (kernel.name, dev.backend.name)
+    table = _TABLES.get(key)
+    if table is None:
+        impls = list(SBC_ATTRIB_ATTRS)
+        if not kernel.has("dev_flags_writable"):
+            impls = [_READ_ONLY.get(a.name, a) for a in impls]
+        group = ("dev_attrib_passthrough" if dev.backend.attrib_list == "passthrough"
+                 else "dev_attrib")
+        extra = tuple(dev.backend.extra_attrib_attrs)
+        pr_names = {a.name for a in PASSTHROUGH_PR_ATTRIB_ATTRS}
+        listed = set(kernel.files("dev_attrib_passthrough_pr"))
+        extra = tuple(a for a in extra if a.name not in pr_names or a.name in listed)
+        table = _TABLES[key] = kernel.table(group, impls) + extra
+    return table
 
 
 class AttribGroup(Group):

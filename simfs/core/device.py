@@ -351,9 +351,19 @@ DEV_ATTRS = (
     Attribute("lba_map", _show_lba_map, _store_lba_map),
 )
 
+def needs_se_device(fn):
+    """v3.0 kept these behind se_dev_ptr: ENODEV until the device is enabled."""
+    def wrapped(g: Group, *args):
+        if not _dev(g).configured:
+            raise ConfigfsError(errno.ENODEV, None)
+        return fn(g, *args)
+    return wrapped
+
+
 # The 2009 tree: no alias/udev_path/lba_map, enable write-only, and the fd hook.
 V3_DEV_ATTRS = (
-    Attribute("alua_lu_gp", _show_alua_lu_gp, _store_alua_lu_gp),
+    Attribute("alua_lu_gp", needs_se_device(_show_alua_lu_gp),
+              needs_se_device(_store_alua_lu_gp)),
     Attribute("control", None, _store_control),
     Attribute("enable", None, _store_enable),
     Attribute("fd", None, _store_fd),

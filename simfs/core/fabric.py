@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 from simfs.configfs import Attribute, ConfigfsError, Group
 from simfs.core import kparse
@@ -69,6 +69,21 @@ class FabricOps:
     has_enable: bool = False
     #: fabric_make_np exists
     has_np: bool = False
+    #: levels whose files differ between kernels: level -> group of the version table
+    #: (``{"tpg_attrib": "iscsi_tpg_attrib"}``); the level's ``<level>_attrs`` hold every
+    #: file any version has, and the table picks this version's, in its order
+    versioned: Mapping[str, str] = {}
+    #: wwn/param/default_submit_type and direct_submit_supported (6.10+)
+    default_submit_type: int = 0
+    direct_submit_supported: int = 0
+
+    def attrs(self, kernel, level: str) -> tuple[Attribute, ...]:
+        """The attribute files of ``level`` (``"wwn"``, ``"tpg_base"`` ...) in ``kernel``."""
+        own = tuple(getattr(self, f"{level}_attrs"))
+        group = self.versioned.get(level)
+        if group is None or kernel.legacy:
+            return own
+        return kernel.table(group, own)
 
     # module life
     def load(self, fmod: "FabricModule") -> None:
@@ -184,15 +199,18 @@ def available_fabrics(core: "TargetCore") -> dict[str, FabricOps]:
     avail = getattr(core, "fabric_plugins", None)
     if avail is None:
         avail = {ops.name: ops for ops in discover_fabrics()
-                 if core.profile.name in ops.profiles}
+                 if core.profile.family in ops.profiles}
         core.fabric_plugins = avail  # type: ignore[attr-defined]
     return avail
 
 
 def _get_fabric(core: "TargetCore", name: str) -> Optional[FabricModule]:
-    """target_core_get_fabric: a *loaded* module whose alias or name equals ``name``."""
+    """target_core_get_fabric: a *loaded* module whose alias or name equals ``name``
+    (before 5.0 only the module's own name, ``tfo->name``)."""
     for fmod in fabric_modules(core).values():
-        if name in (fmod.ops.name, fmod.ops.fabric_name):
+        names = (fmod.ops.name, fmod.ops.fabric_name) \
+            if core.kernel.has("fabric_alias_lookup") else (fmod.ops.name,)
+        if name in names:
             return fmod
     return None
 
@@ -313,7 +331,7 @@ class FabricGroup(ObjGroup):
     __slots__ = ()
 
     def __init__(self, fmod: FabricModule, name: str):
-        super().__init__(name, fmod, fmod.ops.wwn_attrs)
+        super().__init__(name, fmod, fmod.ops.attrs(fmod.core.kernel, "wwn"))
         self.add_default_group(ObjGroup("discovery_auth", fmod, fmod.ops.discovery_attrs))
 
     def make_group(self, name: str) -> Group:
@@ -383,7 +401,11 @@ def _store_affinity(g: Group, buf: bytes) -> None:
     wwn.cmd_compl_affinity = val
 
 
-WWN_PARAM_ATTRS = (Attribute("cmd_completion_affinity", _show_affinity, _store_affinity),)
+WWN_PARAM_ATTRS = (
+    Attribute("cmd_completion_affinity", _show_affinity, _store_affinity),
+    Attribute("default_submit_type", lambda g: f"{obj(g).ops.default_submit_type}\n"),
+    Attribute("direct_submit_supported", lambda g: f"{obj(g).ops.direct_submit_supported}\n"),
+)
 
 
 class WwnGroup(ObjGroup):
@@ -396,7 +418,9 @@ class WwnGroup(ObjGroup):
         stats = self.add_default_group(ObjGroup("fabric_statistics", wwn))
         for g in wwn.ops.wwn_stat_groups(wwn):
             stats.add_default_group(g)
-        self.add_default_group(ObjGroup("param", wwn, WWN_PARAM_ATTRS))
+        params = wwn.core.kernel.table("wwn_param", WWN_PARAM_ATTRS)
+        if params:  # the param/ group came with its first file (5.12)
+            self.add_default_group(ObjGroup("param", wwn, params))
 
     def make_group(self, name: str) -> Group:
         from simfs.core.tpg import SePortalGroup, TpgGroup
@@ -438,5 +462,7 @@ _CITS = ("discovery", "wwn", "wwn_fabric_stats", "wwn_param", "tpg", "tpg_base",
 
 def register_template(fmod: FabricModule) -> None:
     """target_register_template: target_fabric_setup_cits logs each config_item_type."""
+    has_param = bool(fmod.core.kernel.files("wwn_param"))
     for name in _CITS:
-        fmod.log.debug(f"Setup generic {name}")
+        if name != "wwn_param" or has_param:
+            fmod.log.debug(f"Setup generic {name}")

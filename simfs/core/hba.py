@@ -19,13 +19,14 @@ TARGET_CORE_NAME_MAX_LEN = 64
 class SeHba:
     """se_hba: one HBA, its backend, and the devices made in it."""
 
-    def __init__(self, core: "TargetCore", name: str, backend: Backend, host_id: int):
+    def __init__(self, core: "TargetCore", name: str, backend: Backend, host_id: int,
+                 hba_index: "int | None" = None):
         self.core = core
         self.name = name
         self.backend = backend
         self.host_id = host_id
         self.hba_id = 0  # assigned after attach_hba succeeds, as in core_alloc_hba
-        self.hba_index = core.next_scsi_index("inst")
+        self.hba_index = core.next_scsi_index("inst") if hba_index is None else hba_index
         self.dev_count = 0  # configured devices
         self.pscsi_mode = False
         self.internal = False  # HBA_FLAGS_INTERNAL_USE: the hidden virtual LUN 0 HBA
@@ -62,7 +63,7 @@ def _hba(g: Group) -> SeHba:
 def _show_hba_info(g: Group) -> str:
     hba = _hba(g)
     return (f"HBA Index: {hba.hba_id} plugin: {hba.backend.name} version: "
-            f"{hba.core.profile.core_version}\n")
+            f"{hba.core.profile.plugin_version}\n")
 
 
 def _show_hba_mode(g: Group) -> str:

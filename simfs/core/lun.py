@@ -9,8 +9,9 @@ Kernel facts kept here:
 
 * link checks, in order: not a backstore device → EFAULT; device not enabled → ENODEV;
   LUN already linked → EEXIST;
-* the RTPI comes from a per-device counter (4.x/5.x ``core_alloc_rtpi``): 1, 2, …, never
-  0, skipping values in use, and not reused after an unlink;
+* the RTPI (the version table's ``tpg_rtpi``): before 6.3 each link takes one from a
+  per-device counter (``core_alloc_rtpi``: 1, 2, …, never 0, skipping values in use, not
+  reused after an unlink); from 6.3 every LUN reports its TPG's ``tpg_rtpi``;
 * the LUN joins the device's ``default_tg_pt_gp`` unless the device is on the internal
   HBA or passes ALUA through; joining or moving queues 3Fh/03h INQUIRY DATA HAS CHANGED
   to every initiator with the LUN mapped (__target_attach_tg_pt_gp);
@@ -44,6 +45,8 @@ class SeLun(TargetPort):
     """se_lun: a fabric LUN, and the target port the SCSI engine sees."""
 
     def __init__(self, tpg: "SePortalGroup", name: str, unpacked_lun: int):
+        self.tpg = tpg
+        self._dev_rtpi = 0
         super().__init__(fabric=tpg.fabric_name, proto_id=tpg.proto_id, wwn=tpg.wwn_name,
                          tpgt=tpg.tpgt, rtpi=0, lun=unpacked_lun)
         self.tpg = tpg
@@ -56,6 +59,17 @@ class SeLun(TargetPort):
         self.cmd_pdus = 0
         self.rx_data_octets = 0
         self.tx_data_octets = 0
+
+    @property  # type: ignore[override]
+    def rtpi(self) -> int:
+        """The relative target port id the engine reports for this LUN."""
+        if self.tpg.core.kernel.has("tpg_rtpi"):
+            return self.tpg.rtpi
+        return self._dev_rtpi
+
+    @rtpi.setter
+    def rtpi(self, value: int) -> None:
+        self._dev_rtpi = value
 
     @property  # type: ignore[override]
     def write_protect(self) -> bool:
@@ -76,7 +90,7 @@ class SeLun(TargetPort):
 
 # -- link / unlink (core_dev_add_lun / core_dev_del_lun) -------------------------------------------
 def _alloc_rtpi(lun: SeLun, dev: "SeDevice") -> None:
-    used = {p.rtpi for p in dev.luns}
+    used = {p._dev_rtpi for p in dev.luns}
     for _ in range(0x10000):
         val = (getattr(dev, "rtpi_counter", 0) + 1) & 0xFFFF
         dev.rtpi_counter = val  # type: ignore[attr-defined]
@@ -94,7 +108,8 @@ def attach_tg_pt_gp(lun: SeLun, gp) -> None:
 
 
 def add_lun(tpg: "SePortalGroup", dev: "SeDevice", lun: SeLun) -> None:
-    _alloc_rtpi(lun, dev)
+    if not tpg.core.kernel.has("tpg_rtpi"):
+        _alloc_rtpi(lun, dev)
     core = tpg.core
     if not dev.passthrough_alua and not dev.hba.internal:
         gp = dev.default_tg_pt_gp

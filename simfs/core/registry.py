@@ -51,7 +51,7 @@ class BackendRegistry:
     def __init__(self, backends: Iterable[Backend], profile, log):
         self.profile = profile
         self.backends: dict[str, Backend] = {}
-        usable = [b for b in backends if profile.name in b.profiles]
+        usable = [b for b in backends if profile.family in b.profiles]
         if profile.legacy:
             # The v3.0 engine registered its plugins in hba_type order.
             usable.sort(key=lambda b: b.v3_hba_type)

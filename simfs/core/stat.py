@@ -19,10 +19,9 @@ def _a(name: str, fn) -> Attribute:
     return Attribute(name, lambda g: fn(_dev(g)))
 
 
-def _padded(value: str, size: int) -> str:
-    """The identity buffers printed whole, every non-printable byte (NUL padding) a space."""
-    raw = value.encode("latin-1", "replace")[:size - 1].ljust(size, b"\0")
-    return "".join(chr(b) if 0x20 <= b < 0x7F else " " for b in raw) + "\n"
+def _padded(value: str, width: int) -> str:
+    """``%-8s``/``%-16s``/``%-4s`` then a newline (target_stat_lu_vend_show and friends)."""
+    return f"{value:<{width}}\n"
 
 
 def _creation_time(dev: "SeDevice") -> str:
@@ -55,9 +54,9 @@ SCSI_LU_ATTRS = (
     _a("indx", lambda d: "1\n"),
     _a("lun", lambda d: "0\n"),
     _a("lu_name", lambda d: f"{d.wwn.unit_serial or 'None'}\n"),
-    _a("vend", lambda d: _padded(d.wwn.vendor, 9)),
-    _a("prod", lambda d: _padded(d.wwn.model, 17)),
-    _a("rev", lambda d: _padded(d.wwn.revision, 5)),
+    _a("vend", lambda d: _padded(d.wwn.vendor, 8)),
+    _a("prod", lambda d: _padded(d.wwn.model, 16)),
+    _a("rev", lambda d: _padded(d.wwn.revision, 4)),
     _a("dev_type", lambda d: f"{d.bdev.get_device_type()}\n"),
     _a("status", lambda d: "available\n" if d.export_count else "notavailable\n"),
     _a("state_bit", lambda d: "exposed\n"),

@@ -51,6 +51,9 @@ class SePortalGroup:
         self.acls: dict[str, "NodeAcl"] = {}
         self.nps: list[Any] = []
         self.enabled = False
+        #: tpg_rtpi (6.3+): 0 until the first enable; rtpi_manual when written by the user
+        self.rtpi = 0
+        self.rtpi_manual = False
         self.private: dict[str, Any] = {}
         self._virt_lun0: Optional["SeLun"] = None
         self.proto_id = self.ops.proto_id(self)
@@ -72,12 +75,53 @@ class SePortalGroup:
         return self.wwn.address
 
     def deregister(self) -> None:
+        self.deregister_rtpi()
         self.ops.drop_tpg(self)
         for acl in list(self.acls.values()):
             acl.free()
         self.acls.clear()
         self.log.debug(f"TARGET_CORE[{self.fabric_name}]: Deallocating portal_group for endpoint:"
                        f" {self.wwn_name}, Proto: {self.proto_id}, Portal Tag: {self.tpgt}")
+
+    # -- relative target port ids (6.3+: one per TPG, from one pool for every fabric) -----------
+    def register_rtpi(self) -> None:
+        """target_tpg_register_rtpi: the written id if free, else the lowest free one."""
+        pool = _rtpi_pool(self.core)
+        if self.rtpi_manual:
+            if self.rtpi in pool:
+                raise ConfigfsError(errno.EINVAL, f"{self.fabric_name}_TPG[{self.tpgt}] - Can "
+                                    f"not set RTPI {_c_alt_hex(self.rtpi)}, it is already busy")
+            pool[self.rtpi] = self
+            return
+        val = next(i for i in range(1, 0x10001) if i not in pool)
+        if val > 0xFFFF:
+            raise ConfigfsError(errno.EBUSY, None)
+        pool[val] = self
+        self.rtpi = val
+
+    def deregister_rtpi(self) -> None:
+        """target_tpg_deregister_rtpi: the id goes back to the pool; tpg_rtpi keeps it."""
+        if self.rtpi and self.enabled and _rtpi_pool(self.core).get(self.rtpi) is self:
+            del _rtpi_pool(self.core)[self.rtpi]
+
+    def set_enabled(self, op: bool) -> None:
+        """target_tpg_enable / target_tpg_disable (the generic enable of 5.16+)."""
+        if op:
+            if self.core.kernel.has("tpg_rtpi"):
+                self.register_rtpi()
+            try:
+                self.ops.enable_tpg(self, True)
+            except ConfigfsError:
+                if self.core.kernel.has("tpg_rtpi") and \
+                        _rtpi_pool(self.core).get(self.rtpi) is self:
+                    del _rtpi_pool(self.core)[self.rtpi]
+                raise
+            self.enabled = True
+        else:
+            if self.core.kernel.has("tpg_rtpi"):
+                self.deregister_rtpi()
+            self.ops.enable_tpg(self, False)
+            self.enabled = False
 
     # -- LUNs -------------------------------------------------------------------------------
     def linked_luns(self) -> list["SeLun"]:
@@ -137,6 +181,19 @@ class SePortalGroup:
 
 
 # -- tpgt_N attributes ----------------------------------------------------------------------------
+def _rtpi_pool(core) -> dict[int, SePortalGroup]:
+    """tpg_xa: every enabled TPG's relative target port id, across fabrics."""
+    pool = getattr(core, "tpg_rtpis", None)
+    if pool is None:
+        pool = core.tpg_rtpis = {}
+    return pool
+
+
+def _c_alt_hex(val: int) -> str:
+    """C's ``%#x``: ``0`` for zero, ``0x1f`` otherwise."""
+    return f"{val:#x}" if val else "0"
+
+
 def _show_enable(g: Group) -> str:
     return f"{int(obj(g).enabled)}\n"
 
@@ -146,11 +203,36 @@ def _store_enable(g: Group, buf: bytes) -> None:
     op = kparse.kstrtobool(buf)
     if tpg.enabled == op:
         return
-    tpg.ops.enable_tpg(tpg, op)
-    tpg.enabled = op
+    tpg.set_enabled(op)
+
+
+def _show_rtpi(g: Group) -> str:
+    return f"{_c_alt_hex(obj(g).rtpi)}\n"
+
+
+def _store_rtpi(g: Group, buf: bytes) -> None:
+    tpg: SePortalGroup = obj(g)
+    val = kparse.kstrtou16(buf, 0)
+    if val == 0:
+        raise ConfigfsError(errno.EINVAL, None)
+    if tpg.enabled:
+        # pr_info without a newline: the next line of the log continues it in dmesg
+        raise ConfigfsError(errno.EINVAL, f"{tpg.fabric_name}_TPG[{tpg.tpgt}] - Can not change "
+                            "RTPI on enabled TPG")
+    tpg.rtpi = val
+    tpg.rtpi_manual = True
 
 
 ENABLE_ATTR = Attribute("enable", _show_enable, _store_enable)
+RTPI_ATTR = Attribute("rtpi", _show_rtpi, _store_rtpi)
+
+
+def tpg_base_table(tpg: SePortalGroup) -> tuple[Attribute, ...]:
+    """The fabric's own files, then the core's (enable if the fabric enables, rtpi)."""
+    kernel, ops = tpg.core.kernel, tpg.ops
+    generic = tuple(a for a in kernel.table("tpg_base", (ENABLE_ATTR, RTPI_ATTR))
+                    if a is not ENABLE_ATTR or ops.has_enable)
+    return ops.attrs(kernel, "tpg_base") + generic
 
 
 class TpgGroup(ObjGroup):
@@ -159,13 +241,12 @@ class TpgGroup(ObjGroup):
     __slots__ = ()
 
     def __init__(self, tpg: SePortalGroup):
-        ops = tpg.ops
-        table = ((ENABLE_ATTR,) if ops.has_enable else ()) + tuple(ops.tpg_base_attrs)
-        super().__init__(tpg.name, tpg, table)
+        ops, kernel = tpg.ops, tpg.core.kernel
+        super().__init__(tpg.name, tpg, tpg_base_table(tpg))
         self.add_default_group(LunsGroup(tpg))
         self.add_default_group(NpsGroup(tpg))
         self.add_default_group(AclsGroup(tpg))
-        self.add_default_group(ObjGroup("attrib", tpg, ops.tpg_attrib_attrs))
+        self.add_default_group(ObjGroup("attrib", tpg, ops.attrs(kernel, "tpg_attrib")))
         self.add_default_group(ObjGroup("auth", tpg, ops.tpg_auth_attrs))
         self.add_default_group(ObjGroup("param", tpg, ops.tpg_param_attrs))
 

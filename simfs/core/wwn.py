@@ -200,12 +200,22 @@ WWN_ATTRS = (
 )
 
 # v3.0: five files; the descriptor files were writable but their store said ENOSYS.
+def _v3_needs_se_device(fn):
+    """v3.0 read these through se_dev_ptr: ENODEV until the device is enabled."""
+    def show(g: Group) -> str:
+        if not _dev(g).configured:
+            raise ConfigfsError(errno.ENODEV, None)
+        return fn(g)
+    return show
+
+
 V3_WWN_ATTRS = (
-    Attribute("vpd_unit_serial", _show_serial, _store_serial),
+    Attribute("vpd_unit_serial", _v3_needs_se_device(_show_serial), _store_serial),
     Attribute("vpd_protocol_identifier", _show_proto, _enosys),
-    Attribute("vpd_assoc_logical_unit", _show_assoc(0x00), _enosys),
-    Attribute("vpd_assoc_target_port", _show_assoc(0x10), _enosys),
-    Attribute("vpd_assoc_scsi_target_device", _show_assoc(0x20), _enosys),
+    Attribute("vpd_assoc_logical_unit", _v3_needs_se_device(_show_assoc(0x00)), _enosys),
+    Attribute("vpd_assoc_target_port", _v3_needs_se_device(_show_assoc(0x10)), _enosys),
+    Attribute("vpd_assoc_scsi_target_device", _v3_needs_se_device(_show_assoc(0x20)),
+              _enosys),
 )
 
 
@@ -219,4 +229,6 @@ class WwnGroup(Group):
         self.dev = dev
 
     def attribute_table(self):
-        return V3_WWN_ATTRS if self.dev.legacy else WWN_ATTRS
+        if self.dev.legacy:
+            return V3_WWN_ATTRS
+        return self.dev.core.kernel.table("dev_wwn", WWN_ATTRS)

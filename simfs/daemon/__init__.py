@@ -113,7 +113,7 @@ def _iscsi_server(core: TargetCore, log: KernelLog, listen_any: bool = False):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="simfs-daemon")
-    p.add_argument("--profile", default="modern")
+    p.add_argument("--profile", "--kernel", dest="profile", default="modern")
     p.add_argument("--state-dir")
     p.add_argument("--dbroot")
     p.add_argument("--allow-other", action="store_true")

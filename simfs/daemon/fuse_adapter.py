@@ -17,7 +17,8 @@ try:
 except ModuleNotFoundError:  # Debian's python3-fusepy names the same module "fusepy"
     import fusepy as fuse  # type: ignore[no-redef]
 
-from simfs.configfs import ConfigfsError, ConfigfsTree, OpenAttribute
+from simfs.configfs import ConfigfsTree, OpenAttribute
+from simfs.configfs.tree import MISSING
 from simfs.klog import KernelLog
 
 
@@ -406,7 +407,7 @@ class SimfsOperations(fuse.Operations):
         if source.startswith(self.mountpoint + "/"):
             return source[len(self.mountpoint):]
         if not os.path.lexists(source):
-            raise ConfigfsError(errno.ENOENT)
+            return MISSING  # ENOENT, once configfs has checked the link's directory
         return None
 
 

@@ -79,6 +79,7 @@ def test_log_shows_the_seeds_registration_and_activation(seed_run):
     ib_major, ib_minor = (os.major(os.stat(loops[0]).st_rdev), os.minor(os.stat(loops[0]).st_rdev))
     _in_order(log, [
         ts + r"TARGET_CORE\[0\]: Loading Generic Kernel Storage Engine: v3\.0\.0 on Linux/",
+        ts + r"TARGET_CORE\[0\]: Initialized ConfigFS Fabric Infrastructure: v1\.0\.0 on Linux/",
         ts + r"SE_PC\[0\] - Registered Plugin Class: TRANSPORT$",
         ts + r"PLUGIN_TRANSPORT\[1\] - pscsi registered$",
         ts + r"PLUGIN_TRANSPORT\[4\] - iblock registered$",

@@ -106,7 +106,7 @@ def test_tpgt_names(m, name, ok):
 
 # -- TPG attrib/ -----------------------------------------------------------------------------------
 ATTRIB_DEFAULTS = [
-    ("authentication", "1"), ("login_timeout", "15"), ("netif_timeout", "2"),
+    ("authentication", "1"), ("login_timeout", "15"),  # netif_timeout: gone in 6.6
     ("generate_node_acls", "0"), ("default_cmdsn_depth", "64"), ("cache_dynamic_acls", "0"),
     ("demo_mode_write_protect", "1"), ("prod_mode_write_protect", "0"),
     ("demo_mode_discovery", "1"), ("default_erl", "0"), ("t10_pi", "0"),
@@ -124,8 +124,6 @@ def test_attrib_defaults(m, t):
 @pytest.mark.parametrize("attr, value, log", [
     ("login_timeout", "31", "Requested Login Timeout 31 larger than maximum 30"),
     ("login_timeout", "4", "Requested Logout Timeout 4 smaller than minimum 5"),
-    ("netif_timeout", "16", "Requested Network Interface Timeout 16 larger than maximum 15"),
-    ("netif_timeout", "1", "Requested Network Interface Timeout 1 smaller than minimum 2"),
     ("default_cmdsn_depth", "513", "Requested Default Queue Depth: 513 larger than maximum 512"),
     ("default_cmdsn_depth", "0", "Requested Default Queue Depth: 0 smaller than minimum 1"),
     ("generate_node_acls", "2", "Illegal value 2"),
@@ -296,7 +294,7 @@ def test_acl_files(m, t):
     defaults = dict(dataout_timeout="3", dataout_timeout_retries="5", default_erl="0",
                     nopin_timeout="15", nopin_response_timeout="30",
                     random_datain_pdu_offsets="0", random_datain_seq_offsets="0",
-                    random_r2t_offsets="0")
+                    random_r2t_offsets="0", authentication="-1")
     assert sorted(os.listdir(P(m, f"{acl}/attrib"))) == sorted(defaults)
     for k, v in defaults.items():
         assert m.read(f"{acl}/attrib/{k}") == v + "\n"

@@ -136,9 +136,9 @@ def test_wwn_layout_and_param(m):
 
 def test_tpg_layout(m, tpg, itpg):
     assert sorted(os.listdir(tpg)) == ["acls", "address", "attrib", "auth", "lun", "nexus", "np",
-                                       "param", "transport_status"]
+                                       "param", "rtpi", "transport_status"]
     assert sorted(os.listdir(itpg)) == ["acls", "attrib", "auth", "dynamic_sessions", "enable",
-                                        "lun", "np", "param"]
+                                        "lun", "np", "param", "rtpi"]
     for d in ("lun", "np", "acls", "attrib", "auth", "param"):
         refused(m, f"rmdir {itpg}/{d}", errno.EPERM, None)
 
@@ -229,16 +229,20 @@ def test_link_refusals(m, tpg, dev):
     m.ok(f"rm {lun}/first && rmdir {lun} && rmdir {tpg}")
 
 
-def test_rtpi_per_device_counter(m, dev):
+def test_rtpi_per_tpg(m, dev):
+    """6.3+: every LUN of a TPG reports the TPG's id; loopback never enables, so 0 (the
+    per-device counter of older kernels: test_kernels.test_relative_port_ids)."""
     n = next(_n)
     a = f"{m.root}/target/loopback/naa.50014050000001{n:02x}/tpgt_1/lun/lun_0"
-    b = f"{m.root}/target/loopback/naa.50014050000001{n:02x}/tpgt_2/lun/lun_5"
+    b = f"{m.root}/target/loopback/naa.50014050000001{n:02x}/tpgt_1/lun/lun_5"
     m.ok(f"mkdir -p {a} {b} && ln -s {dev} {a}/l && ln -s {dev} {b}/l")
-    assert m.read(f"{a}/statistics/scsi_port/indx") == "1\n"
-    assert m.read(f"{b}/statistics/scsi_port/indx") == "2\n"
+    assert m.read(f"{a}/statistics/scsi_port/indx") == "0\n"
+    assert m.read(f"{b}/statistics/scsi_port/indx") == "0\n"
     assert m.read(f"{dev}/statistics/scsi_dev/ports") == "2\n"
-    m.ok(f"rm {a}/l && ln -s {dev} {a}/l")   # not reused: the counter moves on
-    assert m.read(f"{a}/statistics/scsi_port/indx") == "3\n"
+    tpg = a.rsplit("/lun/", 1)[0]
+    m.ok(f"echo 7 > {tpg}/rtpi")  # never enabled: the written id is the TPG's
+    assert m.read(f"{tpg}/rtpi") == "0x7\n"
+    assert m.read(f"{b}/statistics/scsi_tgt_port/name") == "loopbackPort#7\n"
     m.ok(f"rm {a}/l {b}/l")
 
 
@@ -258,7 +262,7 @@ def test_port_statistics(m, tpg, dev):
     assert m.read(f"{st}/scsi_port/dev") == indx
     assert m.read(f"{st}/scsi_port/role") == f"Device{indx}"
     assert m.read(f"{st}/scsi_port/busy_count") == "0\n"
-    assert m.read(f"{st}/scsi_tgt_port/name") == "loopbackPort#1\n"
+    assert m.read(f"{st}/scsi_tgt_port/name") == "loopbackPort#0\n"  # loopback: never enabled
     assert m.read(f"{st}/scsi_tgt_port/port_index") == f"{wwn}+t+1\n"
     assert m.read(f"{st}/scsi_tgt_port/in_cmds") == "0\n"
     assert m.read(f"{st}/scsi_transport/device") == "scsiTransportloopback\n"
@@ -399,7 +403,7 @@ def test_mapped_lun_link_and_write_protect(m, itpg, dev):
             rf"Detected existing explicit se_lun_acl->se_lun_group reference for {INIT} "
             r"mapped_lun: 9, failing")
     refused(m, f"rmdir {ml}", errno.ENOTEMPTY, None)
-    refused(m, f"rmdir {lun}", errno.ENOTEMPTY, None)
+    refused(m, f"rmdir {lun}", errno.EBUSY, None)  # a link target: EBUSY before its children
     lines = logged(m, f"rm {ml}/anything")
     assert lines == [f"iSCSI_TPG[1]_LUN[4] - Removed ACL for InitiatorNode: {INIT} Mapped LUN: 9"]
     assert m.read(f"{ml}/write_protect") == ""

@@ -11,12 +11,20 @@ from helpers import sh, shquote
 def test_version_and_hba_info(mnt_v3):
     u = os.uname()
     assert mnt_v3.read("target/version") == (
-        f"Target Engine Core ConfigFS Infrastructure v3.0.0 on Linux/{u.machine} on "
+        f"Target Engine Core ConfigFS Infrastructure v1.0.0 on Linux/{u.machine} on "
         f"{u.release}\n")
     assert sorted(os.listdir(f"{mnt_v3.root}/target")) == ["core", "version"]
     mnt_v3.ok(f"mkdir {mnt_v3.core}/rd_dr_0")
     # v3.0 counts HBAs from 0 (the seed prints CORE_HBA[0] for its first HBA)
-    assert mnt_v3.read("target/core/rd_dr_0/hba_info").startswith("HBA Index: 0 plugin: rd_dr")
+    # ... and hba_info prints the plugin's version, v1.0.0
+    assert mnt_v3.read("target/core/rd_dr_0/hba_info") == \
+        "HBA Index: 0 plugin: rd_dr version: v1.0.0\n"
+    # the module-load lines: configfs is initialized before any plugin registers
+    log = [ln.split("] ", 1)[1] for ln in mnt_v3.dmesg().splitlines()[:3]]
+    assert log[0].startswith("TARGET_CORE[0]: Loading Generic Kernel Storage Engine: v3.0.0 ")
+    assert log[1].startswith("TARGET_CORE[0]: Initialized ConfigFS Fabric Infrastructure: "
+                             "v1.0.0 ")
+    assert log[2] == "SE_PC[0] - Registered Plugin Class: TRANSPORT"
 
 
 def test_device_tree_shape(mnt_v3):

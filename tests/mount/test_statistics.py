@@ -84,8 +84,8 @@ def test_scsi_lu(m, dev, indx):
     s = f"{ST.format(dev=dev)}/scsi_lu"
     expect = {
         "inst": "2\n", "dev": indx, "indx": "1\n", "lun": "0\n", "lu_name": "None\n",
-        # the t10_wwn buffers printed whole (9/17/5 bytes), NULs as blanks
-        "vend": "LIO-ORG  \n", "prod": "FILEIO" + " " * 11 + "\n", "rev": "4.0  \n",
+        # %-8s, %-16s, %-4s (target_stat_lu_vend_show ...)
+        "vend": "LIO-ORG \n", "prod": "FILEIO" + " " * 10 + "\n", "rev": "4.0 \n",
         "dev_type": "0\n", "status": "notavailable\n", "state_bit": "exposed\n",
         "num_cmds": "0\n", "read_mbytes": "0\n", "write_mbytes": "0\n", "resets": "0\n",
         "full_stat": "0\n", "hs_num_cmds": "0\n",
@@ -102,22 +102,22 @@ def test_scsi_lu_follows_wwn(m):
     s = f"{ST.format(dev='off')}/scsi_lu"
     m.ok(f"echo ACME > {m.root}/{w}/vendor_id && echo 'Big Disk' > {m.root}/{w}/product_id"
          f" && echo 1.2 > {m.root}/{w}/revision && echo sn-42 > {m.root}/{w}/vpd_unit_serial")
-    assert m.read(f"{s}/vend") == "ACME     \n"
-    assert m.read(f"{s}/prod") == "Big Disk" + " " * 9 + "\n"
-    assert m.read(f"{s}/rev") == "1.2  \n"
+    assert m.read(f"{s}/vend") == "ACME    \n"
+    assert m.read(f"{s}/prod") == "Big Disk" + " " * 8 + "\n"
+    assert m.read(f"{s}/rev") == "1.2 \n"
     assert m.read(f"{s}/lu_name") == "sn-42\n"
-    # full-width identities: only the terminating NUL becomes a blank
+    # full-width identities: no padding at all
     m.ok(f"echo ABCDEFGH > {m.root}/{w}/vendor_id && echo 0123456789ABCDEF > "
          f"{m.root}/{w}/product_id && echo WXYZ > {m.root}/{w}/revision")
-    assert m.read(f"{s}/vend") == "ABCDEFGH \n"
-    assert m.read(f"{s}/prod") == "0123456789ABCDEF \n"
-    assert m.read(f"{s}/rev") == "WXYZ \n"
+    assert m.read(f"{s}/vend") == "ABCDEFGH\n"
+    assert m.read(f"{s}/prod") == "0123456789ABCDEF\n"
+    assert m.read(f"{s}/rev") == "WXYZ\n"
 
 
 def test_rd_dummy_peripheral_type(m):
     s = "target/core/rd_mcp_1/dummy/statistics/scsi_lu"
     assert m.read(f"{s}/dev_type") == "63\n"           # 0x3f: no device
-    assert m.read(f"{s}/prod") == "RAMDISK-MCP" + " " * 6 + "\n"
+    assert m.read(f"{s}/prod") == "RAMDISK-MCP" + " " * 5 + "\n"
     # rd_mcp_1 is the second user HBA
     assert m.read("target/core/rd_mcp_1/dummy/statistics/scsi_dev/inst") == "3\n"
 

@@ -1,0 +1,478 @@
+"""The one table of what each kernel version of the target tree adds, removes or changes.
+
+simfs plays one named kernel per mount (``simfs mount --kernel 6.1``). Everything that
+differs between those kernels is data here, read by the tree, the SCSI engine and the iSCSI
+target through :class:`Kernel`'s small API — code never compares version numbers itself:
+
+* ``kernel.has(key)`` — a feature the version has (``kernel.has("tpg_rtpi")``);
+* ``kernel.value(key)`` — a value that changed between versions
+  (``kernel.value("dbroot_busy")`` is ``"fabrics"`` or ``"devices"``);
+* ``kernel.files(group)`` — the attribute files of one configfs group, in the kernel's
+  order (``kernel.files("dev_attrib")``); ``kernel.table(group, attrs)`` picks the
+  :class:`~simfs.configfs.Attribute` objects for them.
+
+Two kinds of rows make the table: :data:`CHANGES` (behaviours and values, each with the
+release that first has it) and :data:`FILES` (every file of a versioned group, in kernel
+order, with the release that added or removed it). ``docs/kernels.md`` is generated from
+both (:func:`render_markdown`); a unit test keeps it current.
+
+The seed's 2009 engine (``v3.0``) is a version too; its tree is the legacy one
+(``kernel.legacy``), described by the v3.0 tables next to the modern ones in the code.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Sequence
+
+#: the modern versions simfs plays, oldest first
+VERSIONS: tuple[str, ...] = ("4.18", "5.14", "6.1", "6.12", "6.18")
+NEWEST = VERSIONS[-1]
+LEGACY = "v3.0"
+#: other names accepted for a version (``--profile modern`` is the newest)
+ALIASES: Mapping[str, str] = {"modern": NEWEST, "v5.0": NEWEST}
+
+#: who runs each version, and which source simfs follows for it
+WHO: Mapping[str, str] = {
+    "4.18": "RHEL 8 and its rebuilds (AlmaLinux, Rocky, Oracle Linux 8): upstream 4.18",
+    "5.14": "RHEL 9 and its rebuilds: upstream 5.14",
+    "6.1": "Debian 12 (bookworm): the 6.1.y stable kernel Debian ships",
+    "6.12": "Debian 13 (trixie), the 6.12 LTS: the 6.12.y stable kernel",
+    "6.18": "the newest tracked release (mainline 6.18)",
+    "v3.0": "the 2009 lio-core-2.6 target_core_mod v3.0 the seed script was written for",
+}
+
+
+def release(name: str) -> tuple[int, ...]:
+    """``"6.12"`` -> ``(6, 12)``."""
+    return tuple(int(p) for p in name.split("."))
+
+
+@dataclass(frozen=True)
+class Change:
+    """One row: from release ``since`` on, ``key`` is ``value``."""
+
+    since: str
+    key: str
+    value: Any = True
+    #: what changed, in a user's words
+    what: str = ""
+    #: why it matters to a tool author
+    why: str = ""
+    #: where in the kernel source
+    where: str = ""
+    #: stable series that received the change earlier than ``since`` (backports)
+    backported: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class File:
+    """One attribute file of a versioned group, in kernel order."""
+
+    name: str
+    since: Optional[str] = None
+    until: Optional[str] = None  # first release without it
+    why: str = ""
+
+
+#: What 4.18 has; every later version is this plus the changes up to it.
+BASELINE: Mapping[str, Any] = {
+    "fabric_alias_lookup": False,
+    "dev_flags_writable": False,
+    "tpg_enable": "fabric",
+    "dbroot_busy": "fabrics",
+    "dbroot_check": "filp_open",
+    "unmap_setup": "static",
+    "model_alias_warning": "truncating to 16 bytes",
+    "lu_gp_members_nul": True,
+    "tpg_rtpi": False,
+    "iblock_pgr_passthrough": False,
+    "pr_non_holder_read_capacity": False,
+    "write_residual_sense": "INVALID FIELD IN CDB",
+}
+
+CHANGES: tuple[Change, ...] = (
+    Change("5.0", "fabric_alias_lookup", True,
+           "`mkdir target/<name>` finds a fabric by its alias as well as its name "
+           "(`iscsi` and `iSCSI` both work)",
+           "on 4.18 only the module's own name works: `mkdir target/iSCSI` is EINVAL",
+           "target_core_configfs.c target_core_get_fabric"),
+    Change("5.8", "dev_flags_writable", True,
+           "`attrib/alua_support` and `attrib/pgr_support` take writes (ENOSYS \"has fixed "
+           "value\" when the backend cannot change them); passthrough devices show "
+           "`emulate_pr`",
+           "on 4.18 both files are read-only: a write fails at open with EACCES",
+           "target_core_configfs.c alua_support_store, pgr_support_store"),
+    Change("5.16", "tpg_enable", "generic",
+           "`tpgt_N/enable` moved into the target core: booleans (y/n/on/off), writing the "
+           "current state is a no-op, and it is listed after the fabric's own TPG files",
+           "on 5.14 iSCSI's own `enable` takes 0 or 1 only (\"Illegal value for "
+           "tpg_enable\"), enabling an enabled TPG fails, and `ls tpgt_1` starts with it",
+           "target_core_fabric_configfs.c target_fabric_tpg_base_enable_store"),
+    Change("5.19", "dbroot_busy", "devices",
+           "`dbroot` can be changed until the first backstore device exists (\"db_root: "
+           "cannot be changed because it's in use\")",
+           "before, it was refused as soon as any fabric module was loaded (\"db_root: "
+           "cannot be changed: target drivers registered\"): set dbroot before `mkdir "
+           "target/iscsi`",
+           "target_core_configfs.c target_core_item_dbroot_store"),
+    Change("6.1", "dbroot_check", "kern_path",
+           "a `dbroot` that cannot be used fails with the lookup's own errno (ENOENT, "
+           "ENOTDIR, EACCES), logging \"db_root: cannot open\" (first seen after 5.19)",
+           "before, every bad path was EINVAL", "target_core_configfs.c "
+           "target_core_item_dbroot_store"),
+    Change("6.1", "unmap_setup", "callout",
+           "`emulate_tpu`/`emulate_tpws`/`unmap_zeroes_data`=1 on a device without UNMAP "
+           "limits asks the backend to set them up (configure_unmap) before refusing",
+           "on 4.18 and 5.14 they are ENOSYS unless the backend set the limits when the "
+           "device was enabled",
+           "target_core_configfs.c emulate_tpu_store"),
+    Change("5.1", "model_alias_warning", "truncating to 15 characters",
+           "the long-name warning of `emulate_model_alias` says \"truncating to 15 "
+           "characters\" (first seen by 5.10)", "log matchers",
+           "target_core_configfs.c dev_set_t10_wwn_model_alias"),
+    Change("5.11", "write_residual_sense", "INVALID FIELD IN COMMAND INFORMATION UNIT",
+           "a WRITE data CDB whose transfer length differs from the fabric's is refused "
+           "with 5/0Eh/03h, on every block size",
+           "before: 5/24h/00h INVALID FIELD IN CDB, and any residual of a data CDB on a "
+           "device whose block size is not 512 was refused", "target_core_transport.c "
+           "target_cmd_size_check"),
+    Change("6.3", "tpg_rtpi", True,
+           "relative target port ids belong to the TPG: `tpgt_N/rtpi` (0 until the TPG is "
+           "enabled, then the lowest free id; writable while disabled), and every LUN of a "
+           "TPG reports it (VPD 0x83, REPORT TARGET PORT GROUPS, PR, statistics)",
+           "before, each LUN got an id from a per-device counter when it was linked: two "
+           "LUNs of one TPG had different ids",
+           "target_core_tpg.c target_tpg_register_rtpi"),
+    Change("6.3", "iblock_pgr_passthrough", True,
+           "iblock's `attrib/pgr_support` can be set to 0: PR commands then go to the block "
+           "device and `pr/res_type` reads SPC_PASSTHROUGH",
+           "before, ENOSYS \"pgr_support has fixed value\"",
+           "target_core_iblock.c transport_flags_changeable"),
+    Change("6.12", "unmap_setup", "try",
+           "an UNMAP setup on a device that is not enabled yet is ENODEV (\"Generic Block "
+           "Discard setup for <attr> requires device to be configured\") (first seen "
+           "after 6.1)",
+           "6.1 answers ENOSYS", "target_core_configfs.c target_try_configure_unmap"),
+    Change("6.12", "pr_non_holder_read_capacity", True,
+           "READ CAPACITY(10) from an unregistered initiator passes an Exclusive Access "
+           "reservation (first seen after 6.1)",
+           "older kernels answer RESERVATION CONFLICT", "target_core_pr.c "
+           "core_scsi3_pr_seq_non_holder"),
+    Change("6.18", "lu_gp_members_nul", False,
+           "LU group `members` lines no longer end with a NUL byte (target port group "
+           "`members` still do)",
+           "parsers that stripped the NUL keep working; byte-exact comparisons change",
+           "target_core_configfs.c target_lu_gp_members_show", backported=("6.1", "6.12")),
+)
+
+_DEV_ATTRIB: tuple[File, ...] = (
+    File("emulate_model_alias"), File("emulate_dpo"), File("emulate_fua_write"),
+    File("emulate_fua_read"), File("emulate_write_cache"), File("emulate_ua_intlck_ctrl"),
+    File("emulate_tas"), File("emulate_tpu"), File("emulate_tpws"), File("emulate_caw"),
+    File("emulate_3pc"),
+    File("emulate_pr", "5.7", why="turns PR emulation off (PR commands: INVALID OPCODE)"),
+    File("pi_prot_type"), File("hw_pi_prot_type"), File("pi_prot_format"),
+    File("pi_prot_verify"), File("enforce_pr_isids"), File("is_nonrot"),
+    File("emulate_rest_reord"), File("force_pr_aptpl"), File("hw_block_size"),
+    File("block_size"), File("hw_max_sectors"), File("optimal_sectors"),
+    File("hw_queue_depth"), File("queue_depth"), File("max_unmap_lba_count"),
+    File("max_unmap_block_desc_count"), File("unmap_granularity"),
+    File("unmap_granularity_alignment"), File("unmap_zeroes_data"), File("max_write_same_len"),
+    File("alua_support"), File("pgr_support"),
+    File("emulate_rsoc", "6.2", why="REPORT SUPPORTED OPERATION CODES can be turned off"),
+    File("submit_type", "6.10", why="0 fabric default, 1 direct, 2 queued submission"),
+)
+
+_PASSTHROUGH_ATTRIB: tuple[File, ...] = (
+    File("hw_pi_prot_type"), File("hw_block_size"), File("hw_max_sectors"),
+    File("hw_queue_depth"), File("emulate_pr", "5.8"), File("alua_support"),
+    File("pgr_support"), File("submit_type", "6.10"),
+)
+
+FILES: Mapping[str, tuple[File, ...]] = {
+    # core/<hba>/<dev>/attrib for backends using the SBC/SPC emulation
+    "dev_attrib": _DEV_ATTRIB,
+    # ... for pscsi and TCMU (passing CDBs through)
+    "dev_attrib_passthrough": _PASSTHROUGH_ATTRIB,
+    # ... added for TCMU, which may emulate PR
+    "dev_attrib_passthrough_pr": (File("enforce_pr_isids", "5.8"), File("force_pr_aptpl", "5.8")),
+    "dev_wwn": (
+        File("vendor_id"), File("product_id"), File("revision"),
+        File("company_id", "5.14", why="the IEEE company id in NAA designators"),
+        File("vpd_unit_serial"), File("vpd_protocol_identifier"),
+        File("vpd_assoc_logical_unit"), File("vpd_assoc_target_port"),
+        File("vpd_assoc_scsi_target_device"),
+    ),
+    # target/<fabric>/<wwn>/param (the group itself exists from 5.12)
+    "wwn_param": (
+        File("cmd_completion_affinity", "5.12", why="CPU that completes commands"),
+        File("default_submit_type", "6.10"), File("direct_submit_supported", "6.10"),
+    ),
+    # the generic files of target/<fabric>/<wwn>/tpgt_N, after the fabric's own
+    "tpg_base": (
+        File("enable", "5.16", why="owned by the core; before, fabrics had their own"),
+        File("rtpi", "6.3", why="the TPG's relative target port id"),
+    ),
+    # target/iscsi/
+    "iscsi_wwn": (File("lio_version"),
+                  File("cpus_allowed_list", "5.18", why="CPUs for iSCSI RX/TX threads")),
+    # target/iscsi/<iqn>/tpgt_N (iSCSI's own files)
+    "iscsi_tpg_base": (File("enable", until="5.16"), File("dynamic_sessions")),
+    "iscsi_tpg_attrib": (
+        File("authentication"), File("login_timeout"),
+        File("netif_timeout", until="6.6",
+             why="never used; a saveconfig holding it does not restore on 6.6+"),
+        File("generate_node_acls"), File("default_cmdsn_depth"), File("cache_dynamic_acls"),
+        File("demo_mode_write_protect"), File("prod_mode_write_protect"),
+        File("demo_mode_discovery"), File("default_erl"), File("t10_pi"),
+        File("fabric_prot_type"), File("tpg_enabled_sendtargets"),
+        File("login_keys_workaround"),
+    ),
+    "iscsi_acl_attrib": (
+        File("dataout_timeout"), File("dataout_timeout_retries"), File("default_erl"),
+        File("nopin_timeout"), File("nopin_response_timeout"),
+        File("random_datain_pdu_offsets"), File("random_datain_seq_offsets"),
+        File("random_r2t_offsets"),
+        File("authentication", "6.0",
+             why="per-initiator CHAP: -1 inherit the TPG's, 0 off, 1 on"),
+    ),
+}
+
+#: Version strings of each generation: TARGET_CORE_VERSION, the engine (module load line),
+#: the ConfigFS infrastructure (module load line and ``target/version``), and what
+#: ``hba_info`` prints (the plugin's own version in v3.0)
+_VERSION_STRINGS = {"modern": ("v5.0", "v5.0", "v5.0", "v5.0", "v5.0"),
+                    "v3.0": ("v3.0", "v3.0.0", "v1.0.0", "v1.0.0", "v1.0.0")}
+
+
+def _present(f: File, rel: tuple[int, ...]) -> bool:
+    if f.since is not None and rel < release(f.since):
+        return False
+    if f.until is not None and rel >= release(f.until):
+        return False
+    return True
+
+
+def _applies(c: Change, name: str) -> bool:
+    return release(name) >= release(c.since) or name in c.backported
+
+
+@dataclass(frozen=True, eq=False)
+class Kernel:
+    """One kernel version: its table values, file lists and version strings.
+
+    It is also what the code calls the *profile* (``core.profile``): ``legacy`` is True for
+    the 2009 tree, and ``kptr``/``uname`` format what the log and ``version`` print.
+    """
+
+    name: str
+    legacy: bool
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    # -- the table API --------------------------------------------------------------------
+    def has(self, key: str) -> bool:
+        """True when this version has the feature ``key`` (a boolean row of the table)."""
+        return bool(self.value(key))
+
+    def value(self, key: str) -> Any:
+        """This version's value of ``key``; KeyError for a key the table does not know."""
+        if self.legacy:
+            return _LEGACY_VALUES.get(key, BASELINE[key])
+        return self.values[key]
+
+    def files(self, group: str) -> tuple[str, ...]:
+        """The attribute files of ``group`` this version has, in kernel order."""
+        if self.legacy:
+            return ()
+        rel = release(self.name)
+        return tuple(f.name for f in FILES[group] if _present(f, rel))
+
+    def table(self, group: str, attrs: Sequence[Any]) -> tuple[Any, ...]:
+        """The objects of ``attrs`` (anything with a ``name``) this version lists, in order."""
+        by_name = {a.name: a for a in attrs}
+        return tuple(by_name[n] for n in self.files(group))
+
+    # -- what the rest of the code knew as the profile ----------------------------------
+    @property
+    def family(self) -> str:
+        """``"modern"`` or ``"v3.0"``: what plugins declare they work with."""
+        return "v3.0" if self.legacy else "modern"
+
+    @property
+    def core_version(self) -> str:
+        """TARGET_CORE_VERSION as hba_info and HBA banners print it."""
+        return _VERSION_STRINGS[self.family][0]
+
+    @property
+    def engine_version(self) -> str:
+        """The version in target/version and the module-load line."""
+        return _VERSION_STRINGS[self.family][1]
+
+    @property
+    def fabric_version(self) -> str:
+        """The fabric infrastructure version in the module-load line."""
+        return _VERSION_STRINGS[self.family][2]
+
+    @property
+    def configfs_version(self) -> str:
+        """The version ``target/version`` prints."""
+        return _VERSION_STRINGS[self.family][3]
+
+    @property
+    def plugin_version(self) -> str:
+        """The version ``hba_info`` prints."""
+        return _VERSION_STRINGS[self.family][4]
+
+    def kptr(self, obj: object) -> str:
+        """A kernel pointer as %p prints it: hashed 64-bit today, raw 32-bit (i686) in v3.0."""
+        h = zlib.crc32(id(obj).to_bytes(8, "little"))
+        if self.legacy:
+            return f"{0xc0000000 | (h & 0x3ffffff0):08x}"
+        return f"{h:016x}"
+
+    def uname(self) -> tuple[str, str, str]:
+        u = os.uname()
+        return u.sysname, u.machine, u.release
+
+
+#: v3.0 has the 4.18 baseline's values except where the 2009 engine is known to differ
+_LEGACY_VALUES: Mapping[str, Any] = {"dbroot_busy": "fabrics"}
+
+
+def _build(name: str) -> Kernel:
+    values = dict(BASELINE)
+    for c in CHANGES:
+        if _applies(c, name):
+            values[c.key] = c.value
+    return Kernel(name, False, values)
+
+
+KERNELS: Mapping[str, Kernel] = {
+    **{n: _build(n) for n in VERSIONS},
+    LEGACY: Kernel(LEGACY, True, {}),
+}
+
+
+def names() -> tuple[str, ...]:
+    """Every version simfs plays, the newest modern one last before v3.0."""
+    return (*VERSIONS, LEGACY)
+
+
+def choices() -> tuple[str, ...]:
+    """What ``--kernel``/``--profile`` accept: versions and aliases."""
+    return (*names(), *ALIASES)
+
+
+def get(name: str) -> Kernel:
+    """The version called ``name`` (an alias such as ``modern`` included)."""
+    name = ALIASES.get(name, name)
+    try:
+        return KERNELS[name]
+    except KeyError:
+        raise ValueError(f"unknown kernel {name!r} (choose one of "
+                         f"{', '.join(choices())})") from None
+
+
+# -- docs/kernels.md ----------------------------------------------------------------------------
+_GROUP_PATHS = {
+    "dev_attrib": ("core/<hba>/<dev>/attrib/", "emulating backends"),
+    "dev_attrib_passthrough": ("core/<hba>/<dev>/attrib/", "pscsi, user"),
+    "dev_attrib_passthrough_pr": ("core/<hba>/<dev>/attrib/", "user, after the above"),
+    "dev_wwn": ("core/<hba>/<dev>/wwn/", ""),
+    "wwn_param": ("target/<fabric>/<wwn>/param/", ""),
+    "tpg_base": ("target/<fabric>/<wwn>/tpgt_N/", "after the fabric's own files"),
+    "iscsi_wwn": ("target/iscsi/", ""),
+    "iscsi_tpg_base": ("target/iscsi/<iqn>/tpgt_N/", "iSCSI's own files"),
+    "iscsi_tpg_attrib": ("target/iscsi/<iqn>/tpgt_N/attrib/", ""),
+    "iscsi_acl_attrib": ("target/iscsi/<iqn>/tpgt_N/acls/<initiator>/attrib/", ""),
+}
+
+
+def _where(group: str, name: str = "") -> str:
+    path, note = _GROUP_PATHS[group]
+    return f"`{path}{name}`" + (f" ({note})" if note else "")
+
+
+def render_markdown() -> str:
+    """``docs/kernels.md``: generated from this table (``python -m simfs.core.kernels``)."""
+    out: list[str] = []
+    w = out.append
+    w("# LIO across kernel versions")
+    w("")
+    w("<!-- generated by `python -m simfs.core.kernels > docs/kernels.md`; edit "
+      "simfs/core/kernels.py instead -->")
+    w("")
+    w("A real machine runs one kernel; simfs plays the one you name. Every version below is "
+      "a complete target tree: the files and their order, defaults, accepted values, log "
+      "lines and the SCSI behaviour of that kernel.")
+    w("")
+    w("```")
+    w("mkdir -p /tmp/cfg-rhel9")
+    w("simfs mount --kernel 5.14 /tmp/cfg-rhel9")
+    w("ls /tmp/cfg-rhel9/target")
+    w("simfs umount /tmp/cfg-rhel9")
+    w("```")
+    w("")
+    w(f"Without `--kernel`, simfs plays {NEWEST}, the newest tracked version "
+      "(`--profile modern` names it too).")
+    w("")
+    w("| version | who runs it |")
+    w("| --- | --- |")
+    for n in names():
+        w(f"| `{n}` | {WHO[n]} |")
+    w("")
+    w("RHEL's kernels carry later fixes in their minor releases; simfs's 4.18 and 5.14 are "
+      "the upstream releases they started from.")
+    w("")
+    w("## What changed, and when")
+    w("")
+    w("| since | change | why it matters |")
+    w("| --- | --- | --- |")
+    rows: list[tuple[tuple[int, ...], str, str, str]] = []
+    for c in CHANGES:
+        since = c.since + (" (and " + ", ".join(f"{b}.y" for b in c.backported) + ")"
+                           if c.backported else "")
+        rows.append((release(c.since), since, c.what, c.why))
+    for group, files in FILES.items():
+        for f in files:
+            where = _where(group, f.name)
+            if f.since is not None:
+                rows.append((release(f.since), f.since, f"adds {where}", f.why))
+            if f.until is not None:
+                rows.append((release(f.until), f.until, f"removes {where}", f.why))
+    for _, since, what, why in sorted(rows, key=lambda r: r[0]):
+        w(f"| {since} | {what} | {why} |")
+    w("")
+    w("## Files per version, in kernel order")
+    w("")
+    for group in FILES:
+        w(f"### {_where(group)}")
+        w("")
+        for n in VERSIONS:
+            files = KERNELS[n].files(group)
+            w(f"- {n}: " + (" ".join(f"`{f}`" for f in files) if files else "(none)"))
+        w("")
+    w("## The same in every version")
+    w("")
+    w("- `rmdir` of an item that a symlink points at is EBUSY, even when it also holds "
+      "children (configfs checks links first); `ln -s` in a directory that takes no links "
+      "is EPERM even when the target does not exist.")
+    w("- A failed `mkdir core/<plugin>_<id>` still uses up an HBA index; iSCSI target "
+      "indexes (`scsi_transport/indx`) count from 0 on their own.")
+    w("- An ACL queue depth written as 0 reads back 1; `statistics/scsi_lu/vend`, `prod`, "
+      "`rev` are padded to 8, 16 and 4 characters.")
+    w("- A relative `dbroot` is taken from the writer's working directory.")
+    w("")
+    w("## v3.0")
+    w("")
+    w("The seed's engine (`--kernel v3.0`, `--profile v3.0`) is the 2009 tree: see "
+      "[profiles.md](profiles.md).")
+    w("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":  # pragma: no cover - the docs generator
+    print(render_markdown(), end="")

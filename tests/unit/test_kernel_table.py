@@ -1,0 +1,82 @@
+"""The version table (simfs.core.kernels): consistent, complete, and docs/kernels.md current."""
+
+from pathlib import Path
+
+import pytest
+
+from simfs.core import kernels
+from simfs.core.dev_attrib import PASSTHROUGH_PR_ATTRIB_ATTRS, SBC_ATTRIB_ATTRS
+from simfs.core.fabric import WWN_PARAM_ATTRS
+from simfs.core.tpg import ENABLE_ATTR, RTPI_ATTR
+from simfs.core.wwn import WWN_ATTRS
+from simfs_plugins.fabrics import iscsi
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "kernels.md"
+
+
+def test_docs_kernels_md_is_generated_from_the_table():
+    assert DOCS.read_text() == kernels.render_markdown(), (
+        "docs/kernels.md is stale: python -m simfs.core.kernels > docs/kernels.md")
+
+
+def test_names_aliases_and_unknown():
+    assert kernels.names() == ("4.18", "5.14", "6.1", "6.12", "6.18", "v3.0")
+    assert kernels.get("modern") is kernels.get(kernels.NEWEST)
+    assert kernels.get("v5.0").name == "6.18"
+    assert kernels.get("v3.0").legacy and not kernels.get("6.1").legacy
+    with pytest.raises(ValueError, match="unknown kernel '5.15'"):
+        kernels.get("5.15")
+
+
+def test_every_change_names_a_known_key_and_an_ordered_release():
+    for c in kernels.CHANGES:
+        assert c.key in kernels.BASELINE, c
+        assert kernels.release(c.since) > kernels.release("4.18"), c
+        assert c.what and c.why and c.where, c
+    for files in kernels.FILES.values():
+        for f in files:
+            if f.since and f.until:
+                assert kernels.release(f.since) < kernels.release(f.until), f
+
+
+@pytest.mark.parametrize("name", kernels.VERSIONS)
+def test_every_listed_file_has_an_implementation(name):
+    k = kernels.get(name)
+    impls = {
+        "dev_attrib": SBC_ATTRIB_ATTRS, "dev_attrib_passthrough": SBC_ATTRIB_ATTRS,
+        "dev_attrib_passthrough_pr": PASSTHROUGH_PR_ATTRIB_ATTRS, "dev_wwn": WWN_ATTRS,
+        "wwn_param": WWN_PARAM_ATTRS, "tpg_base": (ENABLE_ATTR, RTPI_ATTR),
+        "iscsi_wwn": iscsi.WWN_ATTRS, "iscsi_tpg_base": iscsi.TPG_BASE_ATTRS,
+        "iscsi_tpg_attrib": iscsi.TPG_ATTRIB_ATTRS, "iscsi_acl_attrib": iscsi.ACL_ATTRIB_ATTRS,
+    }
+    assert set(impls) == set(kernels.FILES)
+    for group, attrs in impls.items():
+        table = k.table(group, attrs)  # KeyError: a file without an implementation
+        assert [a.name for a in table] == list(k.files(group))
+
+
+def test_values_per_version():
+    v = {n: kernels.get(n) for n in kernels.VERSIONS}
+    assert [v[n].has("tpg_rtpi") for n in kernels.VERSIONS] == [False, False, False, True, True]
+    assert [v[n].value("dbroot_busy") for n in kernels.VERSIONS] == \
+        ["fabrics", "fabrics", "devices", "devices", "devices"]
+    assert [v[n].value("tpg_enable") for n in kernels.VERSIONS] == \
+        ["fabric", "fabric", "generic", "generic", "generic"]
+    assert [v[n].has("pr_non_holder_read_capacity") for n in kernels.VERSIONS] == \
+        [False, False, False, True, True]
+    # a stable backport: 6.1.y and 6.12.y have the 6.18 change
+    assert [v[n].has("lu_gp_members_nul") for n in kernels.VERSIONS] == \
+        [True, True, False, False, False]
+    assert "netif_timeout" in v["6.1"].files("iscsi_tpg_attrib")
+    assert "netif_timeout" not in v["6.12"].files("iscsi_tpg_attrib")
+    assert v["4.18"].files("wwn_param") == ()
+    with pytest.raises(KeyError):
+        v["6.18"].value("no_such_row")
+
+
+def test_profile_names_still_work():
+    from simfs.core.profile import MODERN, V3_0, get_profile
+    assert MODERN.name == kernels.NEWEST and MODERN.family == "modern"
+    assert V3_0.family == "v3.0" and V3_0.engine_version == "v3.0.0"
+    assert get_profile("6.1").core_version == "v5.0"
+    assert len(V3_0.kptr(object())) == 8 and len(MODERN.kptr(object())) == 16
