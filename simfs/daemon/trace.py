@@ -26,7 +26,9 @@ Event fields: ``seq``, ``time`` (epoch seconds), ``pid``, ``comm``, ``op`` (``mk
 the bytes as a latin-1 string, so any byte survives JSON), ``len`` (read: bytes shown),
 ``target`` (symlink: the tree path linked to). SCSI events: ``initiator``, ``fabric``,
 ``port``, ``lun``, ``device``, ``cdb`` (hex), ``opname``, ``status``, ``sense`` (hex),
-``sense_text``.
+``sense_text``. iSCSI events (op ``iscsi``, from the target): ``event`` (``login`` refused or
+connection ``drop``), ``result`` (``refused``/``dropped``), ``reason``, ``peer``, ``portal``,
+``initiator``, ``path`` (the TPG's tree path, or ``iscsi``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import asyncio
 import itertools
 import os
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from simfs.iscsi import digest as D
 from simfs.iscsi import pdu as P
@@ -643,47 +643,10 @@ class Connection:
         status = res.status
         sense = res.sense or b""
         data = res.data or b""
-        edtl = task.edtl
-        resid_flags = 0
-        residual = 0
-        if task.read or (not task.write and data):
-            if task.read and data and status == GOOD:
-                n = len(data)
-                size = self._cdb_length(task)
-                if size is not None and size > edtl:
-                    # target_cmd_size_check: OVERFLOW by the CDB's size, data_length stays
-                    # EDTL; target_complete_cmd_with_length then sets the residual to what
-                    # is left of EDTL, the OVERFLOW flag winning in the response
-                    resid_flags, residual = P.RSP_OVERFLOW, size - edtl
-                    if n < edtl:
-                        residual = edtl - n
-                elif n > edtl:
-                    resid_flags, residual = P.RSP_OVERFLOW, n - edtl
-                elif n < edtl:
-                    resid_flags, residual = P.RSP_UNDERFLOW, edtl - n
-                if n > edtl:
-                    data = memoryview(data)[:edtl]
-            else:
-                n = len(data)
-                if n and status == GOOD and not task.read:
-                    # data-in produced for a command the initiator gave no buffer for
-                    resid_flags, residual = P.RSP_OVERFLOW, n
-                elif task.read and edtl and status == GOOD:
-                    resid_flags, residual = P.RSP_UNDERFLOW, edtl
-                data = b""
-        else:
-            data = b""
-            if task.write:
-                exp = self._cdb_length(task)
-                if exp is not None and exp != edtl:
-                    if exp > edtl:
-                        resid_flags, residual = P.RSP_OVERFLOW, exp - edtl
-                    else:
-                        resid_flags, residual = P.RSP_UNDERFLOW, edtl - exp
-            elif task.edtl == 0:
-                exp = self._cdb_length(task)
-                if exp:
-                    resid_flags, residual = P.RSP_OVERFLOW, exp
+        resid_flags, residual, keep = residuals(task.read, task.write, task.edtl, len(data),
+                                                status, lambda: self._cdb_length(task))
+        if keep < len(data):
+            data = memoryview(data)[:keep] if keep else b""
         datasn = 0
         if task.read and data and status == GOOD:
             datasn = self._send_data_in(task, data, status, resid_flags, residual,
@@ -917,6 +880,43 @@ class Connection:
                                      self.max_cmdsn, self.p.time2wait, self.p.time2retain))
         if resp == P.LOGOUT_SUCCESS:
             self.closing = True
+
+
+def residuals(read: bool, write: bool, edtl: int, n: int, status: int,
+              size: Callable[[], Optional[int]]) -> tuple[int, int, int]:
+    """A response's residual, as target_cmd_size_check and target_complete_cmd_with_length
+    make it: (RSP_OVERFLOW/RSP_UNDERFLOW flags, residual count, bytes of the ``n`` data-in
+    bytes to send). ``edtl`` is the initiator's Expected Data Transfer Length, ``size()``
+    the transfer length the CDB asks for (None when unknown)."""
+    if read or (not write and n):
+        if read and n and status == GOOD:
+            cdb_size = size()
+            if cdb_size is not None and cdb_size > edtl:
+                # OVERFLOW by the CDB's size, data_length stays EDTL; the residual then
+                # becomes what is left of EDTL, the OVERFLOW flag winning in the response
+                return P.RSP_OVERFLOW, (edtl - n if n < edtl else cdb_size - edtl), \
+                    min(n, edtl)
+            if n > edtl:
+                return P.RSP_OVERFLOW, n - edtl, edtl
+            if n < edtl:
+                return P.RSP_UNDERFLOW, edtl - n, n
+            return 0, 0, n
+        if n and status == GOOD and not read:
+            return P.RSP_OVERFLOW, n, 0  # data-in for a command given no buffer
+        if read and edtl and status == GOOD:
+            return P.RSP_UNDERFLOW, edtl, 0
+        return 0, 0, 0
+    if write:
+        exp = size()
+        if exp is not None and exp > edtl:
+            return P.RSP_OVERFLOW, exp - edtl, 0
+        if exp is not None and exp < edtl:
+            return P.RSP_UNDERFLOW, edtl - exp, 0
+    elif edtl == 0:
+        exp = size()
+        if exp:
+            return P.RSP_OVERFLOW, exp, 0
+    return 0, 0, 0
 
 
 def _status(status: int):

@@ -214,3 +214,28 @@ def test_errors_reach_the_completion():
 ])
 def test_listen_hosts(ip, listen_any, hosts):
     assert listen_hosts(ip, listen_any) == hosts
+
+
+# -- residuals (target_cmd_size_check, target_complete_cmd_with_length) ------------------------
+from simfs.iscsi.session import residuals  # noqa: E402
+
+O, U = P.RSP_OVERFLOW, P.RSP_UNDERFLOW
+
+
+@pytest.mark.parametrize("read,write,edtl,n,size,want", [
+    (True, False, 8, 8, 255, (O, 247, 8)),        # INQUIRY alloc 255, EDTL 8
+    (True, False, 64, 36, 255, (O, 28, 36)),      # ... and less data than EDTL: OVERFLOW, 28
+    (True, False, 255, 36, 255, (U, 219, 36)),    # alloc = EDTL, short answer
+    (True, False, 512, 512, 512, (0, 0, 512)),
+    (True, False, 4096, 512, 512, (U, 3584, 512)),  # the CDB asks less than EDTL
+    (False, False, 0, 0, 4096, (O, 4096, 0)),     # SYNCHRONIZE CACHE/VERIFY 8 blocks, no data
+    (False, False, 0, 0, 0, (0, 0, 0)),           # SYNCHRONIZE CACHE on rd_mcp: size 0
+    (False, True, 1024, 0, 512, (U, 512, 0)),     # write residuals (the engine refuses them)
+    (False, True, 512, 0, 1024, (O, 512, 0)),
+])
+def test_residuals(read, write, edtl, n, size, want):
+    assert residuals(read, write, edtl, n, 0, lambda: size) == want
+
+
+def test_no_residual_for_check_condition():
+    assert residuals(True, False, 512, 0, 2, lambda: 512) == (0, 0, 0)
