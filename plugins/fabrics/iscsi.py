@@ -41,6 +41,7 @@ from simfs.scsi import status as S
 from simfs.scsi.command import Nexus, Result
 from simfs.scsi.engine import ScsiEngine
 from simfs.core import kparse, tmr
+from simfs.core.idr import Idr
 from simfs.core.core import CoreEvents
 from simfs.core.fabric import (FabricModule, FabricOps, FixedGroup, SeWwn, all_tpgs,
                               fabric_modules, obj, register_template)
@@ -872,16 +873,16 @@ class Iscsi(FabricOps):
             raise ConfigfsError(errno.EINVAL, f"Target IQN exceeds {ISCSI_IQN_LEN} bytes")
         wwn = SeWwn(fmod, name)
         # tiqn_idr: the lowest free index from 0, iSCSI's own (not the SCSI-MIB counters)
-        used = fmod.state.setdefault("tiqn_indexes", set())
-        wwn.private["tiqn_index"] = next(i for i in range(len(used) + 1) if i not in used)
-        used.add(wwn.private["tiqn_index"])
+        wwn.private["tiqn_index"] = fmod.state.setdefault("tiqn_idr", Idr()).alloc(
+            wwn, 0, 0x7FFFFFFF)
         fmod.log.debug(f"CORE[0] - Added iSCSI Target IQN: {name}")
         fmod.log.debug(f"LIO_Target_ConfigFS: REGISTER -> {name}")
         fmod.log.debug(f"LIO_Target_ConfigFS: REGISTER -> Allocated Node: {name}")
         return wwn
 
     def drop_wwn(self, wwn: SeWwn) -> None:
-        wwn.fmod.state.get("tiqn_indexes", set()).discard(wwn.private.get("tiqn_index"))
+        if "tiqn_index" in wwn.private:
+            wwn.fmod.state["tiqn_idr"].remove(wwn.private["tiqn_index"])
         wwn.log.debug(f"LIO_Target_ConfigFS: DEREGISTER -> {wwn.name}")
         wwn.log.debug(f"CORE[0] - Deleted iSCSI Target IQN: {wwn.name}")
 

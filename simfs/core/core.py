@@ -19,6 +19,7 @@ from simfs.configfs import Attribute, ConfigfsError, ConfigfsTree, Group
 from simfs.klog import KernelLog
 from simfs.core.alua import Alua, AluaGroup, TgPtGp
 from simfs.core.backend import Backend
+from simfs.core.idr import Idr
 from simfs.core.hba import HbaGroup, SeHba, parse_hba_name
 from simfs.core.kparse import cstr
 from simfs.core.profile import Profile
@@ -101,6 +102,8 @@ class TargetCore:
         #: the SCSI engine serving this core (made by the daemon or the first fabric that
         #: needs one); declared here so no layer attaches it
         self.engine: Any = None
+        #: tpg_xa (6.3+): every enabled TPG's relative target port id, across fabrics
+        self.tpg_rtpis = Idr()
         self._writer_pid: Callable[[], int] = lambda: 0
         self.warned_once: set[str] = set()
         self.hbas: dict[str, SeHba] = {}

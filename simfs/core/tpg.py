@@ -86,23 +86,21 @@ class SePortalGroup:
     # -- relative target port ids (6.3+: one per TPG, from one pool for every fabric) -----------
     def register_rtpi(self) -> None:
         """target_tpg_register_rtpi: the written id if free, else the lowest free one."""
-        pool = _rtpi_pool(self.core)
+        pool = self.core.tpg_rtpis
         if self.rtpi_manual:
-            if self.rtpi in pool:
+            if not pool.claim(self.rtpi, self):
                 raise ConfigfsError(errno.EINVAL, f"{self.fabric_name}_TPG[{self.tpgt}] - Can "
                                     f"not set RTPI {_c_alt_hex(self.rtpi)}, it is already busy")
-            pool[self.rtpi] = self
             return
-        val = next(i for i in range(1, 0x10001) if i not in pool)
-        if val > 0xFFFF:
+        val = pool.alloc(self, 1, 0xFFFF)
+        if val is None:
             raise ConfigfsError(errno.EBUSY, None)
-        pool[val] = self
         self.rtpi = val
 
     def deregister_rtpi(self) -> None:
         """target_tpg_deregister_rtpi: the id goes back to the pool; tpg_rtpi keeps it."""
-        if self.rtpi and self.enabled and _rtpi_pool(self.core).get(self.rtpi) is self:
-            del _rtpi_pool(self.core)[self.rtpi]
+        if self.rtpi and self.enabled and self.core.tpg_rtpis.get(self.rtpi) is self:
+            self.core.tpg_rtpis.remove(self.rtpi)
 
     def set_enabled(self, op: bool) -> None:
         """target_tpg_enable / target_tpg_disable (the generic enable of 5.16+)."""
@@ -113,8 +111,8 @@ class SePortalGroup:
                 self.ops.enable_tpg(self, True)
             except ConfigfsError:
                 if self.core.kernel.has("tpg_rtpi") and \
-                        _rtpi_pool(self.core).get(self.rtpi) is self:
-                    del _rtpi_pool(self.core)[self.rtpi]
+                        self.core.tpg_rtpis.get(self.rtpi) is self:
+                    self.core.tpg_rtpis.remove(self.rtpi)
                 raise
             self.enabled = True
         else:
@@ -181,14 +179,6 @@ class SePortalGroup:
 
 
 # -- tpgt_N attributes ----------------------------------------------------------------------------
-def _rtpi_pool(core) -> dict[int, SePortalGroup]:
-    """tpg_xa: every enabled TPG's relative target port id, across fabrics."""
-    pool = getattr(core, "tpg_rtpis", None)
-    if pool is None:
-        pool = core.tpg_rtpis = {}
-    return pool
-
-
 def _c_alt_hex(val: int) -> str:
     """C's ``%#x``: ``0`` for zero, ``0x1f`` otherwise."""
     return f"{val:#x}" if val else "0"
