@@ -147,6 +147,13 @@ class KernelCache:
         self._inval_entry = self._inval_inode = None
         self.sent = 0  # entries notified (for tests and the bench)
 
+    @staticmethod
+    def supported(lib) -> bool:
+        """Whether the loaded libfuse can notify (2.8 and later can)."""
+        return all(hasattr(lib, name) for name in (
+            "fuse_get_session", "fuse_lowlevel_notify_inval_entry",
+            "fuse_lowlevel_notify_inval_inode"))
+
     # -- set up, from init() (a request: fuse_get_context is valid there) --------------------------
     def start(self, lib) -> bool:
         try:
@@ -186,6 +193,8 @@ class KernelCache:
         self._local.own = path
 
     def changed(self, parent, name: str) -> None:
+        if self._thread is None:
+            return  # not mounted yet, or libfuse cannot notify: nothing to tell
         base = parent.path()
         if getattr(self._local, "own", None) == (f"{base}/{name}" if base else name):
             return  # the kernel updates its cache for the request's own entry itself
@@ -269,9 +278,9 @@ class SimfsOperations(fuse.Operations):
 
     # -- lifecycle --------------------------------------------------------------------
     def init(self, path):
-        if not self.kcache.start(fuse._libfuse):
-            self.log.err("simfs: libfuse offers no cache notifications: the tree may change "
-                         "behind cached entries for up to the entry timeout")
+        if not self.kcache.start(fuse._libfuse) and KernelCache.supported(fuse._libfuse):
+            self.log.err("simfs: libfuse's cache notifications cannot be reached: a change "
+                         f"not made through the mount may stay unseen for {ENTRY_TIMEOUT:.0f} s")
         if self._on_ready:
             self._on_ready()
 
@@ -417,9 +426,11 @@ def mount(ops: SimfsOperations, mountpoint: str, foreground: bool = True,
 
     No ``use_ino``: libfuse then reports its node ids as st_ino, which KernelCache needs.
     """
+    cache = KernelCache.supported(fuse._libfuse)  # no notifications: no caching either
     fuse.FUSE(ops, mountpoint, raw_fi=True, foreground=foreground, nothreads=False,
               fsname="configfs", subtype="simfs", default_permissions=False,
-              attr_timeout=ATTR_TIMEOUT, entry_timeout=ENTRY_TIMEOUT, negative_timeout=0,
+              attr_timeout=ATTR_TIMEOUT if cache else 0,
+              entry_timeout=ENTRY_TIMEOUT if cache else 0, negative_timeout=0,
               allow_other=allow_other, debug=debug)
 
 

@@ -87,3 +87,25 @@ def test_listeners_are_per_tree_and_removable(tree):
     other.remove_listener(listener)
     other.mkdir("c")
     assert heard == ["b"]
+
+
+def test_only_configfs_changes_children_directly():
+    """Every other layer adds and removes entries through the tree's operations or
+    add/remove_default_group, so the listeners (and the kernel's cache) hear of it."""
+    import re
+    from pathlib import Path
+
+    import simfs
+    import simfs_plugins
+    mutation = re.compile(r"\.children\s*\[[^\]]*\]\s*=[^=]|\.children\.(pop|clear|update|setdefault|"
+                          r"popitem)\(|del\s+\S*\.children\[")
+    offenders = []
+    for pkg in (simfs, simfs_plugins):
+        root = Path(pkg.__file__).parent
+        for path in root.rglob("*.py"):
+            if path.parent.name == "configfs" and pkg is simfs:
+                continue
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if mutation.search(line):
+                    offenders.append(f"{path}:{n}: {line.strip()}")
+    assert offenders == []
