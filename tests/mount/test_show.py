@@ -228,10 +228,13 @@ def pictures(setup):
         {"op": "scsi", "initiator": A, "device": "fileio_0/disk0", "opname": "TEST_UNIT_READY",
          "result": "CHECK_CONDITION", "sense_text": "UNIT ATTENTION 2ah/05h"})))
     models["sequence"] = json.loads(_simfs("show", "--sequence", str(events), "--json"))
+    one = dict(models["paths"])  # one host: each path says what I/O finds there
+    one["nexuses"] = [n for n in one["nexuses"] if n["initiator"] == A]
+    models["paths1"] = one
     return tmp, models
 
 
-KINDS = ("topology", "pr", "alua", "access", "paths", "sequence")
+KINDS = ("topology", "pr", "alua", "access", "paths", "paths1", "sequence")
 
 
 @pytest.mark.parametrize("renderer", ["builtin", "dot"])
@@ -298,3 +301,11 @@ def test_sequence_from_a_trace_file(pictures):
     steps = models["sequence"]["steps"]
     assert [s["answer"] for s in steps] == ["GOOD", "RESERVATION CONFLICT",
                                              "CHECK CONDITION UNIT ATTENTION 2ah/05h"]
+
+
+def test_paths_say_what_io_finds(pictures):
+    tmp, models = pictures
+    svg = tmp / "paths1.svg"
+    show.write_svg(models["paths1"], str(svg))
+    text = _svg_text(svg)
+    assert A in text and "I/O goes here" in text, text
