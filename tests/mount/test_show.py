@@ -14,7 +14,7 @@ import pytest
 from helpers import sh
 from tracing import SIMFS
 
-from simfs.daemon import show
+from simfs.daemon import show, show_svg
 
 SESSION = Path(__file__).parent.parent / "data" / "record-session.sh"
 A, B = "iqn.1994-05.com.example:a", "iqn.1994-05.com.example:b"
@@ -308,4 +308,6 @@ def test_paths_say_what_io_finds(pictures):
     svg = tmp / "paths1.svg"
     show.write_svg(models["paths1"], str(svg))
     text = _svg_text(svg)
-    assert A in text and "I/O goes here" in text, text
+    port = next(n["port"] for n in models["paths1"]["nexuses"])
+    state = next(g["state"] for g in models["paths1"]["groups"] if port in g["members"])
+    assert A in text and show_svg.PATH_WORDS[state] in text, text
