@@ -302,6 +302,11 @@ def access_label(w: dict) -> str:
 
 
 # -- paths: a host, its paths, their port groups, the LU -------------------------------------
+#: what a host's I/O finds on a path in each state
+PATH_WORDS = {0x0: "I/O goes here", 0x1: "I/O possible, slower", 0x2: "standby: NOT READY",
+              0x3: "unavailable: NOT READY", 0x4: "some LBAs", 0xE: "offline",
+              0xF: "transitioning"}
+
 def paths(title: str, hosts: list[str], groups: list[dict], lu_lines: list[str],
           used: set[tuple[str, str]]) -> str:
     """``groups``: dicts with ``lines``, ``state``, ``ports`` (member paths); ``used``:
@@ -312,6 +317,7 @@ def paths(title: str, hosts: list[str], groups: list[dict], lu_lines: list[str],
     hosts = hosts or ["(no initiator yet)"]
     hdims = [_node_size([h], size) for h in hosts]
     hw = max(w for w, _ in hdims)
+    gap = 170 if len(hosts) > 1 else 230
     port_w = max([text_width(p, 10) + 24 for g in groups for p in g["ports"]] + [140])
     gw = max([port_w + 30] + [text_width(s, size) + 30 for g in groups for s in g["lines"]])
     y, rows = 0.0, []
@@ -321,7 +327,7 @@ def paths(title: str, hosts: list[str], groups: list[dict], lu_lines: list[str],
         rows.append((y, h, head))
         y += h + 24
     total = y - 24
-    gx = hw + 170 + gw / 2
+    gx = hw + gap + gw / 2
     lu_w, lu_h = _node_size(lu_lines, size)
     lx = gx + gw / 2 + 120 + lu_w / 2
     port_pos: dict[str, tuple[float, float]] = {}
@@ -355,6 +361,11 @@ def paths(title: str, hosts: list[str], groups: list[dict], lu_lines: list[str],
                 color = "#2e7d32" if best else ("#558b2f" if ok else "#9e9e9e")
                 c.path(f"M{hw:.1f},{hy:.1f} L{px:.1f},{py:.1f}", [(hw, hy), (px, py)],
                        color=color, dash=not ok, width=2.5 if best else 1.2)
+                if len(hosts) == 1:  # one host: say on each path what I/O finds there
+                    ang = math.atan2(py - hy, px - hw)
+                    c.text((hw + px) / 2 + 5 * math.sin(ang), (hy + py) / 2 - 5 * math.cos(ang),
+                           PATH_WORDS.get(g["state"], ""), 10, halo=True,
+                           angle=math.degrees(ang), color=color)
     c.box(lx, 0, lu_w, max(lu_h, 50), "#dcedc8", width=2)
     c.lines_in_box(lx, 0, lu_lines, size, weight_first=True)
     c.text(c.x0, c.y0 - 12, title, 14, "start", "bold")

@@ -155,7 +155,7 @@ class Shell:
         # SIGPIPE ignored as libiscsi's tools want
         self.run("exec 2>&1; trap '' PIPE; ip link set lo up; mount -t tmpfs simfs-docs /mnt")
 
-    def run(self, cmd: str, timeout: float = 120) -> tuple[int, list[str]]:
+    def run(self, cmd: str, timeout: float = 300) -> tuple[int, list[str]]:
         """Run ``cmd``; (exit status, output lines)."""
         assert self.p.stdin and self.p.stdout
         # stdin is the terminal a user would have; here nothing, so no command eats the

@@ -14,7 +14,7 @@ import pytest
 from helpers import sh
 from tracing import SIMFS
 
-from simfs.daemon import show
+from simfs.daemon import show, show_svg
 
 SESSION = Path(__file__).parent.parent / "data" / "record-session.sh"
 A, B = "iqn.1994-05.com.example:a", "iqn.1994-05.com.example:b"
@@ -228,10 +228,13 @@ def pictures(setup):
         {"op": "scsi", "initiator": A, "device": "fileio_0/disk0", "opname": "TEST_UNIT_READY",
          "result": "CHECK_CONDITION", "sense_text": "UNIT ATTENTION 2ah/05h"})))
     models["sequence"] = json.loads(_simfs("show", "--sequence", str(events), "--json"))
+    one = dict(models["paths"])  # one host: each path says what I/O finds there
+    one["nexuses"] = [n for n in one["nexuses"] if n["initiator"] == A]
+    models["paths1"] = one
     return tmp, models
 
 
-KINDS = ("topology", "pr", "alua", "access", "paths", "sequence")
+KINDS = ("topology", "pr", "alua", "access", "paths", "paths1", "sequence")
 
 
 @pytest.mark.parametrize("renderer", ["builtin", "dot"])
@@ -298,3 +301,13 @@ def test_sequence_from_a_trace_file(pictures):
     steps = models["sequence"]["steps"]
     assert [s["answer"] for s in steps] == ["GOOD", "RESERVATION CONFLICT",
                                              "CHECK CONDITION UNIT ATTENTION 2ah/05h"]
+
+
+def test_paths_say_what_io_finds(pictures):
+    tmp, models = pictures
+    svg = tmp / "paths1.svg"
+    show.write_svg(models["paths1"], str(svg))
+    text = _svg_text(svg)
+    port = next(n["port"] for n in models["paths1"]["nexuses"])
+    state = next(g["state"] for g in models["paths1"]["groups"] if port in g["members"])
+    assert A in text and show_svg.PATH_WORDS[state] in text, text
