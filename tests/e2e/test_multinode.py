@@ -133,6 +133,20 @@ def test_pr_state_is_per_node(nodes):
          f"--sa-key 0")
 
 
+def test_conformance_families_on_user_rbd(nodes):
+    """libiscsi's data families against the RBD-backed LU (through node A)."""
+    from test_iscsi_e2e import KERNEL_FAILS
+    _, _, ports = nodes
+    r = run("iscsi-test-cu", "-d", "-n", "-i", INIT_A, "-I", INIT_B,
+            "--test=SCSI.Read10,SCSI.Write10,SCSI.Write16,SCSI.Verify10,SCSI.WriteSame10,"
+            "SCSI.Unmap,SCSI.CompareAndWrite,SCSI.ReadCapacity16", url(ports[1]), timeout=900)
+    counts = re.search(r"tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", r.stdout)
+    assert counts and int(counts.group(3)) > 20, r.stdout[-3000:]
+    failed = {f"{s}.{t}" for s, t in re.findall(r"Suite (\S+), Test (\S+) had failures",
+                                                 r.stdout)}
+    assert not failed - KERNEL_FAILS, r.stdout[-3000:]
+
+
 def test_failover_keeps_the_data(nodes):
     a, b, ports = nodes
     w = run("qemu-io", "-f", "raw", "-c", "write -P 0x5a 1M 256k",
