@@ -6,11 +6,9 @@ runs across the two portals; data written through A is read back through B after
 away and B is made Active/Optimized; PR state stays per node (LIO's limit)."""
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
