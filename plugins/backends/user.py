@@ -15,12 +15,11 @@ from __future__ import annotations
 import errno
 
 from simfs.configfs import Attribute, ConfigfsError
-from simfs.core.backend import TRANSPORT_FLAG_PASSTHROUGH, TRANSPORT_FLAG_PASSTHROUGH_ALUA, \
-    TRANSPORT_FLAG_PASSTHROUGH_PGR, Backend, BackendDevice
+from simfs.core.backend import NOT_HANDLED, TRANSPORT_FLAG_PASSTHROUGH, ExecOps, \
+    TRANSPORT_FLAG_PASSTHROUGH_ALUA, TRANSPORT_FLAG_PASSTHROUGH_PGR, Backend, BackendDevice
 from simfs.core.dev_attrib import PASSTHROUGH_PR_ATTRIB_ATTRS
 from simfs.core.kparse import (Token, cstr, kstrtoint, kstrtou8, kstrtou16, kstrtou32,
                                  kstrtoull, match_int, match_u64, tokenize)
-from simfs.core.backend import NOT_HANDLED, ExecOps
 from simfs.scsi import status as S
 from simfs.scsi import vpd
 from simfs.scsi.sense import SenseError, StatusError

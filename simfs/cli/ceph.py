@@ -1,4 +1,4 @@
-"""``simfs ceph up|down|status DIR``: a throwaway one-node Ceph cluster for user:rbd.
+"""``simfs ceph up|down DIR``: a throwaway one-node Ceph cluster for user:rbd.
 
 One monitor and one OSD on the in-memory object store (memstore), no manager, no
 authentication, every file under DIR, private ports on 127.0.0.1: a real RADOS/RBD cluster

@@ -6,11 +6,9 @@ runs across the two portals; data written through A is read back through B after
 away and B is made Active/Optimized; PR state stays per node (LIO's limit)."""
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -131,6 +129,20 @@ def test_pr_state_is_per_node(nodes):
     assert "0xabc" not in rb
     a.ok(f"simfs scsi {a.root} user_1/disk -I {INIT_A} persist --register --key 0xabc "
          f"--sa-key 0")
+
+
+def test_conformance_families_on_user_rbd(nodes):
+    """libiscsi's data families against the RBD-backed LU (through node A)."""
+    from test_iscsi_e2e import KERNEL_FAILS
+    _, _, ports = nodes
+    r = run("iscsi-test-cu", "-d", "-n", "-i", INIT_A, "-I", INIT_B,
+            "--test=SCSI.Read10,SCSI.Write10,SCSI.Write16,SCSI.Verify10,SCSI.WriteSame10,"
+            "SCSI.Unmap,SCSI.CompareAndWrite,SCSI.ReadCapacity16", url(ports[1]), timeout=900)
+    counts = re.search(r"tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", r.stdout)
+    assert counts and int(counts.group(3)) > 20, r.stdout[-3000:]
+    failed = {f"{s}.{t}" for s, t in re.findall(r"Suite (\S+), Test (\S+) had failures",
+                                                 r.stdout)}
+    assert not failed - KERNEL_FAILS, r.stdout[-3000:]
 
 
 def test_failover_keeps_the_data(nodes):
