@@ -28,6 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from simfs.daemon import state
 from simfs.cli import run_signals
 
 CONFIGFS = "/sys/kernel/config"
@@ -56,10 +57,6 @@ def add_parser(sub) -> None:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    # here, not at the top: the process inside the namespace starts faster without the
-    # daemon package, and so takes over SIGINT/SIGTERM/SIGHUP sooner
-    from simfs.daemon import state
-
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
     if a.shell:
         command = [os.environ.get("SHELL", "/bin/bash")]
