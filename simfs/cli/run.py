@@ -11,10 +11,6 @@ Inside, and only there: a tmpfs over ``/sys/kernel`` makes room for ``config``; 
 state directory (``DIR/etc``, ``DIR/var``) and persists from run to run; ``modprobe`` succeeds quietly (the
 "module" is simfs); a private D-Bus system bus is started when ``dbus-daemon`` exists
 (Debian's targetcli asks the system bus for tcmu-runner's service).
-
-SIGINT, SIGTERM and SIGHUP all stop a run the same way: the command gets the signal and
-``--grace`` seconds, then the daemon, the bus and the mount go and /etc and /var are kept
-(run_signals.py).
 """
 
 from __future__ import annotations
@@ -29,7 +25,6 @@ import sys
 from pathlib import Path
 
 from simfs.daemon import state
-from simfs.cli import run_signals
 
 CONFIGFS = "/sys/kernel/config"
 OVERLAID = ("/etc", "/var")  # kept in the state dir between runs
@@ -77,11 +72,15 @@ def cmd_run(a: argparse.Namespace) -> int:
             return 2
         devs.append((name, os.path.realpath(source)))
     spec = json.dumps({"profile": a.profile, "state_dir": str(sdir), "command": command,
-                       "devs": devs, **run_signals.spec(a.grace)})
+                       "devs": devs})
     ns = ["unshare", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
         ns[1:1] = ["--user", "--map-root-user"]
-    return run_signals.run_forwarding(ns + [sys.executable, "-m", "simfs.cli.run", spec])
+    # how a run stops (SIGINT, SIGTERM, SIGHUP; --grace): simfs/cli/run_signals.py
+    from simfs.cli import run_signals
+    stopping = json.dumps(run_signals.spec(a.grace))
+    return run_signals.run_forwarding(ns + [sys.executable, "-m", "simfs.cli.run", spec,
+                                            stopping])
 
 
 # -- inside the namespace -------------------------------------------------------------------
@@ -164,14 +163,16 @@ def _dbus(scratch: Path, env: dict) -> int:
     return int(r.stdout.split()[0])
 
 
-def inner(spec: dict) -> int:
-    """Inside the namespace: set up, run the command, and always clean up (docs/run.md)."""
-    stops = run_signals.StopSignals(spec.get("ignored", ())).install()
-    run_signals.guard_inner(spec["parent"])
+def inner(spec: dict, stopping: dict) -> int:
+    """Inside the namespace: set up, run the command, and always clean up (docs/run.md);
+    ``stopping`` is what run_signals.spec() made outside."""
+    from simfs.cli import run_signals
+    stops = run_signals.StopSignals(stopping["ignored"]).install()
+    run_signals.guard_inner(stopping["parent"])
     sdir = Path(spec["state_dir"])
     cleanup = _Cleanup(sdir / ".ns", sdir)
     try:
-        return _inner(spec, stops, cleanup)
+        return _inner(spec, stops, cleanup, stopping)
     finally:
         cleanup.run()
 
@@ -183,8 +184,19 @@ class _Cleanup:
     def __init__(self, scratch: Path, sdir: Path) -> None:
         self.scratch, self.sdir = scratch, sdir
         self.bus = 0
+        self.first: list = []  # more to undo before the unmount: add(callable)
+
+    def add(self, undo) -> None:
+        """Run ``undo()`` at cleanup, before the unmount (last added, first run)."""
+        self.first.insert(0, undo)
 
     def run(self) -> None:
+        from simfs.cli import run_signals
+        for undo in self.first:
+            try:
+                undo()
+            except Exception as e:  # noqa: BLE001 - the rest of the cleanup must still run
+                print(f"simfs run: cleanup: {e}", file=sys.stderr)
         if _simfs_mounted(CONFIGFS):
             subprocess.run([sys.executable, "-m", "simfs", "umount", CONFIGFS])
         if self.bus:
@@ -198,7 +210,7 @@ def _simfs_mounted(path: str) -> bool:
         return any(line.split()[4] == path and " - fuse.simfs " in line for line in f)
 
 
-def _inner(spec: dict, stops: run_signals.StopSignals, cleanup: _Cleanup) -> int:
+def _inner(spec: dict, stops, cleanup: _Cleanup, stopping: dict) -> int:
     sdir = Path(spec["state_dir"])
     scratch = sdir / ".ns"
     scratch.mkdir(exist_ok=True)
@@ -225,8 +237,9 @@ def _inner(spec: dict, stops: run_signals.StopSignals, cleanup: _Cleanup) -> int
     cleanup.bus = bus
     if stops.stopping:
         return 128 + stops.received[0]
-    return run_signals.Command(spec["command"], env, stops, spec).run()
+    from simfs.cli import run_signals
+    return run_signals.Command(spec["command"], env, stops, stopping).run()
 
 
 if __name__ == "__main__":
-    sys.exit(inner(json.loads(sys.argv[1])))
+    sys.exit(inner(json.loads(sys.argv[1]), json.loads(sys.argv[2])))
