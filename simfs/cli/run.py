@@ -44,10 +44,10 @@ def add_parser(sub) -> None:
     p.add_argument("--dev", action="append", default=[], metavar="/dev/NAME=DEVICE",
                    help="make /dev/NAME inside the namespace stand for DEVICE (e.g. "
                    "--dev /dev/sdd=/dev/loop1 for a script that names /dev/sdd)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     p.add_argument("--grace", type=float, default=5.0, metavar="SECONDS",
                    help="on SIGINT, SIGTERM or SIGHUP: how long the command may take to "
                    "finish before it is killed and the run cleans up (default 5)")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     p.set_defaults(func=cmd_run)
 
 

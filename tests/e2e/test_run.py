@@ -79,4 +79,3 @@ def test_unprivileged_run_cannot_open_what_its_user_cannot(unprivileged):
         assert "Permission denied" in r.stderr
     finally:
         os.unlink(secret)
-
