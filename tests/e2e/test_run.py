@@ -23,6 +23,18 @@ def test_exit_status_passes_through(tmp_path):
     assert run(tmp_path, "sh", "-c", "exit 7").returncode == 7
 
 
+def test_a_missing_command_is_status_127_with_the_shells_message(tmp_path):
+    r = run(tmp_path, "no-such-command-for-simfs")
+    assert r.returncode == 127
+    assert r.stderr == "simfs run: no-such-command-for-simfs: No such file or directory\n"
+    script = tmp_path / "not-executable.sh"
+    script.write_text("echo never\n")
+    script.chmod(0o644)
+    r = run(tmp_path, str(script))
+    assert r.returncode == 126
+    assert r.stderr == f"simfs run: {script}: Permission denied\n"
+
+
 def test_etc_target_is_private_and_persists(tmp_path):
     host_had = os.path.exists("/etc/target")
     r = run(tmp_path, "sh", "-c", "mkdir -p /etc/target && echo saved > /etc/target/x.json")
