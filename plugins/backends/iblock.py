@@ -289,6 +289,11 @@ class IblockBackend(Backend):
         hba.log.debug(f"CORE_HBA[{hba.hba_id}] - TCM iBlock HBA Driver {IBLOCK_VERSION} on "
                       f"Generic Target Core Stack {stack}")
 
+    def detach_hba(self, hba) -> None:
+        if hba.core.profile.legacy:
+            hba.log.info(f"CORE_HBA[{hba.hba_id}] - Detached iBlock HBA: {hba.host_id} from "
+                         "Generic Target Core")
+
     def alloc_device(self, dev) -> IblockDevice:
         return IblockDevice(dev)
 

@@ -119,6 +119,12 @@ class HbaGroup(Group):
         dev: SeDevice = child.dev  # type: ignore[attr-defined]
         self.hba.devices.pop(dev.name, None)
         self.hba.core.target_devices -= 1
+        core = self.hba.core
+        if core.profile.legacy:
+            # v3.0's target_core_drop_subdev
+            if dev.configured:
+                self.hba.log.info(f"Calling se_free_virtual_device() for se_dev_ptr: {dev.ptr}")
+            self.hba.log.info(f"Deallocating se_subsystem_dev_t: {core.profile.kptr(dev)}")
 
     def release(self) -> None:
         self.hba.core.delete_hba(self.hba)

@@ -451,3 +451,13 @@ def test_kernel_option(tmp_path):
         assert "netif_timeout" in kernels.get("6.1").files("iscsi_tpg_attrib")
     finally:
         subprocess.run(["simfs", "umount", str(mp)], check=False)
+
+
+def test_v30_rmdir_log_lines(mnt_v3):
+    d = f"{mnt_v3.core}/rd_mcp_0/x{next(_n)}"
+    mnt_v3.ok(f"mkdir -p {d} && echo rd_pages=8 > {d}/control && echo 1 > {d}/enable")
+    lines = logged(mnt_v3, f"rmdir {d}")
+    assert re.fullmatch(r"Calling se_free_virtual_device\(\) for se_dev_ptr: [0-9a-f]{8}",
+                        lines[0]), lines
+    assert any(re.fullmatch(r"Deallocating se_subsystem_dev_t: [0-9a-f]{8}", ln)
+               for ln in lines), lines
