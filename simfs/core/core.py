@@ -26,7 +26,7 @@ from simfs.core.profile import Profile
 from simfs.core.registry import BackendRegistry, discover_backends
 
 if TYPE_CHECKING:
-    from simfs.core.device import SeDevice
+    pass
 
 DB_ROOT_LEN = 4096
 

@@ -99,7 +99,7 @@ def parse_text(data) -> list[tuple[str, str]]:
             continue
         s = item.decode("utf-8", "replace")
         if "=" not in s:
-            raise NegotiationError(f'Unable to locate "=" separator for key, ignoring request.')
+            raise NegotiationError('Unable to locate "=" separator for key, ignoring request.')
         k, v = s.split("=", 1)
         out.append((k, v))
     return out

@@ -5,7 +5,6 @@ the mount shows every change at once and that no removed entry outlives its remo
 """
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket

@@ -116,15 +116,3 @@ def test_targetcli_with_a_long_state_dir(tmp_path):
     r = subprocess.run(["simfs", "run", "--state-dir", str(long), "--", "targetcli", "ls"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "o- backstores" in r.stdout, r.stdout + r.stderr
-
-
-def test_a_missing_command_is_status_127_with_the_shells_message(tmp_path):
-    r = run(tmp_path, "no-such-command-for-simfs")
-    assert r.returncode == 127
-    assert r.stderr == "simfs run: no-such-command-for-simfs: No such file or directory\n"
-    script = tmp_path / "not-executable.sh"
-    script.write_text("echo never\n")
-    script.chmod(0o644)
-    r = run(tmp_path, str(script))
-    assert r.returncode == 126
-    assert r.stderr == f"simfs run: {script}: Permission denied\n"

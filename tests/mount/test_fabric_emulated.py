@@ -136,7 +136,7 @@ def test_xen_pvscsi(m):
     m.ok(f"mkdir {m.root}/{w}/tpgt_65535")
     refused_unchanged(m, f"mkdir {m.root}/{w}/tpgt_65536", errno.EINVAL, None, w)
     refused_unchanged(m, f"mkdir {m.root}/target/xen-pvscsi/naa.{'5' * 28}", errno.EINVAL,
-                      rf"Emulated naa\.5{{28}} Address: SAS, exceeds max: 32",
+                      r"Emulated naa\.5{28} Address: SAS, exceeds max: 32",
                       "target/xen-pvscsi")
     t = f"{w}/tpgt_65535"
     assert m.read(f"{t}/param/alias") == "\n"

@@ -10,8 +10,7 @@ import os
 
 import pytest
 
-from helpers import sh
-from test_fabric_tree import logged, make_dev, refused
+from test_fabric_tree import logged, refused
 
 _n = itertools.count()
 I = "target/iscsi"

@@ -5,7 +5,6 @@ import subprocess
 
 import pytest
 
-from helpers import sh
 
 SERIAL = "abcdef0123456789"
 

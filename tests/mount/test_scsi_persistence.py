@@ -1,7 +1,6 @@
 """Data and APTPL reservations outlive the mount, as they outlive a reboot of a real target."""
 from __future__ import annotations
 
-import os
 import subprocess
 
 from helpers import mount, umount, sh

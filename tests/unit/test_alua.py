@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from simfs.scsi import alua, spc
+from simfs.scsi import alua
 from simfs.scsi import status as S
 from simfs.scsi.command import Command
 from simfs.testing import Sim

@@ -490,9 +490,9 @@ def test_register_and_move(env, unreg):
     assert env.pin(env.b, 1)[8:] == struct.pack(">Q", KB) + bytes([0, 0, 0, 0, 0, 1, 0, 0])
     ok(env.write(env.b))
     conflict(env.write(env.a))
-    assert env.log_has(f"SPC-3 PR [iSCSI] Service Action: REGISTER_AND_MOVE created new "
-                       f"reservation holder TYPE: Write Exclusive Access on object RTPI: 1  "
-                       f"PRGeneration: 0x00000001")
+    assert env.log_has("SPC-3 PR [iSCSI] Service Action: REGISTER_AND_MOVE created new "
+                       "reservation holder TYPE: Write Exclusive Access on object RTPI: 1  "
+                       "PRGeneration: 0x00000001")
     assert env.log_has(f"SPC-3 PR Successfully moved reservation from iSCSI Fabric Node: "
                        f"{IA},i,0x{ISID_A} -> iSCSI Fabric Node: {IB} {ISID_B}")
 
