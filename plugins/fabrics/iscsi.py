@@ -42,7 +42,6 @@ from simfs.scsi.command import Nexus, Result
 from simfs.scsi.engine import ScsiEngine
 from simfs.core import kparse, tmr
 from simfs.core.idr import Idr
-from simfs.core.core import CoreEvents
 from simfs.core.fabric import (FabricModule, FabricOps, FixedGroup, SeWwn, all_tpgs,
                               fabric_modules, obj, register_template)
 
@@ -87,19 +86,11 @@ NA_AUTHENTICATION_INHERITED = -1
 NAF_USERID_SET, NAF_PASSWORD_SET, NAF_USERID_IN_SET, NAF_PASSWORD_IN_SET = 1, 2, 4, 8
 
 # -- hook for the iSCSI server: portals appeared/disappeared/were enabled -------------------------
-if not hasattr(CoreEvents, "iscsi_portals_changed"):
-    def _no_portals_hook(self) -> None:
-        """The iSCSI server replaces this to learn that the set of portals changed."""
-    CoreEvents.iscsi_portals_changed = _no_portals_hook  # type: ignore[attr-defined]
-
-
 def _portals_changed(core: "TargetCore") -> None:
-    hook = getattr(core.events, "iscsi_portals_changed", None)
-    if callable(hook):
-        try:
-            hook()
-        except Exception as e:  # noqa: BLE001 - a server hook never breaks configfs
-            core.log.err(f"simfs: iscsi_portals_changed hook failed: {e}")
+    try:
+        core.events.iscsi_portals_changed()
+    except Exception as e:  # noqa: BLE001 - a server hook never breaks configfs
+        core.log.err(f"simfs: iscsi_portals_changed hook failed: {e}")
 
 
 # -- iSCSI parameters (iscsi_target_parameters.c) ----------------------------------------------------

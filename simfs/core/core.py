@@ -40,6 +40,8 @@ class CoreEvents:
         self.release_spc2_reservation: Callable[[Any], None] = lambda dev: None
         #: target_dev_ua_allocate: a unit attention for every I_T nexus reaching a device
         self.dev_ua_allocate: Callable[[Any, int, int], None] = lambda dev, asc, ascq: None
+        #: the set of iSCSI portals changed (the daemon's iSCSI server listens)
+        self.iscsi_portals_changed: Callable[[], None] = lambda: None
 
     def alua_state_changed(self, gp: TgPtGp) -> None:
         """A target port group changed state: the engine queues 2Ah/06h unit attentions."""
@@ -104,6 +106,12 @@ class TargetCore:
         self.engine: Any = None
         #: tpg_xa (6.3+): every enabled TPG's relative target port id, across fabrics
         self.tpg_rtpis = Idr()
+        #: fabric modules loaded so far (they stay loaded after rmdir, like modules)
+        self.fabric_modules: dict[str, Any] = {}
+        #: the fabric plugins this kernel version has, by configfs name (found once)
+        self.fabric_plugins: Optional[dict[str, Any]] = None
+        #: the machine's hardware fabric ports, {fabric: [port]} (``--wwn``)
+        self.hardware_ports: dict[str, list[str]] = {}
         self._writer_pid: Callable[[], int] = lambda: 0
         self.warned_once: set[str] = set()
         self.hbas: dict[str, SeHba] = {}

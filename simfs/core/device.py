@@ -79,6 +79,8 @@ class SeDevice:
         self.tg_pt_gps: list = []
         self.lba_map_segment = (0, 0)
         self.lba_map: list = []
+        #: core_alloc_rtpi before 6.3: the device's last relative port id handed out
+        self.rtpi_counter = 0
         self.creation_boottime = time.clock_gettime(time.CLOCK_BOOTTIME)
         self.num_resets = 0
         self.num_cmds = 0

@@ -188,20 +188,14 @@ class FabricModule:
 
 def fabric_modules(core: "TargetCore") -> dict[str, FabricModule]:
     """The fabric modules loaded in ``core`` (they stay loaded after rmdir, like modules)."""
-    mods = getattr(core, "fabric_modules", None)
-    if mods is None:
-        mods = {}
-        core.fabric_modules = mods  # type: ignore[attr-defined]
-    return mods
+    return core.fabric_modules
 
 
 def available_fabrics(core: "TargetCore") -> dict[str, FabricOps]:
-    avail = getattr(core, "fabric_plugins", None)
-    if avail is None:
-        avail = {ops.name: ops for ops in discover_fabrics()
-                 if core.profile.family in ops.profiles}
-        core.fabric_plugins = avail  # type: ignore[attr-defined]
-    return avail
+    if core.fabric_plugins is None:
+        core.fabric_plugins = {ops.name: ops for ops in discover_fabrics()
+                               if core.profile.family in ops.profiles}
+    return core.fabric_plugins
 
 
 def _get_fabric(core: "TargetCore", name: str) -> Optional[FabricModule]:
@@ -271,12 +265,12 @@ def parse_hardware_ports(specs: Iterable[str]) -> dict[str, list[str]]:
 
 def set_hardware_ports(core: "TargetCore", specs: Iterable[str]) -> None:
     """The hardware ports of this "machine" (parse_hardware_ports)."""
-    core.hardware_ports = parse_hardware_ports(specs)  # type: ignore[attr-defined]
+    core.hardware_ports = parse_hardware_ports(specs)
 
 
 def hardware_ports(core: "TargetCore", fabric: str) -> list[str]:
     """The canonical names of ``fabric``'s hardware ports (set_hardware_ports)."""
-    return list(getattr(core, "hardware_ports", {}).get(fabric, ()))
+    return list(core.hardware_ports.get(fabric, ()))
 
 
 def make_fabric_group(core: "TargetCore", name: str) -> Group:

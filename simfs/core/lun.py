@@ -92,8 +92,8 @@ class SeLun(TargetPort):
 def _alloc_rtpi(lun: SeLun, dev: "SeDevice") -> None:
     used = {p._dev_rtpi for p in dev.luns}
     for _ in range(0x10000):
-        val = (getattr(dev, "rtpi_counter", 0) + 1) & 0xFFFF
-        dev.rtpi_counter = val  # type: ignore[attr-defined]
+        val = (dev.rtpi_counter + 1) & 0xFFFF
+        dev.rtpi_counter = val
         if val and val not in used:
             lun.rtpi = val
             return

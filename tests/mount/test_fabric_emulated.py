@@ -66,7 +66,7 @@ def test_vhost_wwn_prefixes(m, prefix, proto, name):
     assert lines[0] == (f"TARGET_CORE[vhost]: Allocated portal_group for endpoint: {addr}, "
                         f"Proto: {name}, Portal Tag: 255")
     assert sorted(os.listdir(f"{m.root}/target/vhost/{w}/tpgt_255")) == [
-        "acls", "attrib", "auth", "lun", "nexus", "np", "param"]
+        "acls", "attrib", "auth", "lun", "nexus", "np", "param", "rtpi"]  # rtpi: every TPG, 6.3+
     assert os.listdir(f"{m.root}/target/vhost/{w}/tpgt_255/attrib") == ["fabric_prot_type"]
     assert sorted(os.listdir(f"{m.root}/target/vhost/{w}")) == ["fabric_statistics", "param",
                                                                 "tpgt_255"]
@@ -183,7 +183,7 @@ def test_usb_gadget(m):
     m.ok(f"mkdir {m.root}/{w} && mkdir {m.root}/{w}/tpgt_0x10")  # base 0
     lines = logged(m, f"ls {m.root}/{w}")
     assert lines == [] and sorted(os.listdir(f"{m.root}/{w}/tpgt_0x10")) == [
-        "acls", "attrib", "auth", "enable", "lun", "nexus", "np", "param"]
+        "acls", "attrib", "auth", "enable", "lun", "nexus", "np", "param", "rtpi"]
     # one tcm function instance (TPG_INSTANCES): a second TPG has none left
     w2 = f"{u}/{naa()}"
     m.ok(f"mkdir {m.root}/{w2}")

@@ -72,7 +72,7 @@ def test_qla2xxx_tpg_files(m):
         m.ok(f"mkdir -p {m.root}/{t}")
     assert sorted(os.listdir(f"{m.root}/{t}")) == [
         "acls", "attrib", "auth", "dynamic_sessions", "enable", "fabric_prot_type", "lun", "np",
-        "param"]
+        "param", "rtpi"]  # rtpi: every TPG, 6.3+
     want = {"generate_node_acls": "1\n", "cache_dynamic_acls": "1\n",
             "demo_mode_write_protect": "1\n", "prod_mode_write_protect": "0\n",
             "demo_mode_login_only": "1\n"}
