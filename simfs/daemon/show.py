@@ -18,6 +18,7 @@ import subprocess
 from typing import Any
 
 from simfs.core.t10 import spc as t10
+from simfs.scsi import state as scsi_state
 from simfs.daemon import show_svg
 
 #: (state, name) in the order the state machine is drawn
@@ -66,7 +67,7 @@ def _nexuses(dev: Any) -> list[dict]:
     """The I_T nexuses that have sent the device a command, with the target port each
     came through (the engine's record of who gets its unit attentions)."""
     out = []
-    for nx in list((getattr(dev, "alua_nexuses", None) or {}).values()):
+    for nx in list(scsi_state.of(dev).nexuses.values()):
         try:
             port = nx.port.member_path()
         except Exception:  # noqa: BLE001 - a port without a path
