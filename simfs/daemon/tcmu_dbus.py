@@ -163,9 +163,12 @@ def _subtype(path: str) -> str:
 
 def start(env: dict, configfs: str = "/sys/kernel/config",
           timeout: float = 20.0) -> Optional[subprocess.Popen]:
-    """Start the service for the bus named in ``env`` and wait until it owns its name;
-    None (with a warning) when it cannot run here (no bus, no python3-gi)."""
-    if not env.get("DBUS_SYSTEM_BUS_ADDRESS"):
+    """Start the service for the bus named in ``env`` and wait until it owns its name.
+    None when it cannot run here: quietly without a bus or without PyGObject in simfs's
+    environment (a wheel in a bare venv; docs/handlers.md says so), with a warning when
+    it should have started and did not."""
+    import importlib.util
+    if not env.get("DBUS_SYSTEM_BUS_ADDRESS") or importlib.util.find_spec("gi") is None:
         return None
     proc = subprocess.Popen([sys.executable, "-m", "simfs.daemon.tcmu_dbus", "--configfs",
                              configfs], env=env, stdin=subprocess.DEVNULL,
