@@ -375,7 +375,10 @@ def _execute_rtpg(cmd: "Command") -> bytes:
         cmd.dev.core.log.warn(f"REPORT TARGET PORT GROUPS allocation length {alloc} too small "
                               f"for {'extended' if ext_hdr else 'normal'} header")
         raise sense.INVALID_CDB_FIELD()
-    return report_target_port_groups(cmd.dev, cmd.nexus.port, alloc, ext_hdr)
+    data = report_target_port_groups(cmd.dev, cmd.nexus.port, alloc, ext_hdr)
+    # the kernel completes with RETURN DATA LENGTH + 4 bytes, so the extended header's
+    # 4 extra bytes cut as many off the end (target_complete_cmd_with_length)
+    return data[:int.from_bytes(data[0:4], "big") + 4]
 
 
 # -- SET TARGET PORT GROUPS --------------------------------------------------------------------
