@@ -479,6 +479,8 @@ def _seq_non_holder(cmd: "Command", pr_type: int, isid_mismatch: bool) -> bool:
                 S.SERVICE_ACTION_IN_12, S.REPORT_LUNS, S.REQUEST_SENSE,
                 S.PERSISTENT_RESERVE_IN):
         ret = False
+    elif op == S.READ_CAPACITY and dev.core.kernel.has("pr_non_holder_read_capacity"):
+        ret = False  # listed beside SERVICE ACTION IN(16) in newer kernels (the table says)
     else:
         other_cdb = True
     tname = pr_type_name(pr_type)
