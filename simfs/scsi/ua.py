@@ -44,16 +44,28 @@ class UnitAttentions:
         self._queues: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
 
     def allocate(self, nexus_key: tuple, asc: int, ascq: int) -> None:
-        """core_scsi3_ua_allocate: no duplicates; resets (29h) first, then by arrival."""
+        """core_scsi3_ua_allocate: the new UA is placed by the queue's head alone.
+
+        The kernel compares with the first queued UA only: the same UA there is not queued
+        again; behind a 29h head a higher 29h ASCQ goes first, anything else last; behind a
+        2Ah head a 29h (or, as the kernel compares the new ASCQ with the head's ASC, an
+        ASCQ above 2Ah) goes first; behind any other head (3Fh ...) everything goes last.
+        """
         q = self._queues[nexus_key]
-        if (asc, ascq) in q:
+        if not q:
+            q.append((asc, ascq))
             return
-        if asc == 0x29:
-            # reset-class UAs go ahead of everything but earlier, higher-priority resets
-            pos = 0
-            while pos < len(q) and q[pos][0] == 0x29 and q[pos][1] <= ascq:
-                pos += 1
-            q.insert(pos, (asc, ascq))
+        head = q[0]
+        if head == (asc, ascq):
+            return
+        if head[0] == 0x29:
+            first = asc == 0x29 and ascq > head[1]
+        elif head[0] == 0x2A:
+            first = asc == 0x29 or ascq > head[0]
+        else:
+            first = False
+        if first:
+            q.insert(0, (asc, ascq))
         else:
             q.append((asc, ascq))
 
