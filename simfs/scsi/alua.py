@@ -117,6 +117,7 @@ def queue_state_change_ua(gp) -> None:
     if gp.access_status != STATUS_ALTERED_BY_EXPLICIT_STPG:
         origin = None
     seen = list(_seen(dev).values())
+    keys = []
     for lun in list(gp.members):
         for nexus in seen:
             if nexus.port is not lun:
@@ -127,7 +128,8 @@ def queue_state_change_ua(gp) -> None:
                     continue  # tg_pt_gp_alua_lun: the LUN the STPG came in on
                 if nexus.initiator == o_initiator:
                     continue  # tg_pt_gp_alua_nacl: the STPG sender's node ACL
-            uas.allocate(nexus.key(), *ASYMMETRIC_ACCESS_STATE_CHANGED)
+            keys.append(nexus.key())
+    uas.allocate_many(keys, *ASYMMETRIC_ACCESS_STATE_CHANGED)
 
 
 def install(target) -> None:

@@ -88,9 +88,11 @@ def _install_tmr_hooks(core: "TargetCore") -> None:
             core.log.debug("LUN_RESET: SCSI-2 Released reservation")
 
     def dev_ua_allocate(dev: "SeDevice", asc: int, ascq: int) -> None:
-        uas = state.of(dev).ua
-        for key in alua.nexuses(dev):
-            uas.allocate(key, asc, ascq)
+        # target_dev_ua_allocate: every mapping of every LUN of the device, whether or not
+        # a session used it yet; nexuses without a node ACL (CLI, tests) as they reached it
+        keys = [(deve.acl.name, None, id(lun))
+                for lun in list(getattr(dev, "luns", ())) for deve in list(lun.deves)]
+        state.of(dev).ua.allocate_many([*keys, *alua.nexuses(dev)], asc, ascq)
 
     events.release_spc2_reservation = release_spc2
     events.dev_ua_allocate = dev_ua_allocate

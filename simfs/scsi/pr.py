@@ -198,9 +198,7 @@ def _ua_lun(dev: "SeDevice", reg: Registration, ascq: int) -> None:
     keys = [k for k, n in rt.seen.items() if _acl(n) == reg.acl and n.lun == reg.mapped_lun]
     if reg.nexus is not None and reg.nexus.key() not in keys:
         keys.append(reg.nexus.key())
-    ua = scsi_state(dev).ua
-    for k in keys:
-        ua.allocate(k, 0x2A, ascq)
+    scsi_state(dev).ua.allocate_many(keys, 0x2A, ascq)
 
 
 def _set_holder(dev: "SeDevice", reg: Registration, pr_type: int, scope: int) -> None:

@@ -37,8 +37,16 @@ UA_EXEMPT = frozenset({S.INQUIRY, S.REPORT_LUNS, S.REQUEST_SENSE})
 INTLCK_CLEAR, INTLCK_NO_CLEAR, INTLCK_ESTABLISH_UA = 0, 1, 2
 
 
+def _shared(nexus_key: tuple) -> tuple:
+    """The queue a nexus key names: the kernel keeps UAs per node ACL and mapped LUN
+    (se_dev_entry ua_list), so every session (ISID) of an initiator shares one."""
+    if len(nexus_key) == 3:
+        return (nexus_key[0], None, nexus_key[2])
+    return nexus_key
+
+
 class UnitAttentions:
-    """The UA queues of one device, keyed by nexus."""
+    """The UA queues of one device, one per initiator and LUN (see :func:`_shared`)."""
 
     def __init__(self) -> None:
         self._queues: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
@@ -51,7 +59,7 @@ class UnitAttentions:
         2Ah head a 29h (or, as the kernel compares the new ASCQ with the head's ASC, an
         ASCQ above 2Ah) goes first; behind any other head (3Fh ...) everything goes last.
         """
-        q = self._queues[nexus_key]
+        q = self._queues[_shared(nexus_key)]
         if not q:
             q.append((asc, ascq))
             return
@@ -70,15 +78,16 @@ class UnitAttentions:
             q.append((asc, ascq))
 
     def allocate_many(self, keys: Iterable[tuple], asc: int, ascq: int) -> None:
-        for k in keys:
+        """One allocation per queue, however many sessions of an initiator ``keys`` hold."""
+        for k in dict.fromkeys(_shared(k) for k in keys):
             self.allocate(k, asc, ascq)
 
     def pending(self, nexus_key: tuple) -> list[tuple[int, int]]:
-        return list(self._queues.get(nexus_key, ()))
+        return list(self._queues.get(_shared(nexus_key), ()))
 
     def for_check_condition(self, nexus_key: tuple, intlck: int) -> Optional[tuple[int, int]]:
         """The UA to report on a blocked command (core_scsi3_ua_for_check_condition)."""
-        q = self._queues.get(nexus_key)
+        q = self._queues.get(_shared(nexus_key))
         if not q:
             return None
         head = q[0]
@@ -88,7 +97,7 @@ class UnitAttentions:
 
     def clear_for_request_sense(self, nexus_key: tuple) -> Optional[tuple[int, int]]:
         """REQUEST SENSE reports the first UA and clears them all."""
-        q = self._queues.get(nexus_key)
+        q = self._queues.get(_shared(nexus_key))
         if not q:
             return None
         head = q[0]
@@ -96,7 +105,7 @@ class UnitAttentions:
         return head
 
     def drop(self, nexus_key: tuple) -> None:
-        self._queues.pop(nexus_key, None)
+        self._queues.pop(_shared(nexus_key), None)
 
 
 def check(cmd: "Command", uas: UnitAttentions) -> Optional[tuple[int, int]]:
