@@ -117,17 +117,24 @@ def queue_state_change_ua(gp) -> None:
     if gp.access_status != STATUS_ALTERED_BY_EXPLICIT_STPG:
         origin = None
     seen = list(_seen(dev).values())
+    o_lun, o_initiator = origin if origin is not None else (None, None)
     keys = []
     for lun in list(gp.members):
-        for nexus in seen:
-            if nexus.port is not lun:
+        if origin is not None and o_lun is lun:
+            continue  # tg_pt_gp_alua_lun: the LUN the STPG came in on
+        # every mapping of the LUN; an explicit STPG skips the sender's own ACL's
+        # explicit mappings only (tg_pt_gp_alua_nacl): a demo-mode mapping has no lun ACL
+        for deve in list(getattr(lun, "deves", ())):
+            if (origin is not None and deve.lacl is not None and deve.acl.name == o_initiator
+                    and deve.acl.tpg is getattr(o_lun, "tpg", None)):
                 continue
-            if origin is not None:
-                o_lun, o_initiator = origin
-                if o_lun is lun:
-                    continue  # tg_pt_gp_alua_lun: the LUN the STPG came in on
-                if nexus.initiator == o_initiator:
-                    continue  # tg_pt_gp_alua_nacl: the STPG sender's node ACL
+            keys.append((deve.acl.name, None, id(lun)))
+        # nexuses without a node ACL (CLI, tests), as they reached the LUN
+        for nexus in seen:
+            if nexus.port is not lun or nexus.acl is not None:
+                continue
+            if origin is not None and nexus.initiator == o_initiator:
+                continue
             keys.append(nexus.key())
     uas.allocate_many(keys, *ASYMMETRIC_ACCESS_STATE_CHANGED)
 
