@@ -46,7 +46,7 @@ class FakeTpg:
             self.nexuses[key] = nx
         return nx
 
-    def submit(self, isid: str, lun: int, cdb: bytes, data_out: bytes):
+    def submit(self, isid: str, lun: int, cdb: bytes, data_out: bytes, **fabric):
         self.backend.commands += 1
         port = self.backend.ports.get(lun)
         if port is None:
@@ -55,7 +55,8 @@ class FakeTpg:
             sense = bytearray(18)
             sense[0], sense[2], sense[7], sense[12] = 0x70, 0x05, 10, 0x25
             return Result(status=0x02, sense=bytes(sense))
-        return self.backend.sim.engine.submit(self._nexus(isid, lun), port.dev, cdb, data_out)
+        return self.backend.sim.engine.submit(self._nexus(isid, lun), port.dev, cdb, data_out,
+                                              **fabric)
 
     def task_management(self, isid: str, function: int, lun: int, ref_itt: int) -> int:
         self.backend.tmfs.append((isid, function, lun, ref_itt))

@@ -1191,7 +1191,8 @@ class TpgView:
                 acl.free()
 
     # -- commands ---------------------------------------------------------------------------------
-    def submit(self, isid: Any, lun: int, cdb: bytes, data_out: bytes = b"") -> Result:
+    def submit(self, isid: Any, lun: int, cdb: bytes, data_out: bytes = b"", *,
+               data_length: Optional[int] = None, data_direction: Optional[str] = None) -> Result:
         lock = self._lock()
         with lock:
             deve = self.acl.deves.get(lun)
@@ -1218,7 +1219,8 @@ class TpgView:
                     cache.clear()
                 cache[key] = (port, nexus)
             engine = _engine(self.core)
-        res = engine.submit(nexus, port.dev, cdb, data_out)
+        res = engine.submit(nexus, port.dev, cdb, data_out, data_length=data_length,
+                            data_direction=data_direction)
         with lock:
             port.cmd_pdus += 1
             if deve is not None:

@@ -91,14 +91,13 @@ class NodeAcl:
 
     # -- unit attentions --------------------------------------------------------------------
     def ua(self, deve: DevEntry, asc: int, ascq: int) -> None:
-        """core_scsi3_ua_allocate on ``deve``: every session of this ACL through its LUN."""
+        """core_scsi3_ua_allocate on ``deve``: one queue for every session of this ACL
+        through its LUN, kept for sessions yet to come."""
         dev = deve.lun.dev
-        if dev is None or not self.sessions:
+        if dev is None:
             return
         from simfs.scsi.engine import scsi_state
-        uas = scsi_state(dev).ua
-        for isid in self.sessions:
-            uas.allocate((self.name, isid, id(deve.lun)), asc, ascq)
+        scsi_state(dev).ua.allocate((self.name, None, id(deve.lun)), asc, ascq)
 
     def luns_data_has_changed(self, new: Optional[DevEntry], skip_new: bool) -> None:
         """target_luns_data_has_changed: 3Fh/0Eh to this ACL's mappings."""

@@ -25,6 +25,7 @@ Kernel facts kept here:
 from __future__ import annotations
 
 import errno
+import itertools
 from typing import TYPE_CHECKING
 
 from simfs.configfs import Attribute, ConfigfsError, Group
@@ -107,6 +108,10 @@ def attach_tg_pt_gp(lun: SeLun, gp) -> None:
         deve.acl.ua(deve, 0x3F, 0x03)
 
 
+#: link order of LUNs (tpg_lun_hlist takes each new link at its head)
+_LINK_SEQ = itertools.count(1)
+
+
 def add_lun(tpg: "SePortalGroup", dev: "SeDevice", lun: SeLun) -> None:
     if not tpg.core.kernel.has("tpg_rtpi"):
         _alloc_rtpi(lun, dev)
@@ -118,6 +123,7 @@ def add_lun(tpg: "SePortalGroup", dev: "SeDevice", lun: SeLun) -> None:
         if gp is not None:
             attach_tg_pt_gp(lun, gp)
     lun.dev = dev
+    lun.link_seq = next(_LINK_SEQ)
     dev.export_count += 1
     dev.luns.append(lun)
     lun.lun_access_ro = bool(dev.read_only)

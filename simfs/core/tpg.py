@@ -123,7 +123,9 @@ class SePortalGroup:
 
     # -- LUNs -------------------------------------------------------------------------------
     def linked_luns(self) -> list["SeLun"]:
-        return [lun for lun in self.luns.values() if lun.dev is not None]
+        """The linked LUNs in tpg_lun_hlist order: the newest link first."""
+        linked = [lun for lun in self.luns.values() if lun.dev is not None]
+        return sorted(linked, key=lambda lun: -getattr(lun, "link_seq", 0))
 
     def virt_lun0(self) -> Optional["SeLun"]:
         """tpg_virt_lun0: the read-only LUN 0 an initiator without a LUN 0 mapping reaches."""

@@ -27,6 +27,7 @@ from simfs.iscsi import pdu as P
 from simfs.iscsi.report import addr_text
 from simfs.iscsi.text import SessionParams, encode_text, parse_text
 from simfs.iscsi.workers import QueueFull
+from simfs.scsi.command import DATA_IN, DATA_NONE, DATA_OUT
 
 
 GOOD, CHECK_CONDITION = 0x00, 0x02
@@ -573,6 +574,9 @@ class Connection:
         tpg = self.sess.tpg
         data_out = task.data_out() if task.write else b""
         args = (self.sess.isid_str, task.lun, task.cdb, data_out)
+        # the EDTL and the (fixed-up) R/W flags: the core's data_length and data_direction
+        kw = {"data_length": task.edtl,
+              "data_direction": DATA_OUT if task.write else DATA_IN if task.read else DATA_NONE}
         key_of = getattr(tpg, "device_key", None)
         try:
             key = key_of(task.lun) if key_of is not None else ("tpg", id(tpg))
@@ -580,7 +584,7 @@ class Connection:
             key = None
         if key is None:  # no device behind the LUN: answered at once, without a backend
             try:
-                res = tpg.submit(*args)
+                res = tpg.submit(*args, **kw)
             except Exception as e:  # noqa: BLE001 - a backend bug must not kill the connection
                 res = self._submit_failed(task, e)
             self._finish(task, res)
@@ -590,7 +594,7 @@ class Connection:
         def done(res, err) -> None:  # on the worker thread
             completions.add(self._worker_done, task, res, err)
         def run():  # on the worker thread: an abort that came first wins, nothing runs
-            return None if task.aborted else tpg.submit(*args)
+            return None if task.aborted else tpg.submit(*args, **kw)
         try:
             self.server.workers.submit(key, run, (), done)
         except QueueFull:

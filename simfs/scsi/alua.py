@@ -117,17 +117,26 @@ def queue_state_change_ua(gp) -> None:
     if gp.access_status != STATUS_ALTERED_BY_EXPLICIT_STPG:
         origin = None
     seen = list(_seen(dev).values())
+    o_lun, o_initiator = origin if origin is not None else (None, None)
+    keys = []
     for lun in list(gp.members):
-        for nexus in seen:
-            if nexus.port is not lun:
+        if origin is not None and o_lun is lun:
+            continue  # tg_pt_gp_alua_lun: the LUN the STPG came in on
+        # every mapping of the LUN; an explicit STPG skips the sender's own ACL's
+        # explicit mappings only (tg_pt_gp_alua_nacl): a demo-mode mapping has no lun ACL
+        for deve in list(getattr(lun, "deves", ())):
+            if (origin is not None and deve.lacl is not None and deve.acl.name == o_initiator
+                    and deve.acl.tpg is getattr(o_lun, "tpg", None)):
                 continue
-            if origin is not None:
-                o_lun, o_initiator = origin
-                if o_lun is lun:
-                    continue  # tg_pt_gp_alua_lun: the LUN the STPG came in on
-                if nexus.initiator == o_initiator:
-                    continue  # tg_pt_gp_alua_nacl: the STPG sender's node ACL
-            uas.allocate(nexus.key(), *ASYMMETRIC_ACCESS_STATE_CHANGED)
+            keys.append((deve.acl.name, None, id(lun)))
+        # nexuses without a node ACL (CLI, tests), as they reached the LUN
+        for nexus in seen:
+            if nexus.port is not lun or nexus.acl is not None:
+                continue
+            if origin is not None and nexus.initiator == o_initiator:
+                continue
+            keys.append(nexus.key())
+    uas.allocate_many(keys, *ASYMMETRIC_ACCESS_STATE_CHANGED)
 
 
 def install(target) -> None:
@@ -375,7 +384,10 @@ def _execute_rtpg(cmd: "Command") -> bytes:
         cmd.dev.core.log.warn(f"REPORT TARGET PORT GROUPS allocation length {alloc} too small "
                               f"for {'extended' if ext_hdr else 'normal'} header")
         raise sense.INVALID_CDB_FIELD()
-    return report_target_port_groups(cmd.dev, cmd.nexus.port, alloc, ext_hdr)
+    data = report_target_port_groups(cmd.dev, cmd.nexus.port, alloc, ext_hdr)
+    # the kernel completes with RETURN DATA LENGTH + 4 bytes, so the extended header's
+    # 4 extra bytes cut as many off the end (target_complete_cmd_with_length)
+    return data[:int.from_bytes(data[0:4], "big") + 4]
 
 
 # -- SET TARGET PORT GROUPS --------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from simfs.scsi import sense
 from simfs.scsi import status as S
 
 if TYPE_CHECKING:
@@ -109,6 +110,11 @@ class Command:
     alloc_len: Optional[int] = None
     #: extra context a handler keeps between parse and execute
     ctx: dict = field(default_factory=dict)
+    #: what the fabric announced (se_cmd data_length / data_direction: iSCSI's EDTL and its
+    #: R/W flags); None where no fabric says (the ``simfs scsi`` CLI, tests): then the data
+    #: sent stands for both
+    fabric_length: Optional[int] = None
+    fabric_direction: Optional[str] = None
 
     @property
     def opcode(self) -> int:
@@ -119,6 +125,37 @@ class Command:
         """transport_lookup_cmd_lun's lun_access_ro: the mapping, the LUN, or a read-only
         device (which makes every LUN read-only) refuses data-out commands."""
         return self.nexus.read_only or self.nexus.port.write_protect or self.dev.read_only
+
+    @property
+    def data_length(self) -> int:
+        """The transfer length the fabric received or expects (se_cmd data_length)."""
+        return len(self.data_out) if self.fabric_length is None else self.fabric_length
+
+    @property
+    def data_direction(self) -> str:
+        """The fabric's data direction (se_cmd data_direction)."""
+        if self.fabric_direction is not None:
+            return self.fabric_direction
+        return DATA_OUT if self.data_out else DATA_NONE
+
+    def control_size_check(self, size: int) -> int:
+        """target_cmd_size_check for a control CDB asking for ``size`` bytes: returns the
+        length the command then works with. A write keeps the longer length the fabric
+        received (the kernel does not cut data-out), a write CDB asking for more than
+        arrived is refused; a read is cut to the CDB's length."""
+        have = self.data_length
+        if size == have:
+            return size
+        log = self.dev.log
+        log.warn(f"TARGET_CORE[{self.nexus.port.fabric}]: Expected Transfer Length: {have} "
+                 f"does not match SCSI CDB Length: {size} for SAM Opcode: 0x{self.opcode:02x}")
+        direction = self.data_direction
+        if direction == DATA_OUT and size > have:
+            log.err("Rejecting overflow for WRITE control CDB")
+            raise sense.INVALID_CDB_FIELD()
+        if direction == DATA_IN and size < have:
+            return size
+        return have
 
     @property
     def service_action(self) -> int:

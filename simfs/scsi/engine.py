@@ -88,9 +88,11 @@ def _install_tmr_hooks(core: "TargetCore") -> None:
             core.log.debug("LUN_RESET: SCSI-2 Released reservation")
 
     def dev_ua_allocate(dev: "SeDevice", asc: int, ascq: int) -> None:
-        uas = state.of(dev).ua
-        for key in alua.nexuses(dev):
-            uas.allocate(key, asc, ascq)
+        # target_dev_ua_allocate: every mapping of every LUN of the device, whether or not
+        # a session used it yet; nexuses without a node ACL (CLI, tests) as they reached it
+        keys = [(deve.acl.name, None, id(lun))
+                for lun in list(getattr(dev, "luns", ())) for deve in list(lun.deves)]
+        state.of(dev).ua.allocate_many([*keys, *alua.nexuses(dev)], asc, ascq)
 
     events.release_spc2_reservation = release_spc2
     events.dev_ua_allocate = dev_ua_allocate
@@ -117,15 +119,22 @@ class ScsiEngine:
     #: the trace hub (simfs.daemon.trace) while `simfs trace --scsi` listens, else None
     trace = None
 
-    def submit(self, nexus: Nexus, dev: "SeDevice", cdb: bytes, data_out: bytes = b"") -> Result:
-        """Run one command; never raises for SCSI-level errors (they become status/sense)."""
-        res = self._submit(nexus, dev, cdb, data_out)
+    def submit(self, nexus: Nexus, dev: "SeDevice", cdb: bytes, data_out: bytes = b"", *,
+               data_length: Optional[int] = None, data_direction: Optional[str] = None) -> Result:
+        """Run one command; never raises for SCSI-level errors (they become status/sense).
+
+        A fabric passes what its transport announced: ``data_length`` (the expected transfer
+        length) and ``data_direction`` (DATA_IN/DATA_OUT/DATA_NONE); without them the data
+        sent stands for both and a read-only LUN refuses what the CDB makes a write."""
+        res = self._submit(nexus, dev, cdb, data_out, data_length, data_direction)
         if self.trace is not None:
             self.trace.scsi(nexus, dev, cdb, res)
         return res
 
-    def _submit(self, nexus: Nexus, dev: "SeDevice", cdb: bytes, data_out: bytes) -> Result:
-        cmd = Command(nexus=nexus, dev=dev, cdb=pad_cdb(bytes(cdb)), data_out=bytes(data_out))
+    def _submit(self, nexus: Nexus, dev: "SeDevice", cdb: bytes, data_out: bytes,
+                data_length: Optional[int] = None, data_direction: Optional[str] = None) -> Result:
+        cmd = Command(nexus=nexus, dev=dev, cdb=pad_cdb(bytes(cdb)), data_out=bytes(data_out),
+                      fabric_length=data_length, fabric_direction=data_direction)
         st = scsi_state(dev)
         try:
             with self._lock:
@@ -167,6 +176,11 @@ class ScsiEngine:
             self.log.err(f"Received SCSI CDB with command_size: {scsi_command_size(cmd.cdb)} "
                          f"that exceeds SCSI_MAX_VARLEN_CDB_SIZE: {MAX_VARLEN_CDB_SIZE}")
             raise sense.INVALID_CDB_FIELD()
+        if cmd.fabric_direction is not None:
+            # transport_lookup_cmd_lun, before the CDB is parsed: only what the fabric
+            # marked as data-out meets a read-only LUN
+            if cmd.fabric_direction == DATA_OUT and cmd.write_protected:
+                self._write_protected(cmd)
         parser = OPCODE_TABLE.get(cmd.opcode)
         claimed = parser(cmd) if parser is not None else (sbc.parse(cmd) or spc.parse(cmd))
         if not claimed:
@@ -178,11 +192,14 @@ class ScsiEngine:
                            f"Opcode 0x{cmd.opcode:02x}, sending CHECK_CONDITION.")
             raise sense.UNSUPPORTED_SCSI_OPCODE()
         assert cmd.execute is not None, f"opcode {cmd.opcode:#x} parsed without a handler"
-        # transport_lookup_cmd_lun: a read-only LUN refuses every data-out command
-        if cmd.direction == DATA_OUT and cmd.write_protected:
-            self.log.err(f"TARGET_CORE[{cmd.nexus.port.fabric}]: Detected WRITE_PROTECTED "
-                         f"LUN Access for 0x{cmd.nexus.lun:08x}")
-            raise sense.WRITE_PROTECTED()
+        # without a fabric's word the CDB's direction stands for it
+        if cmd.fabric_direction is None and cmd.direction == DATA_OUT and cmd.write_protected:
+            self._write_protected(cmd)
+
+    def _write_protected(self, cmd: Command) -> None:
+        self.log.err(f"TARGET_CORE[{cmd.nexus.port.fabric}]: Detected WRITE_PROTECTED "
+                     f"LUN Access for 0x{cmd.nexus.lun:08x}")
+        raise sense.WRITE_PROTECTED()
 
     @staticmethod
     def _execute(cmd: Command) -> Optional[bytes]:

@@ -198,9 +198,7 @@ def _ua_lun(dev: "SeDevice", reg: Registration, ascq: int) -> None:
     keys = [k for k, n in rt.seen.items() if _acl(n) == reg.acl and n.lun == reg.mapped_lun]
     if reg.nexus is not None and reg.nexus.key() not in keys:
         keys.append(reg.nexus.key())
-    ua = scsi_state(dev).ua
-    for k in keys:
-        ua.allocate(k, 0x2A, ascq)
+    scsi_state(dev).ua.allocate_many(keys, 0x2A, ascq)
 
 
 def _set_holder(dev: "SeDevice", reg: Registration, pr_type: int, scope: int) -> None:
@@ -479,6 +477,8 @@ def _seq_non_holder(cmd: "Command", pr_type: int, isid_mismatch: bool) -> bool:
                 S.SERVICE_ACTION_IN_12, S.REPORT_LUNS, S.REQUEST_SENSE,
                 S.PERSISTENT_RESERVE_IN):
         ret = False
+    elif op == S.READ_CAPACITY and dev.core.kernel.has("pr_non_holder_read_capacity"):
+        ret = False  # listed beside SERVICE ACTION IN(16) in newer kernels (the table says)
     else:
         other_cdb = True
     tname = pr_type_name(pr_type)

@@ -36,7 +36,8 @@ def parse_pr_out(cmd: "Command") -> None:
     """PERSISTENT RESERVE OUT: set ``cmd.execute`` or raise SenseError."""
     _require_pr(cmd, 10)
     cmd.direction = DATA_OUT
-    cmd.ctx["pr_data_length"] = struct.unpack(">I", cmd.cdb[5:9])[0]
+    # the length the handler sees is the fabric's when it received more (target_cmd_size_check)
+    cmd.ctx["pr_data_length"] = cmd.control_size_check(struct.unpack(">I", cmd.cdb[5:9])[0])
     cmd.execute = _execute_pr_out
 
 

@@ -55,9 +55,8 @@ def parse(cmd: "Command") -> bool:
         ten = op == S.MODE_SELECT_10
         _need(cmd, 10 if ten else 6)
         size = _be16(cdb, 7) if ten else cdb[4]
-        _data_out_size(cmd, size)
         cmd.direction = DATA_OUT
-        cmd.ctx["size"] = size
+        cmd.ctx["size"] = cmd.control_size_check(size)
         cmd.execute = emulate_modeselect
     elif op in (S.MODE_SENSE, S.MODE_SENSE_10):
         ten = op == S.MODE_SENSE_10
@@ -84,6 +83,9 @@ def parse(cmd: "Command") -> bool:
     elif op == S.REQUEST_SENSE:
         _need(cmd, 6)
         _data_in(cmd, cdb[4], emulate_request_sense)
+        # the buffer it fills: the fabric's, cut to the CDB's when shorter
+        cmd.ctx["data_length"] = (cdb[4] if cmd.fabric_length is None
+                                  else cmd.control_size_check(cdb[4]))
     elif op == S.INQUIRY:
         _need(cmd, 6)
         _data_in(cmd, _be16(cdb, 3), vpd.emulate_inquiry)
@@ -126,13 +128,6 @@ def _data_in(cmd: "Command", size: int, execute: Optional[Callable]) -> None:
         cmd.execute = execute
 
 
-def _data_out_size(cmd: "Command", size: int) -> None:
-    """target_cmd_size_check for a data-out CDB: the initiator must send what the CDB says."""
-    if len(cmd.data_out) < size:
-        cmd.dev.log.err("Rejecting underflow/overflow for WRITE data CDB")
-        raise sense.INVALID_CDB_FIELD()
-
-
 # -- TEST UNIT READY ------------------------------------------------------------------------------
 def emulate_testunitready(cmd: "Command") -> None:
     return None
@@ -156,6 +151,9 @@ def emulate_request_sense(cmd: "Command") -> bytes:
     if cmd.cdb[1] & 0x01:
         dev.log.err("REQUEST_SENSE description emulation not supported")
         raise sense.INVALID_CDB_FIELD()
+    if not cmd.ctx.get("data_length"):
+        # no buffer to map (transport_kmap_data_sg): the pending UA is not cleared
+        raise sense.LOGICAL_UNIT_COMMUNICATION_FAILURE()
     desc = vpd.sense_desc_format(dev)
     ua = scsi_state(dev).ua.clear_for_request_sense(cmd.nexus.key())
     if ua is not None:

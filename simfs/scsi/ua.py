@@ -37,36 +37,57 @@ UA_EXEMPT = frozenset({S.INQUIRY, S.REPORT_LUNS, S.REQUEST_SENSE})
 INTLCK_CLEAR, INTLCK_NO_CLEAR, INTLCK_ESTABLISH_UA = 0, 1, 2
 
 
+def _shared(nexus_key: tuple) -> tuple:
+    """The queue a nexus key names: the kernel keeps UAs per node ACL and mapped LUN
+    (se_dev_entry ua_list), so every session (ISID) of an initiator shares one."""
+    if len(nexus_key) == 3:
+        return (nexus_key[0], None, nexus_key[2])
+    return nexus_key
+
+
 class UnitAttentions:
-    """The UA queues of one device, keyed by nexus."""
+    """The UA queues of one device, one per initiator and LUN (see :func:`_shared`)."""
 
     def __init__(self) -> None:
         self._queues: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
 
     def allocate(self, nexus_key: tuple, asc: int, ascq: int) -> None:
-        """core_scsi3_ua_allocate: no duplicates; resets (29h) first, then by arrival."""
-        q = self._queues[nexus_key]
-        if (asc, ascq) in q:
+        """core_scsi3_ua_allocate: the new UA is placed by the queue's head alone.
+
+        The kernel compares with the first queued UA only: the same UA there is not queued
+        again; behind a 29h head a higher 29h ASCQ goes first, anything else last; behind a
+        2Ah head a 29h (or, as the kernel compares the new ASCQ with the head's ASC, an
+        ASCQ above 2Ah) goes first; behind any other head (3Fh ...) everything goes last.
+        """
+        q = self._queues[_shared(nexus_key)]
+        if not q:
+            q.append((asc, ascq))
             return
-        if asc == 0x29:
-            # reset-class UAs go ahead of everything but earlier, higher-priority resets
-            pos = 0
-            while pos < len(q) and q[pos][0] == 0x29 and q[pos][1] <= ascq:
-                pos += 1
-            q.insert(pos, (asc, ascq))
+        head = q[0]
+        if head == (asc, ascq):
+            return
+        if head[0] == 0x29:
+            first = asc == 0x29 and ascq > head[1]
+        elif head[0] == 0x2A:
+            first = asc == 0x29 or ascq > head[0]
+        else:
+            first = False
+        if first:
+            q.insert(0, (asc, ascq))
         else:
             q.append((asc, ascq))
 
     def allocate_many(self, keys: Iterable[tuple], asc: int, ascq: int) -> None:
-        for k in keys:
+        """One allocation per queue, however many sessions of an initiator ``keys`` hold."""
+        for k in dict.fromkeys(_shared(k) for k in keys):
             self.allocate(k, asc, ascq)
 
     def pending(self, nexus_key: tuple) -> list[tuple[int, int]]:
-        return list(self._queues.get(nexus_key, ()))
+        return list(self._queues.get(_shared(nexus_key), ()))
 
     def for_check_condition(self, nexus_key: tuple, intlck: int) -> Optional[tuple[int, int]]:
         """The UA to report on a blocked command (core_scsi3_ua_for_check_condition)."""
-        q = self._queues.get(nexus_key)
+        q = self._queues.get(_shared(nexus_key))
         if not q:
             return None
         head = q[0]
@@ -76,7 +97,7 @@ class UnitAttentions:
 
     def clear_for_request_sense(self, nexus_key: tuple) -> Optional[tuple[int, int]]:
         """REQUEST SENSE reports the first UA and clears them all."""
-        q = self._queues.get(nexus_key)
+        q = self._queues.get(_shared(nexus_key))
         if not q:
             return None
         head = q[0]
@@ -84,7 +105,7 @@ class UnitAttentions:
         return head
 
     def drop(self, nexus_key: tuple) -> None:
-        self._queues.pop(nexus_key, None)
+        self._queues.pop(_shared(nexus_key), None)
 
 
 def check(cmd: "Command", uas: UnitAttentions) -> Optional[tuple[int, int]]:

@@ -272,6 +272,11 @@ def test_residuals(site, lun, cdb, edtl, flags, residual):
     ini = RawInitiator(port)
     ini.full_login()
     try:
+        # unit attentions live per ACL mapping and are queued before any session (3Fh/0Eh
+        # from the mappings made after the first): TEST UNIT READY reports them first
+        for _ in range(4):
+            if ini.scsi(bytes(6), lun=lun)[0] == 0:
+                break
         lun_bytes = bytes([0, lun]) + bytes(6)
         ini.itt += 1
         f = P.F_FINAL | (P.CMD_READ if edtl else 0)

@@ -165,6 +165,40 @@ def test_raw_data_digest_r2t_and_phase_collapse(target):
         ini.close()
 
 
+def _sense(rsp) -> tuple:
+    s = rsp.data[2:]
+    return s[2] & 0x0F, s[12], s[13]
+
+
+def test_raw_write_control_cdb_keeps_the_fabric_length(target):
+    """target_cmd_size_check over the wire: the EDTL against a write control CDB's length."""
+    ini = RawInitiator(target.port)
+    try:
+        ini.full_login()
+        lun = 1
+        for _ in range(3):  # TEST UNIT READY until the first UAs are reported
+            status, _, _ = ini.scsi(bytes(6), lun=lun)
+        assert status == 0
+        reg = bytes(8) + (0x1234).to_bytes(8, "big") + bytes(8)
+        pr_out = bytes([0x5F, 0, 0, 0, 0, 0, 0, 0, 24, 0])
+        status, _, rsp = ini.scsi(pr_out, write=reg + bytes(8), lun=lun)  # 32 sent
+        assert status == 2 and _sense(rsp) == (5, 0x1A, 0)
+        status, _, rsp = ini.scsi(pr_out, write=reg[:16], lun=lun)      # 16 sent
+        assert status == 2 and _sense(rsp) == (5, 0x24, 0)
+        status, keys, _ = ini.scsi(bytes([0x5E, 0, 0, 0, 0, 0, 0, 0, 32, 0]), read_len=32,
+                                   lun=lun)
+        assert status == 0 and keys[4:8] == bytes(4)  # nothing registered
+        status, page, _ = ini.scsi(bytes([0x1A, 0x08, 0x08, 0, 255, 0]), read_len=255, lun=lun)
+        assert status == 0 and len(page) == 24
+        changed = bytearray(bytes(4) + page[4:])
+        changed[6] ^= 0x04  # WCE
+        status, _, rsp = ini.scsi(bytes([0x15, 0x10, 0, 0, 0, 0]), write=bytes(changed),
+                                  lun=lun)
+        assert status == 2 and _sense(rsp) == (5, 0x26, 0)
+    finally:
+        ini.close()
+
+
 def test_raw_nop_and_reject(target):
     ini = RawInitiator(target.port)
     try:

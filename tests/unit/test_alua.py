@@ -294,6 +294,15 @@ def test_rtpg_extended_header(rig):
     assert rig.submit(rig.c, rtpg(4096, ext=True)).data[5] == 99  # per receiving port's group
 
 
+def test_rtpg_extended_header_sends_return_data_length_plus_4(rig):
+    # target_complete_cmd_with_length(rd_len + 4): the extended header's 4 bytes come off
+    # the end, here the last port's RTPI
+    d = rig.submit(rig.a, rtpg(4096, ext=True)).data
+    assert struct.unpack(">I", d[:4])[0] == 24 and len(d) == 28
+    assert rig.submit(rig.a, rtpg(4096)).data[:4] == b"\x00\x00\x00\x18"
+    assert len(rig.submit(rig.a, rtpg(4096)).data) == 28
+
+
 def test_rtpg_allocation_length(rig):
     assert rig.submit(rig.a, rtpg(3)).sense_tuple() == INVALID_CDB
     assert rig.submit(rig.a, rtpg(7, ext=True)).sense_tuple() == INVALID_CDB

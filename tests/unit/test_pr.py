@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from simfs.core import kernels
 from simfs.scsi import cdbs
 from simfs.scsi import status as S
 from simfs.testing import Sim
@@ -34,8 +35,8 @@ TYPE_NAMES = {1: "Write Exclusive Access", 3: "Exclusive Access",
 
 
 class Env:
-    def __init__(self, tmp: Path, fabric: str = "iSCSI"):
-        self.sim = Sim(state_dir=tmp)
+    def __init__(self, tmp: Path, fabric: str = "iSCSI", kernel=None):
+        self.sim = Sim(state_dir=tmp) if kernel is None else Sim(state_dir=tmp, profile=kernel)
         self.dev = self.sim.rd_device()
         self.p1 = self.sim.port(self.dev, fabric=fabric, wwn=TGT, tpgt=1)
         self.a = self.sim.nexus(IA, self.p1, isid=ISID_A)
@@ -290,6 +291,28 @@ def test_access_table(env, t, who, op):
         conflict(r)
     else:
         ok(r)
+
+
+@pytest.mark.parametrize("version", kernels.VERSIONS)
+def test_read_capacity_10_from_unregistered_nexus_under_exclusive_access(tmp_path, version):
+    # core_scsi3_pr_seq_non_holder lists READ CAPACITY(10) in newer kernels only (the
+    # version table's pr_non_holder_read_capacity)
+    k = kernels.get(version)
+    env = Env(tmp_path, kernel=k)
+    try:
+        ok(env.out(env.a, REGISTER, sa_key=KA))
+        ok(env.out(env.a, RESERVE, key=KA, pr_type=3))
+        r = env.submit(env.c, cdbs.read_capacity_10())
+        if k.has("pr_non_holder_read_capacity"):
+            ok(r)
+            assert env.log_has("Allowing explicit CDB: 0x25 for Exclusive Access "
+                               "reservation holder")
+        else:
+            conflict(r)
+        # READ CAPACITY(16) (SERVICE ACTION IN(16)) is not in the list: a conflict everywhere
+        conflict(env.submit(env.c, cdbs.read_capacity_16()))
+    finally:
+        env.sim.close()
 
 
 def test_conflict_log_and_isid_mismatch(env):

@@ -541,6 +541,22 @@ def test_request_sense_ua_is_per_nexus(env):
     assert d[2] == S.UNIT_ATTENTION and d[12:14] == b"\x29\x00"
 
 
+def test_request_sense_allocation_length_0_keeps_the_ua(env):
+    # spc_emulate_request_sense: no buffer to map is LOGICAL UNIT COMMUNICATION FAILURE,
+    # before the UA is looked at
+    ua = scsi_state(env.dev).ua
+    ua.allocate(env.nexus.key(), 0x2A, 0x06)
+    assert env.fails([0x03, 0, 0, 0, 0, 0]) == (S.NOT_READY, 0x08, 0x00)
+    assert ua.pending(env.nexus.key()) == [(0x2A, 0x06)]
+    # an iSCSI initiator's EDTL of 0 with an allocation length in the CDB: the same
+    r = env.sim.engine.submit(env.nexus, env.dev, bytes([0x03, 0, 0, 0, 18, 0]),
+                              data_length=0, data_direction="none")
+    assert r.sense_tuple() == (S.NOT_READY, 0x08, 0x00)
+    assert ua.pending(env.nexus.key()) == [(0x2A, 0x06)]
+    d = env.ok([0x03, 0, 0, 0, 18, 0])
+    assert d[2] == S.UNIT_ATTENTION and d[12:14] == b"\x2a\x06"
+
+
 def test_request_sense_desc_bit_refused(env):
     assert env.fails([0x03, 0x01, 0, 0, 18, 0]) == INVALID_FIELD
     assert "REQUEST_SENSE description emulation not supported" in env.log()
