@@ -409,6 +409,7 @@ def render_markdown() -> str:
       "a complete target tree: the files and their order, defaults, accepted values, log "
       "lines and the SCSI behaviour of that kernel.")
     w("")
+    w("<!-- test: run -->")  # tests/mount/test_docs.py runs the example
     w("```")
     w("mkdir -p /tmp/cfg-rhel9")
     w("simfs mount --kernel 5.14 /tmp/cfg-rhel9")
