@@ -30,7 +30,8 @@ apt_need() {
 py=/usr/bin/python3
 [ -x "$py" ] || py=$(command -v python3)
 
-apt_need fuse3 libfuse2 python3-venv python3-fusepy python3-loguru python3-sortedcontainers
+apt_need fuse3 libfuse2 python3-venv python3-fusepy python3-loguru python3-sortedcontainers \
+  python3-gi python3-dbus
 
 # install_simfs [EXTRAS]: the venv, simfs installed in it (editable: this checkout is the code).
 install_simfs() {
