@@ -323,7 +323,7 @@ def emulate_modesense(cmd: "Command") -> bytes:
 
 
 def emulate_modeselect(cmd: "Command") -> None:
-    dev, cdb = cmd.dev, cmd.cdb
+    cdb = cmd.cdb
     ten = cdb[0] == S.MODE_SELECT_10
     off = 8 if ten else 4
     pf = bool(cdb[1] & 0x10)
