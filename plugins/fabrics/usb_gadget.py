@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING, Optional
 
 from simfs.configfs import Attribute, ConfigfsError
 from simfs.core import kparse
-from simfs.core.fabric import (FabricModule, FabricOps, SeWwn, all_tpgs, hardware_ports,
+from simfs.core.fabric import (FabricModule, SeWwn, all_tpgs, hardware_ports,
                                register_template)
 from simfs.scsi import status as S
 from simfs_plugins.fabrics import fabric_lib as lib
 
 if TYPE_CHECKING:
     from simfs.core.acl import NodeAcl
-    from simfs.core.lun import SeLun
     from simfs.core.tpg import SePortalGroup
 
 USBG_NAMELEN = 32
@@ -48,8 +47,9 @@ def check_wwn(name: str) -> Optional[str]:
     return rest if 0 < len(rest) <= USBG_NAMELEN - 1 else None
 
 
-class UsbGadget(FabricOps):
+class UsbGadget(lib.NexusFabricOps):
     name = "usb_gadget"
+    nexus_rules = NEXUS
     fabric_name = "usb_gadget"
     module = "usb_f_tcm"
     aliases = ("tcm_usb_gadget",)
@@ -86,30 +86,15 @@ class UsbGadget(FabricOps):
     def init_tpg(self, tpg: "SePortalGroup") -> None:
         tpg.private.update(nexus=None, port_count=0)
 
-    def drop_tpg(self, tpg: "SePortalGroup") -> None:
-        try:
-            lib.drop_nexus(tpg, NEXUS)
-        except ConfigfsError:
-            pass
-
     def enable_tpg(self, tpg: "SePortalGroup", enable: bool) -> None:
         pass  # usbg_attach: a configfs-made function has no register callback
 
     def proto_id(self, tpg: "SePortalGroup") -> int:
         return S.PROTO_SAS  # "SPC doesn't assign a protocol identifier for USB-SCSI"
 
-    def demo_mode(self, tpg: "SePortalGroup") -> bool:
-        return True
-
     def init_nodeacl(self, acl: "NodeAcl") -> None:
         if not acl.dynamic and check_wwn(acl.name) is None:
             raise lib.refuse_acl(acl, errno.EINVAL)
-
-    def post_link(self, tpg: "SePortalGroup", lun: "SeLun") -> None:
-        lib.count_links(tpg, +1)
-
-    def pre_unlink(self, tpg: "SePortalGroup", lun: "SeLun") -> None:
-        lib.count_links(tpg, -1)
 
 
 FABRIC = UsbGadget()

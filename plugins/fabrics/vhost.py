@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING
 
 from simfs.configfs import Attribute, ConfigfsError
 from simfs.core import kparse
-from simfs.core.fabric import FabricModule, FabricOps, SeWwn, register_template
+from simfs.core.fabric import FabricModule, SeWwn, register_template
 from simfs_plugins.fabrics import fabric_lib as lib
 
 if TYPE_CHECKING:
-    from simfs.core.lun import SeLun
     from simfs.core.tpg import SePortalGroup
 
 VHOST_SCSI_VERSION = "v0.1"
@@ -41,8 +40,9 @@ def _version(g) -> str:
     return f"TCM_VHOST fabric module {VHOST_SCSI_VERSION} on {sysname}/{machine} on {release}\n"
 
 
-class Vhost(FabricOps):
+class Vhost(lib.EmulatedPortFabricOps):
     name = "vhost"
+    nexus_rules = NEXUS
     fabric_name = "vhost"
     module = "vhost_scsi"
     aliases = ("tcm_vhost",)
@@ -89,27 +89,6 @@ class Vhost(FabricOps):
 
     def init_tpg(self, tpg: "SePortalGroup") -> None:
         tpg.private.update(nexus=None, port_count=0, tv_fabric_prot_type=0)
-
-    def drop_tpg(self, tpg: "SePortalGroup") -> None:
-        try:
-            lib.drop_nexus(tpg, NEXUS)
-        except ConfigfsError:
-            pass
-
-    def proto_id(self, tpg: "SePortalGroup") -> int:
-        return tpg.wwn.private["proto_id"]
-
-    def demo_mode(self, tpg: "SePortalGroup") -> bool:
-        return True
-
-    def demo_mode_cache(self, tpg: "SePortalGroup") -> bool:
-        return True
-
-    def post_link(self, tpg: "SePortalGroup", lun: "SeLun") -> None:
-        lib.count_links(tpg, +1)
-
-    def pre_unlink(self, tpg: "SePortalGroup", lun: "SeLun") -> None:
-        lib.count_links(tpg, -1)
 
 
 FABRIC = Vhost()

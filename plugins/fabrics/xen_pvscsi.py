@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING
 
 from simfs.configfs import Attribute, ConfigfsError, Group
 from simfs.core import kparse
-from simfs.core.fabric import FabricModule, FabricOps, SeWwn, obj, register_template
+from simfs.core.fabric import FabricModule, SeWwn, obj, register_template
 from simfs_plugins.fabrics import fabric_lib as lib
 
 if TYPE_CHECKING:
-    from simfs.core.lun import SeLun
     from simfs.core.tpg import SePortalGroup
 
 VSCSI_VERSION = "v0.1"
@@ -45,8 +44,9 @@ def _store_alias(g: Group, buf: bytes) -> None:
     obj(g).private["param_alias"] = kparse.strip_one_newline(page)
 
 
-class XenPvscsi(FabricOps):
+class XenPvscsi(lib.EmulatedPortFabricOps):
     name = "xen-pvscsi"
+    nexus_rules = NEXUS
     fabric_name = "xen-pvscsi"
     module = "xen_scsiback"
     aliases = ("xen-backend:vscsi",)
@@ -89,27 +89,6 @@ class XenPvscsi(FabricOps):
 
     def init_tpg(self, tpg: "SePortalGroup") -> None:
         tpg.private.update(nexus=None, port_count=0, param_alias="")
-
-    def drop_tpg(self, tpg: "SePortalGroup") -> None:
-        try:
-            lib.drop_nexus(tpg, NEXUS)
-        except ConfigfsError:
-            pass
-
-    def proto_id(self, tpg: "SePortalGroup") -> int:
-        return tpg.wwn.private["proto_id"]
-
-    def demo_mode(self, tpg: "SePortalGroup") -> bool:
-        return True
-
-    def demo_mode_cache(self, tpg: "SePortalGroup") -> bool:
-        return True
-
-    def post_link(self, tpg: "SePortalGroup", lun: "SeLun") -> None:
-        lib.count_links(tpg, +1)
-
-    def pre_unlink(self, tpg: "SePortalGroup", lun: "SeLun") -> None:
-        lib.count_links(tpg, -1)
 
 
 FABRIC = XenPvscsi()

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from simfs.configfs import Attribute, ConfigfsError, Group
 from simfs.core import kparse
-from simfs.core.fabric import obj
+from simfs.core.fabric import FabricOps, obj
 from simfs.scsi import status as S
 
 if TYPE_CHECKING:
     from simfs.core.acl import NodeAcl
+    from simfs.core.lun import SeLun
     from simfs.core.tpg import SePortalGroup
 
 U64 = (1 << 64) - 1
@@ -225,6 +226,39 @@ def _proto_checked_port(tpg: "SePortalGroup", i_port: str) -> str:
 def count_links(tpg: "SePortalGroup", delta: int) -> None:
     """fabric_post_link / fabric_pre_unlink: the TPG's port count (guards the nexus)."""
     tpg.private["port_count"] = tpg.private.get("port_count", 0) + delta
+
+
+class NexusFabricOps(FabricOps):
+    """A fabric whose TPG has one I_T nexus made through ``tpgt_N/nexus`` (vhost, xen-pvscsi,
+    usb_gadget): demo mode, the nexus dropped with the TPG, LUN links counted against it."""
+
+    nexus_rules: NexusRules
+
+    def drop_tpg(self, tpg: "SePortalGroup") -> None:
+        try:
+            drop_nexus(tpg, self.nexus_rules)
+        except ConfigfsError:
+            pass
+
+    def demo_mode(self, tpg: "SePortalGroup") -> bool:
+        return True
+
+    def post_link(self, tpg: "SePortalGroup", lun: "SeLun") -> None:
+        count_links(tpg, +1)
+
+    def pre_unlink(self, tpg: "SePortalGroup", lun: "SeLun") -> None:
+        count_links(tpg, -1)
+
+
+class EmulatedPortFabricOps(NexusFabricOps):
+    """A nexus fabric whose protocol comes from the WWN's prefix (naa./fc./iqn.: vhost,
+    xen-pvscsi) and whose dynamic ACLs are cached."""
+
+    def proto_id(self, tpg: "SePortalGroup") -> int:
+        return tpg.wwn.private["proto_id"]
+
+    def demo_mode_cache(self, tpg: "SePortalGroup") -> bool:
+        return True
 
 
 # -- 0/1 TPG attributes (tcm_qla2xxx, efct) -----------------------------------------------------------
