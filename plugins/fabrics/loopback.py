@@ -20,22 +20,15 @@ from simfs.configfs import Attribute, ConfigfsError, Group
 from simfs.scsi import status as S
 from simfs.core import kparse
 from simfs.core.fabric import FabricModule, FabricOps, SeWwn, obj, register_template
+from simfs_plugins.fabrics import fabric_lib as lib
 
 if TYPE_CHECKING:
     from simfs.core.lun import SeLun
     from simfs.core.tpg import SePortalGroup
 
 TL_WWN_ADDR_LEN = 256
-TL_TPGS_PER_HBA = 32
 TCM_LOOP_VERSION = "v2.1-rc2"
 TCM_TRANSPORT_ONLINE, TCM_TRANSPORT_OFFLINE = 0, 1
-_PROTO_NAMES = {S.PROTO_SAS: "SAS", S.PROTO_FCP: "FCP", S.PROTO_ISCSI: "iSCSI"}
-
-
-def dump_proto_id(proto_id: int) -> str:
-    return _PROTO_NAMES.get(proto_id, "Unknown")
-
-
 # -- target/loopback/<wwn>/tpgt_N files -----------------------------------------------------------
 def _nexus(tpg: "SePortalGroup"):
     return tpg.private.get("nexus")
@@ -57,7 +50,7 @@ def drop_nexus(tpg: "SePortalGroup") -> None:
         raise ConfigfsError(errno.EPERM, "Unable to remove TCM_Loop I_T Nexus with active TPG "
                             f"port count: {count}")
     tpg.log.debug(f"TCM_Loop_ConfigFS: Removing I_T Nexus to emulated "
-                  f"{dump_proto_id(tpg.proto_id)} Initiator Port: {nexus.acl.name}")
+                  f"{lib.proto_name(tpg.proto_id)} Initiator Port: {nexus.acl.name}")
     tpg.private["nexus"] = None
     tpg.remove_session(nexus.acl, None)
 
@@ -71,7 +64,7 @@ def make_nexus(tpg: "SePortalGroup", name: str) -> None:
         raise ConfigfsError(errno.EINVAL, None)
     tpg.private["nexus"] = tpg.add_session(acl, None)
     tpg.log.debug(f"TCM_Loop_ConfigFS: Established I_T Nexus to emulated "
-                  f"{dump_proto_id(tpg.proto_id)} Initiator Port: {name}")
+                  f"{lib.proto_name(tpg.proto_id)} Initiator Port: {name}")
 
 
 def _store_nexus(g: Group, buf: bytes) -> None:
@@ -96,7 +89,7 @@ def _store_nexus(g: Group, buf: bytes) -> None:
                             f"Unable to locate prefix for emulated Initiator Port: {i_port}")
     if proto != want:
         raise ConfigfsError(errno.EINVAL, f"Passed {kind} Initiator Port {i_port} does not match "
-                            f"target port protoid: {dump_proto_id(proto)}")
+                            f"target port protoid: {lib.proto_name(proto)}")
     if port.endswith("\n"):
         port = port[:-1]
     make_nexus(tpg, port)
@@ -176,32 +169,23 @@ class Loopback(FabricOps):
                                 f"Unable to locate prefix for emulated Target Port: {name}")
         if len(name) >= TL_WWN_ADDR_LEN:
             raise ConfigfsError(errno.EINVAL, f"Emulated NAA {name} Address: "
-                                f"{dump_proto_id(proto)}, exceeds max: {TL_WWN_ADDR_LEN}")
+                                f"{lib.proto_name(proto)}, exceeds max: {TL_WWN_ADDR_LEN}")
         wwn = SeWwn(fmod, name, address=name[off:])
         wwn.private["proto_id"] = proto
         host = fmod.state["host_no"]
         fmod.state["host_no"] = host + 1
         wwn.private["host_no"] = host
-        fmod.log.debug(f"TCM_Loop_ConfigFS: Allocated emulated Target {dump_proto_id(proto)} "
+        fmod.log.debug(f"TCM_Loop_ConfigFS: Allocated emulated Target {lib.proto_name(proto)} "
                        f"Address: {name} at Linux/SCSI Host ID: {host}")
         return wwn
 
     def drop_wwn(self, wwn: SeWwn) -> None:
         wwn.log.debug(f"TCM_Loop_ConfigFS: Deallocating emulated Target "
-                      f"{dump_proto_id(wwn.private['proto_id'])} Address: {wwn.address} at "
+                      f"{lib.proto_name(wwn.private['proto_id'])} Address: {wwn.address} at "
                       f"Linux/SCSI Host ID: {wwn.private['host_no']}")
 
     def make_tpg(self, wwn: SeWwn, name: str) -> int:
-        if not name.startswith("tpgt_"):
-            raise ConfigfsError(errno.EINVAL, 'Unable to locate "tpgt_#" directory group')
-        try:
-            tpgt = kparse.kstrtoul(name[5:], 10)
-        except ConfigfsError:
-            raise ConfigfsError(errno.EINVAL, None) from None
-        if tpgt >= TL_TPGS_PER_HBA:
-            raise ConfigfsError(errno.EINVAL, f"Passed tpgt: {tpgt} exceeds TL_TPGS_PER_HBA: "
-                                f"{TL_TPGS_PER_HBA}")
-        return tpgt
+        return lib.loop_tpgt(name)
 
     def proto_id(self, tpg: "SePortalGroup") -> int:
         return tpg.wwn.private["proto_id"]
@@ -209,7 +193,7 @@ class Loopback(FabricOps):
     def init_tpg(self, tpg: "SePortalGroup") -> None:
         tpg.private.update(nexus=None, transport_status=TCM_TRANSPORT_ONLINE, port_count=0,
                            fabric_prot_type=0)
-        tpg.log.debug(f"TCM_Loop_ConfigFS: Allocated Emulated {dump_proto_id(tpg.proto_id)} "
+        tpg.log.debug(f"TCM_Loop_ConfigFS: Allocated Emulated {lib.proto_name(tpg.proto_id)} "
                       f"Target Port {tpg.wwn.name},t,0x{tpg.tpgt:04x}")
 
     def drop_tpg(self, tpg: "SePortalGroup") -> None:
@@ -217,7 +201,7 @@ class Loopback(FabricOps):
             drop_nexus(tpg)
         except ConfigfsError:
             pass
-        tpg.log.debug(f"TCM_Loop_ConfigFS: Deallocated Emulated {dump_proto_id(tpg.proto_id)} "
+        tpg.log.debug(f"TCM_Loop_ConfigFS: Deallocated Emulated {lib.proto_name(tpg.proto_id)} "
                       f"Target Port {tpg.wwn.name},t,0x{tpg.tpgt:04x}")
 
     def demo_mode(self, tpg: "SePortalGroup") -> bool:

@@ -14,7 +14,6 @@ import errno
 from typing import TYPE_CHECKING
 
 from simfs.configfs import Attribute, ConfigfsError
-from simfs.core import kparse
 from simfs.core.fabric import FabricModule, FabricOps, SeWwn, register_template
 from simfs.scsi import status as S
 from simfs_plugins.fabrics import fabric_lib as lib
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
 
 TCM_REMOTE_VERSION = "v0.1"
 TL_WWN_ADDR_LEN = 256
-TL_TPGS_PER_HBA = 32
 PREFIXES = (("naa.", S.PROTO_SAS, 0), ("fc.", S.PROTO_FCP, 3), ("0x", S.PROTO_SRP, 2),
             ("iqn.", S.PROTO_ISCSI, 0))
 
@@ -59,16 +57,7 @@ class Remote(FabricOps):
                       f"{lib.proto_name(wwn.private['proto_id'])} Address: {wwn.address}")
 
     def make_tpg(self, wwn: SeWwn, name: str) -> int:
-        if not name.startswith("tpgt_"):
-            raise ConfigfsError(errno.EINVAL, 'Unable to locate "tpgt_#" directory group')
-        try:
-            tpgt = kparse.kstrtoul(name[5:], 10)
-        except ConfigfsError:
-            raise ConfigfsError(errno.EINVAL, None) from None
-        if tpgt >= TL_TPGS_PER_HBA:
-            raise ConfigfsError(errno.EINVAL, f"Passed tpgt: {tpgt} exceeds TL_TPGS_PER_HBA: "
-                                f"{TL_TPGS_PER_HBA}")
-        return tpgt
+        return lib.loop_tpgt(name)
 
     def init_tpg(self, tpg: "SePortalGroup") -> None:
         tpg.log.debug(f"TCM_Remote_ConfigFS: Allocated Emulated {lib.proto_name(tpg.proto_id)} "

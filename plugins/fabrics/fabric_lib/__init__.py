@@ -30,6 +30,25 @@ def proto_name(proto: int) -> str:
     return PROTO_NAMES.get(proto, "Unknown")
 
 
+# -- tcm_loop's TPG names (loopback, and remote, which copies it) ---------------------------------
+#: TL_TPGS_PER_HBA
+TL_TPGS_PER_HBA = 32
+
+
+def loop_tpgt(name: str) -> int:
+    """tcm_loop_make_naa_tpg: ``tpgt_`` then N in base 10, N < TL_TPGS_PER_HBA."""
+    if not name.startswith("tpgt_"):
+        raise ConfigfsError(errno.EINVAL, 'Unable to locate "tpgt_#" directory group')
+    try:
+        tpgt = kparse.kstrtoul(name[5:], 10)
+    except ConfigfsError:
+        raise ConfigfsError(errno.EINVAL, None) from None
+    if tpgt >= TL_TPGS_PER_HBA:
+        raise ConfigfsError(errno.EINVAL, f"Passed tpgt: {tpgt} exceeds TL_TPGS_PER_HBA: "
+                            f"{TL_TPGS_PER_HBA}")
+    return tpgt
+
+
 # -- FC world wide names --------------------------------------------------------------------------
 class WwnSyntax(ValueError):
     """A refused WWN; ``debug`` is the parser's pr_debug line (err, len, pos, byte)."""
