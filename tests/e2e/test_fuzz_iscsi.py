@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from iscsi_fake import FakeBackend  # noqa: E402
-from test_iscsi_server import RawInitiator, free_port  # noqa: E402
+from helpers import RawInitiator, free_port  # noqa: E402
 
 from simfs.iscsi import IscsiServer  # noqa: E402
 from simfs.iscsi import pdu as P  # noqa: E402

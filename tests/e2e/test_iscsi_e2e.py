@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
-import time
 
 import pytest
 
-from helpers import mount, umount
+from helpers import free_port, mount, umount, wait_port
 
 IQN = "iqn.2026-12.org.simfs:e2e"
 INIT_A = "iqn.2026-12.org.example:host-a"
@@ -38,27 +36,11 @@ KERNEL_FAILS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
-
-
 @pytest.fixture(scope="module")
 def target(tmp_path_factory):
     m = mount("modern")
     img = tmp_path_factory.mktemp("e2e") / "lun0.img"
-    port = _free_port()
+    port = free_port()
     t = f"{m.root}/target"
     tpg = f"{t}/iscsi/{IQN}/tpgt_1"
     m.ok(f"mkdir -p {t}/core/fileio_0/f0 && "
@@ -71,7 +53,7 @@ def target(tmp_path_factory):
          f"ln -s {tpg}/lun/lun_0 {tpg}/acls/{INIT_A}/lun_0/m && "
          f"ln -s {tpg}/lun/lun_0 {tpg}/acls/{INIT_B}/lun_0/m && "
          f"echo 1 > {tpg}/enable")
-    _wait_port(port)
+    wait_port(port)
     yield m, port, tpg
     umount(m)
 
@@ -149,7 +131,7 @@ def test_iscsi_test_cu_family(target, family):
 def test_multipath_io_over_two_tpgs(target):
     """Two TPGs with their own portals export the same device: MultipathIO runs."""
     m, port, tpg = target
-    port2 = _free_port()
+    port2 = free_port()
     tpg2 = tpg.replace("tpgt_1", "tpgt_2")
     m.ok(f"mkdir -p {tpg2}/lun/lun_0 && "
          f"ln -s {m.root}/target/core/fileio_0/f0 {tpg2}/lun/lun_0/lun0 && "
@@ -157,7 +139,7 @@ def test_multipath_io_over_two_tpgs(target):
          f"mkdir -p {tpg2}/acls/{INIT_A}/lun_0 {tpg2}/acls/{INIT_B}/lun_0 && "
          f"ln -s {tpg2}/lun/lun_0 {tpg2}/acls/{INIT_A}/lun_0/m && "
          f"ln -s {tpg2}/lun/lun_0 {tpg2}/acls/{INIT_B}/lun_0/m && echo 1 > {tpg2}/enable")
-    _wait_port(port2)
+    wait_port(port2)
     r = run("iscsi-test-cu", "-d", "-n", "-i", INIT_A, "-I", INIT_B, "--test=SCSI.MultipathIO",
             url(port), url(port2), timeout=300)
     assert "Multipath unavailable" not in r.stdout
@@ -171,7 +153,7 @@ def test_multipath_io_over_two_tpgs(target):
 def test_export_without_root(unprivileged):
     """docs/iscsi.md's recipe as an ordinary user: simfs run (user + mount namespace) makes
     the target, libiscsi logs in."""
-    port = _free_port()
+    port = free_port()
     iqn = "iqn.2026-12.org.example:rd"
     t = "/sys/kernel/config/target"
     tpg = f"{t}/iscsi/{iqn}/tpgt_1"

@@ -11,16 +11,10 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
-from helpers import mount, umount  # noqa: E402
+from helpers import free_port, mount, umount  # noqa: E402
 
 
 IQN = "iqn.2026-12.org.simfs:listen"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _other_address() -> str | None:
@@ -55,7 +49,7 @@ def test_wildcard_portal_listens_on_loopback_by_default():
     other = _other_address()
     m = mount("modern")
     try:
-        port = _free_port()
+        port = free_port()
         tpg = _portal(m, port)
         assert _wait(lambda: _connects("127.0.0.1", port))
         assert os.listdir(f"{tpg}/np") == [f"0.0.0.0:{port}"]  # the tree keeps what was written
@@ -73,7 +67,7 @@ def test_listen_any_opens_the_wildcard():
         pytest.skip("no non-loopback IPv4 address on this machine")
     m = mount("modern", ["--listen-any"])
     try:
-        port = _free_port()
+        port = free_port()
         _portal(m, port)
         assert _wait(lambda: _connects(other, port))
         assert _connects("127.0.0.1", port)

@@ -22,9 +22,9 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
-from helpers import mount, sh, umount  # noqa: E402
+from helpers import free_port, mount, sh, umount, wait_port  # noqa: E402
 from iscsi_fake import TARGET  # noqa: E402
-from test_iscsi_server import RawInitiator as _Raw, free_port  # noqa: E402
+from test_iscsi_server import RawInitiator as _Raw  # noqa: E402
 from tracing import Client  # noqa: E402
 
 from simfs.iscsi import pdu as P  # noqa: E402
@@ -52,16 +52,6 @@ class RawInitiator(_Raw):
 
     def login(self, keys, csg, nsg, transit=True, isid=None):
         return super().login(keys, csg, nsg, transit, isid or self.isid)
-
-
-def _wait_port(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +91,8 @@ def site(tmp_path_factory):
          f"mkdir {tpg2}/np/127.0.0.1:{port2} && echo 0 > {tpg2}/attrib/authentication && "
          f"echo 1 > {tpg2}/attrib/generate_node_acls && "
          f"echo 0 > {tpg2}/attrib/demo_mode_write_protect && echo 1 > {tpg2}/enable")
-    _wait_port(port)
-    _wait_port(port2)
+    wait_port(port)
+    wait_port(port2)
     yield m, port, port2, tpg
     umount(m)
 

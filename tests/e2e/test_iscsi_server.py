@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -19,7 +18,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
 from iscsi_fake import TARGET, FakeBackend  # noqa: E402
-from helpers import RawInitiator  # noqa: E402
+from helpers import RawInitiator, free_port  # noqa: E402
 
 from simfs.iscsi import IscsiServer  # noqa: E402
 from simfs.iscsi import pdu as P  # noqa: E402
@@ -27,12 +26,6 @@ from simfs.iscsi.chap import chap_response  # noqa: E402
 
 HAVE_LIBISCSI = shutil.which("iscsi-inq") is not None
 needs_libiscsi = pytest.mark.skipif(not HAVE_LIBISCSI, reason="libiscsi-bin not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,19 +15,13 @@ import time
 
 import pytest
 
-from helpers import mount, sh, umount
+from helpers import free_port, mount, sh, umount
 
 IQN = "iqn.2026-12.org.simfs:kcache"
 INIT = "iqn.2026-12.org.example:kcache-host"
 
 pytestmark = pytest.mark.skipif(shutil.which("iscsi-inq") is None,
                                 reason="libiscsi-bin is not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _until(fn, what: str, seconds: float = 20):
@@ -46,7 +39,7 @@ def _until(fn, what: str, seconds: float = 20):
 def demo():
     """A demo-mode TPG (generate_node_acls=1) exporting an rd_mcp LUN on 127.0.0.1."""
     m = mount("modern")
-    port = _free_port()
+    port = free_port()
     t = f"{m.root}/target"
     tpg = f"{t}/iscsi/{IQN}/tpgt_1"
     m.ok(f"mkdir -p {t}/core/rd_mcp_0/r0 && echo rd_pages=256 > {t}/core/rd_mcp_0/r0/control"

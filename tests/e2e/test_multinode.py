@@ -12,8 +12,7 @@ import subprocess
 
 import pytest
 
-from helpers import mount, umount
-from test_iscsi_e2e import _free_port, _wait_port
+from helpers import free_port, mount, umount, wait_port
 
 IQN = "iqn.2026-12.org.simfs:gw"
 INIT_A = "iqn.2026-12.org.example:host-a"
@@ -62,13 +61,13 @@ def _node(conf: str, me: int, ports: dict[int, int]):
              f"echo {state} > {dev}/alua/{name}/alua_access_state && "
              f"echo {name} > {tpg}/lun/lun_0/alua_tg_pt_gp")
     m.ok(f"echo 1 > {t}/iscsi/{IQN}/tpgt_{me}/enable")
-    _wait_port(ports[me])
+    wait_port(ports[me])
     return m
 
 
 @pytest.fixture(scope="module")
 def nodes(cluster):
-    ports = {1: _free_port(), 2: _free_port()}
+    ports = {1: free_port(), 2: free_port()}
     a = _node(cluster, 1, ports)
     b = _node(cluster, 2, ports)
     yield a, b, ports

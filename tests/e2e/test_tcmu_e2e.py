@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from helpers import mount, umount
-from test_iscsi_e2e import KERNEL_FAILS, _free_port, _wait_port
+from helpers import free_port, mount, umount, wait_port
+from test_iscsi_e2e import KERNEL_FAILS
 
 IQN = "iqn.2026-12.org.simfs:tcmu"
 INIT_A = "iqn.2026-12.org.example:host-a"
@@ -30,7 +30,7 @@ def run(*cmd: str, timeout: int = 300, **kw) -> subprocess.CompletedProcess:
 def target(tmp_path_factory):
     m = mount("modern")
     img = tmp_path_factory.mktemp("tcmu") / "u0.img"
-    port = _free_port()
+    port = free_port()
     t = f"{m.root}/target"
     tpg = f"{t}/iscsi/{IQN}/tpgt_1"
     m.ok(f"mkdir -p {t}/core/user_1/u0 && "
@@ -41,7 +41,7 @@ def target(tmp_path_factory):
          f"mkdir -p {tpg}/acls/{INIT_A}/lun_0 {tpg}/acls/{INIT_B}/lun_0 && "
          f"ln -s {tpg}/lun/lun_0 {tpg}/acls/{INIT_A}/lun_0/m && "
          f"ln -s {tpg}/lun/lun_0 {tpg}/acls/{INIT_B}/lun_0/m && echo 1 > {tpg}/enable")
-    _wait_port(port)
+    wait_port(port)
     yield m, port, img
     umount(m)
 
@@ -127,7 +127,7 @@ def test_targetcli_creates_user_file(tmp_path):
         pytest.skip("targetcli-fb and dbus are needed")
     out = tmp_path / "out"
     out.mkdir()
-    img, port = tmp_path / "u1.img", _free_port()
+    img, port = tmp_path / "u1.img", free_port()
     r = run("simfs", "run", "--state-dir", str(tmp_path / "st"), "--", "bash", "-c", SESSION,
             "session", str(img), str(port), str(out), timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr

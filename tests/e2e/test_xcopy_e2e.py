@@ -10,13 +10,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
-import time
 
 import pytest
 
-from helpers import RawInitiator, mount, umount
+from helpers import RawInitiator, free_port, mount, umount, wait_port
 
 IQN = "iqn.2026-12.org.simfs:xcopy"
 INIT_A = "iqn.2026-12.org.example:host-a"
@@ -32,27 +30,11 @@ pytestmark = pytest.mark.skipif(shutil.which("iscsi-test-cu") is None,
 KERNEL_FAILS = {"ReceiveCopyResults.CopyStatus"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
-
-
 @pytest.fixture(scope="module")
 def target(tmp_path_factory):
     m = mount("modern")
     d = tmp_path_factory.mktemp("xcopy")
-    port = _free_port()
+    port = free_port()
     t = f"{m.root}/target"
     tpg = f"{t}/iscsi/{IQN}/tpgt_1"
     cmds = []
@@ -70,7 +52,7 @@ def target(tmp_path_factory):
     cmds += [f"mkdir {tpg}/np/127.0.0.1:{port}", f"echo 0 > {tpg}/attrib/authentication",
              f"echo 1 > {tpg}/enable"]
     m.ok(" && ".join(cmds))
-    _wait_port(port)
+    wait_port(port)
     yield m, port, d
     umount(m)
 

@@ -3,12 +3,11 @@ replayed on a fresh mount, gives the same tree (a full dump of both compared).""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import mount, umount, sh
+from helpers import free_port, mount, sh, umount
 from tracing import Client, dump
 
 from simfs.cli import record
@@ -20,12 +19,6 @@ SESSION = Path(__file__).parent.parent / "data" / "record-session.sh"
 VOLATILE = ("/creation_time", "target/dbroot")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _comparable(tree: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in tree.items() if not k.endswith(VOLATILE)}
 
@@ -34,7 +27,7 @@ def test_record_replays_to_the_same_tree(tmp_path):
     a = mount("modern")
     try:
         rec = Client(["record", a.root, "-o", str(tmp_path / "rec.sh")])
-        r = sh(f"bash {SESSION} {a.root} {tmp_path}/disk0.img {_free_port()}")
+        r = sh(f"bash {SESSION} {a.root} {tmp_path}/disk0.img {free_port()}")
         assert r.returncode == 0, r.stderr
         rec.stop()
         before = dump(a.root)
