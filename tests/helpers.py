@@ -8,13 +8,19 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import venv
 from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
 
 from simfs.iscsi import digest as D
 from simfs.iscsi import pdu as P
 from simfs.iscsi.text import encode_text, parse_text
+
 
 def sh(cmd: str, cwd: str | None = None) -> subprocess.CompletedProcess:
     """Run one bash command line; returns the CompletedProcess (text mode)."""
@@ -226,3 +232,24 @@ def wait_port(port: int) -> None:
                 return
         time.sleep(0.05)
     raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def venv_with(d: Path, package: Path) -> Path:
+    """A virtual environment in ``d`` layered on the running one (its site-packages and its
+    editable-install finders on a .pth, so this simfs and simfs_plugins are seen), with
+    ``package`` pip-installed into it: a plugin from another package, as a user installs
+    one. Skips the test when pip cannot build it here."""
+    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(d)
+    py = d / "bin" / "python"
+    site = subprocess.run([str(py), "-c", "import site; print(site.getsitepackages()[0])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    parent = [p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p)]
+    finders = [line for p in parent for pth in Path(p).glob("__editable__*.pth")
+               for line in pth.read_text().splitlines() if line.startswith("import ")]
+    Path(site, "parent-env.pth").write_text("\n".join(parent + finders) + "\n")
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                        "--no-build-isolation", "--target", site, str(package)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"pip cannot build {package.name} here: {r.stderr[-300:]}")
+    return d

@@ -3,16 +3,13 @@ tests/data/ramhandler): pip installs it into a throwaway virtual environment lay
 one, and a mount made from there serves ``dev_config=ram/...`` devices."""
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
-import venv
 from pathlib import Path
 
 import pytest
 
-from helpers import sh
+from helpers import sh, venv_with
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ramhandler"
 DOC = Path(__file__).resolve().parents[2] / "docs" / "handlers.md"
@@ -27,22 +24,7 @@ def test_the_example_is_the_docs():
 
 @pytest.fixture(scope="module")
 def env_with_handler(tmp_path_factory):
-    d = tmp_path_factory.mktemp("handler-venv")
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(d)
-    py = d / "bin" / "python"
-    site = subprocess.run([str(py), "-c", "import site; print(site.getsitepackages()[0])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    parent = [p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p)]
-    # the parent's editable install maps simfs_plugins to plugins/: keep its finder too
-    finders = [line for p in parent for pth in Path(p).glob("__editable__*.pth")
-               for line in pth.read_text().splitlines() if line.startswith("import ")]
-    Path(site, "parent-env.pth").write_text("\n".join(parent + finders) + "\n")
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                        "--no-build-isolation", "--target", site, str(DATA)],
-                       capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"pip cannot build the example handler here: {r.stderr[-300:]}")
-    return d
+    return venv_with(tmp_path_factory.mktemp("env_with_handler"), DATA)
 
 
 def test_installed_handler_serves_user_ram(env_with_handler, tmp_path):

@@ -3,35 +3,20 @@ pip installs tests/data/oot-backend into a throwaway virtual environment that se
 simfs, and a mount made from that environment has ``zero_N`` HBAs."""
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import venv
 from pathlib import Path
 
 import pytest
 
-from helpers import sh
+from helpers import sh, venv_with
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "oot-backend"
 
 
 @pytest.fixture(scope="module")
 def env_with_plugin(tmp_path_factory):
-    """A venv layered on the running one (its site-packages on a .pth), plus the plugin."""
-    d = tmp_path_factory.mktemp("oot-venv")
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(d)
-    py = d / "bin" / "python"
-    site = subprocess.run([str(py), "-c", "import site; print(site.getsitepackages()[0])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    parent = [p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p)]
-    Path(site, "parent-env.pth").write_text("\n".join(parent) + "\n")
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                        "--no-build-isolation", "--target", site, str(DATA)],
-                       capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"pip cannot build the example plugin here: {r.stderr[-300:]}")
-    return d
+    """A venv layered on the running one, with the out-of-tree backend installed."""
+    return venv_with(tmp_path_factory.mktemp("env_with_plugin"), DATA)
 
 
 def test_out_of_tree_backend_mounts_and_serves(env_with_plugin, tmp_path):
