@@ -128,8 +128,15 @@ class Group(Node):
             entry_changed(self, name)
 
     def entries(self) -> Iterator[str]:
-        yield from self.children
-        for attr in self.attribute_table():
+        """Names in readdir order: newest first, as configfs lists a directory.
+
+        configfs puts each new dirent at the head of its parent's list and readdir walks
+        from the head, so `ls -U` shows what was made last first: user-made children (newest
+        first), then the default groups, then the attributes, each in reverse of the order
+        in which the kernel created them (attributes before default groups, in table order).
+        """
+        yield from reversed(self.children)
+        for attr in reversed(self.attribute_table()):
             yield attr.name
 
     def user_children(self) -> list[Node]:

@@ -246,14 +246,15 @@ def ib(m, devs, loop_dev):
 def test_file_list_in_kernel_order(m, devs, backend, expected):
     dev = {"fileio": lambda: devs.fileio(enable=False), "rd": lambda: devs.rd(enable=False),
            "pscsi": devs.pscsi, "user": devs.user}[backend]()
-    # ls -U: directory order, i.e. the order of the kernel's ct_attrs table.
+    # ls -U: directory order. configfs puts each new entry at the head of the directory's
+    # list, so the attributes show in reverse of the kernel's ct_attrs table.
     listing = m.ok(f"ls -U {m.root}/{dev}/attrib").split()
-    assert listing == expected
+    assert listing == expected[::-1]
 
 
 def test_iblock_file_list(m, ib):
     dev = ib(enable=False)
-    assert m.ok(f"ls -U {m.root}/{dev}/attrib").split() == SBC_ATTRS
+    assert m.ok(f"ls -U {m.root}/{dev}/attrib").split() == SBC_ATTRS[::-1]
 
 
 @pytest.mark.parametrize("backend, attrs, ro", [

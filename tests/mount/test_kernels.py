@@ -21,8 +21,12 @@ INIT = "iqn.1994-05.com.redhat:client1"
 
 
 def files(path: str) -> list[str]:
-    """The regular files of a directory in readdir order (the kernel's attribute order)."""
-    return [e for e in os.listdir(path) if os.path.isfile(os.path.join(path, e))]
+    """The regular files of a directory in the order of the kernel's attribute table.
+
+    configfs lists a directory newest first, so readdir shows the table reversed
+    (test_readdir_newest_first checks that order itself).
+    """
+    return [e for e in reversed(os.listdir(path)) if os.path.isfile(os.path.join(path, e))]
 
 
 @pytest.fixture(scope="module", params=VERSIONS)
@@ -85,6 +89,26 @@ def test_file_lists_in_kernel_order(km):
     lt = loop_tpg(km)
     assert files(lt) == ["nexus", "transport_status", "address"] + \
         [f for f in k.files("tpg_base") if f != "enable"]
+
+
+def test_readdir_newest_first(km):
+    """configfs lists newest first: user-made entries, then default groups, then attributes,
+    each in reverse of the order they were made; a remade entry moves to the front."""
+    dev = make_dev(km, f"rd{next(_n)}")
+    hba = os.path.dirname(dev)
+    groups = [g for g in ("action", "attrib", "pr", "wwn", "alua", "statistics")
+              if os.path.isdir(f"{dev}/{g}")]
+    listing = km.ok(f"ls -U {dev}").split()
+    assert listing[:len(groups)] == groups[::-1]
+    assert listing[-1] == "info"   # the first attribute of target_core_dev_attrs
+    if km.profile != "v3.0":
+        assert listing[len(groups):] == ["lba_map", "alua_lu_gp", "enable", "udev_path",
+                                         "alias", "control", "info"]
+    km.ok(f"mkdir {hba}/second {hba}/third")
+    assert km.ok(f"ls -U {hba}").split()[:3] == ["third", "second", os.path.basename(dev)]
+    km.ok(f"rmdir {hba}/second && mkdir {hba}/second")
+    assert km.ok(f"ls -U {hba}").split()[:2] == ["second", "third"]
+    km.ok(f"rmdir {hba}/second {hba}/third")
 
 
 def test_defaults(km):
