@@ -449,6 +449,9 @@ def render_markdown() -> str:
     w("")
     w("## Files per version, in kernel order")
     w("")
+    w("Each list is in the order of the kernel's attribute table. configfs lists a directory")
+    w("newest first, so `ls -U` shows the attributes of a group in the reverse of this order.")
+    w("")
     for group in FILES:
         w(f"### {_where(group)}")
         w("")
