@@ -88,7 +88,7 @@ class PscsiDevice(BackendDevice):
                 self.flags.add(what)
                 label = {"channel": "Channel", "target": "Target", "lun": "LUN"}[what]
                 log.debug(f"PSCSI[{phv.host_id}]: Referencing SCSI {label} ID: {value}")
-        if self.dev.legacy and not known:
+        if not known and self.dev.core.kernel.has("control_needs_known_key"):
             raise ConfigfsError(errno.EINVAL, None)  # v3.0: "params ? count : -EINVAL"
 
     def configure_device(self) -> None:

@@ -51,11 +51,12 @@ class RdDevice(BackendDevice):
         return self.dev.hba.private
 
     def set_configfs_dev_params(self, buf: bytes) -> None:
-        legacy = self.dev.legacy
+        kernel = self.dev.core.kernel
+        known = kernel.value("rd_control_tokens")
         params = 0
         for key, arg, _ in tokenize(buf, TOKENS):
-            if key is None or (legacy and key != "rd_pages"):
-                continue  # v3.0 knew rd_pages= only
+            if key not in known:
+                continue
             try:
                 value = match_int(arg)
             except ConfigfsError:
@@ -68,10 +69,10 @@ class RdDevice(BackendDevice):
             elif key == "rd_nullio" and value == 1:
                 self.nullio = True
                 self.log.debug(f"RAMDISK: Setting NULLIO flag: {value}")
-            elif key == "rd_dummy" and value == 1 and not self.dev.legacy:
+            elif key == "rd_dummy" and value == 1:
                 self.dummy = True
                 self.log.debug(f"RAMDISK: Setting DUMMY flag: {value}")
-        if legacy and not params:
+        if not params and kernel.has("control_needs_known_key"):
             raise ConfigfsError(errno.EINVAL, None)  # v3.0: "params ? count : -EINVAL"
 
     def configure_device(self) -> None:
@@ -96,7 +97,8 @@ class RdDevice(BackendDevice):
         a = self.dev.attrib
         a.hw_block_size = RD_BLOCKSIZE
         a.hw_max_sectors = 1024 if legacy else U32_MAX
-        a.hw_queue_depth = RD_MAX_DEVICE_QUEUE_DEPTH
+        depth = self.dev.core.kernel.value("virtual_queue_depth")
+        a.hw_queue_depth = depth[0] if depth else RD_MAX_DEVICE_QUEUE_DEPTH
         a.max_sectors = 1024
         if not legacy:
             a.is_nonrot = 1
@@ -108,12 +110,12 @@ class RdDevice(BackendDevice):
                       f"tables, {self.page_count * PAGE_SIZE} total bytes")
 
     def legacy_activation(self) -> tuple[str, str | None]:
-        host = self.host
+        host, vendor = self.host, self.dev.core.kernel.value("backend_info_vendor")
         return (f"CORE_RD[{host.host_id}] - Activating Device with TCQ: 0 at Ramdisk Device "
                 f"ID: {self.dev_id}",
-                f"CORE_RD[{host.host_id}] - Added LIO MEMCPY Ramdisk Device ID: {self.dev_id} "
-                f"of {self.page_count} pages in {self.sg_table_count} tables, "
-                f"{self.page_count * PAGE_SIZE} total bytes")
+                f"CORE_RD[{host.host_id}] - Added {vendor} {self.backend.copy_mode} Ramdisk "
+                f"Device ID: {self.dev_id} of {self.page_count} pages in {self.sg_table_count} "
+                f"tables, {self.page_count * PAGE_SIZE} total bytes")
 
     def destroy_device(self) -> None:
         if self.storage is not None:
@@ -137,12 +139,17 @@ class RdDevice(BackendDevice):
             prot.close()
 
     def show_configfs_dev_params(self) -> str:
-        text = (f"TCM RamDisk ID: {self.dev_id}  RamDisk Makeup: {self.backend.name}\n"
+        kernel = self.dev.core.kernel
+        text = (f"{kernel.value('backend_info_vendor')} RamDisk ID: {self.dev_id}  RamDisk "
+                f"Makeup: {self.backend.makeup}\n"
                 f"        PAGES/PAGE_SIZE: {self.page_count}*{PAGE_SIZE}  SG_table_count: "
-                f"{self.sg_table_count}  nullio: {int(self.nullio)}")
-        if self.dev.legacy:
-            return text + "\n"
-        return text + f" dummy: {int(self.dummy)}\n"
+                f"{self.sg_table_count}")
+        flags = kernel.value("rd_info_flags")
+        if "nullio" in flags:
+            text += f"  nullio: {int(self.nullio)}"
+        if "dummy" in flags:
+            text += f" dummy: {int(self.dummy)}"
+        return text + "\n"
 
     def get_blocks(self) -> int:
         return self.page_count * PAGE_SIZE // self.dev.attrib.block_size - 1
@@ -180,6 +187,9 @@ class RdMcpBackend(Backend):
     inquiry_rev = "4.0"
     v3_hba_type = 6
     v3_banner = "Ramdisk"
+    #: what ``info`` calls the kind of ramdisk, and the "Added ..." log line's copy mode
+    makeup = "rd_mcp"
+    copy_mode = "MEMCPY"
 
     def attach_hba(self, hba) -> None:
         hba.private = RdHost(hba.host_id)

@@ -18,7 +18,7 @@ from simfs.core.backend import (TRANSPORT_FLAG_PASSTHROUGH, TRANSPORT_FLAG_PASST
                       TRANSPORT_FLAG_PASSTHROUGH_PGR, BackendDevice)
 from simfs.core.dev_attrib import DevAttrib, attrib_table
 from simfs.core.pr_files import PrState
-from simfs.core.wwn import T10Wwn
+from simfs.core.wwn import T10Wwn, VpdDescriptor
 
 if TYPE_CHECKING:
     from simfs.core.hba import SeHba
@@ -146,6 +146,8 @@ class SeDevice:
             self.log.debug("Discard support available, but disabled by default.")
         a.block_size = a.hw_block_size
         a.queue_depth = a.hw_queue_depth
+        if self.core.kernel.has("dev_queue_depth_at_enable"):
+            self.queue_depth = a.hw_queue_depth
         alignment = max(1, PAGE_SIZE // a.hw_block_size) if a.hw_block_size else 1
         aligned = a.hw_max_sectors - a.hw_max_sectors % alignment
         if aligned != a.hw_max_sectors:
@@ -181,22 +183,22 @@ class SeDevice:
             log.info(added)
 
     def dump_vpd(self) -> None:
-        """v3.0 printed the VPD 0x83 page it built at activation."""
+        """v3.0 read back the VPD 0x83 page it emulated at activation: it printed each
+        designator and kept them in the list ``wwn/vpd_assoc_*`` show."""
         log, w = self.log, self.wwn
         log.info(f"T10 VPD Unit Serial Number: {w.unit_serial}")
-        designators = []
+        w.vpd = []
         if self.emulated_serial:
-            designators.append((16, "NAA", f"T10 VPD Binary Device Identifier: 3"
-                                f"{w.naa_designator().hex()}"))
-        vendor_len = 8 + len(w.model) + 1 + len(w.unit_serial) + 1
-        designators.append((vendor_len, "T10 Vendor ID based",
-                            f"T10 VPD ASCII Device Identifier: {w.vendor}"))
-        log.info(f"T10 VPD Page Length: {sum(4 + n for n, _, _ in designators)}")
-        for length, kind, ident in designators:
-            log.info(f"T10 VPD Identifer Length: {length}")
-            log.info("T10 VPD Identifier Association: addressed logical unit")
-            log.info(f"T10 VPD Identifier Type: {kind}")
-            log.info(ident)
+            w.vpd.append(VpdDescriptor(None, 0x00, 0x3, 0x1, w.naa_designator()))
+        # T10 vendor id based: the 8-byte vendor field (NUL padded), the model, the serial
+        vendor = w.vendor.encode().ljust(8, b"\0")[:8]
+        w.vpd.append(VpdDescriptor(None, 0x00, 0x1, 0x2, vendor + w.model.encode() + b" "
+                                   + w.unit_serial.encode() + b"\0"))
+        log.info(f"T10 VPD Page Length: {sum(4 + len(d.ident) for d in w.vpd)}")
+        for d in w.vpd:
+            log.info(f"T10 VPD Identifer Length: {len(d.ident)}")
+            for line in d.assoc_text().splitlines():
+                log.info(line)
 
     def dump_inquiry(self) -> None:
         w, log = self.wwn, self.log
@@ -222,18 +224,17 @@ class SeDevice:
 
     # -- info -------------------------------------------------------------------------------
     def info(self) -> str:
-        a = self.attrib
+        """``info``: the core's status line (once there is a device), then the plugin's."""
+        a, kernel = self.attrib, self.core.kernel
         backend_text = self.bdev.show_configfs_dev_params()
-        if self.legacy:
-            if not self.configured:
-                return backend_text
-            status = "ACTIVATED" if self.export_count else "DEACTIVATED"
-            return (f"Status: {status}  Execute/Max Queue Depth: {self.queue_depth}/"
-                    f"{a.queue_depth}  SectorSize: {a.block_size}  MaxSectors: "
-                    f"{a.max_sectors}\n        " + backend_text)
+        if not self.configured and not kernel.value("dev_info_before_enable"):
+            return backend_text
         status = "ACTIVATED" if self.export_count else "DEACTIVATED"
-        return (f"Status: {status}  Max Queue Depth: {self.queue_depth}  SectorSize: "
-                f"{a.block_size}  HwMaxSectors: {a.hw_max_sectors}\n        " + backend_text)
+        # Nothing waits in simfs's queues between commands: 0 executing, every slot left.
+        return kernel.value("dev_info_status").format(
+            status=status, execute=0, left=self.queue_depth, max=self.queue_depth,
+            block_size=a.block_size, max_sectors=a.max_sectors,
+            hw_max_sectors=a.hw_max_sectors) + backend_text
 
 
 # -- device-level attributes ------------------------------------------------------------------
