@@ -220,10 +220,18 @@ class PscsiDevice(BackendDevice):
         host = "PHBA Mode" if self.phv.mode == PHV_LLD_SCSI_HOST_NO else str(self.host_id)
         text = (f"SCSI Device Bus Location: Channel ID: {self.channel_id} Target ID: "
                 f"{self.target_id} LUN: {self.lun_id} Host ID: {host}\n")
-        if self.sd is not None:
-            text += (f"        Vendor: {self.sd['vendor'][:8]} Model: {self.sd['model'][:16]} "
-                     f"Rev: {self.sd['rev'][:4]}\n")
-        return text
+        sd = self.sd
+        if sd is None:
+            return text
+        if not self.dev.core.kernel.has("pscsi_info_claimed"):
+            return text + (f"        Vendor: {sd['vendor'][:8]} Model: {sd['model'][:16]} "
+                           f"Rev: {sd['rev'][:4]}\n")
+        # v3.0 printed the fixed-width INQUIRY fields, then who holds a disk's block device
+        text += (f"        Vendor: {sd['vendor']:<8.8} Model: {sd['model']:<16.16} "
+                 f"Rev: {sd['rev']:<4.4}")
+        if sd["type"] != 0x00:
+            return text + "\n"
+        return text + ("   CLAIMED: PSCSI\n" if self.storage is not None else "   \n")
 
     def get_device_type(self) -> int:
         return self.sd["type"] if self.sd is not None else TYPE_NO_LUN

@@ -363,7 +363,8 @@ def needs_se_device(fn):
     return wrapped
 
 
-# The 2009 tree: no alias/udev_path/lba_map, enable write-only, and the fd hook.
+# The 2009 tree: no alias/udev_path/lba_map, enable write-only, and the fd hook
+# (kernels.LEGACY_FILES["dev"] gives their order).
 V3_DEV_ATTRS = (
     Attribute("alua_lu_gp", needs_se_device(_show_alua_lu_gp),
               needs_se_device(_store_alua_lu_gp)),
@@ -398,7 +399,9 @@ class DeviceGroup(Group):
             self.add_default_group(StatisticsGroup(dev))
 
     def attribute_table(self):
-        return V3_DEV_ATTRS if self.dev.legacy else DEV_ATTRS
+        if self.dev.legacy:
+            return self.dev.core.kernel.table("dev", V3_DEV_ATTRS)
+        return DEV_ATTRS
 
     def release(self) -> None:
         self.dev.free()

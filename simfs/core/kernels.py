@@ -101,6 +101,7 @@ BASELINE: Mapping[str, Any] = {
     "fileio_info_tail": "mode",
     "virtual_queue_depth": None,
     "iblock_max_sectors_cap": None,
+    "pscsi_info_claimed": False,
     "control_needs_known_key": False,
     "rd_control_tokens": ("rd_pages", "rd_nullio", "rd_dummy"),
     "fileio_control_tokens": ("fd_dev_name", "fd_dev_size", "fd_buffered_io", "fd_async_io"),
@@ -400,6 +401,10 @@ LEGACY_ROWS: tuple[LegacyRow, ...] = (
               "up to 128 (\"exceeds LIO-Core/SE_Device MAX TCQ: 128\")",
               "`*_get_queue_depth`, `*_get_max_queue_depth`, target_core_device.c "
               "se_dev_set_queue_depth"),
+    LegacyRow("pscsi_info_claimed", True,
+              "pscsi `info`: the INQUIRY vendor, model and revision at their full 8/16/4 "
+              "widths, then `   CLAIMED: PSCSI` for a disk whose block device it holds",
+              "target_core_pscsi.c __pscsi_get_dev_info"),
     LegacyRow("iblock_max_sectors_cap", 128,
               "iblock's `hw_max_sectors` and `max_sectors` are the queue's limit capped at 128",
               "target_core_iblock.c iblock_get_max_sectors: the pre-2.6.31 branch "
@@ -443,6 +448,9 @@ LEGACY_NOTES: tuple[str, ...] = (
 
 #: the 2009 engine's file lists, in its order
 LEGACY_FILES: Mapping[str, tuple[str, ...]] = {
+    # lio_core_dev_attrs of the maintainer's tree without alias and udev_path (not in the
+    # seed's tree)
+    "dev": ("info", "control", "fd", "enable", "alua_lu_gp"),
     # target_core_dev_attrib_attrs of the maintainer's tree without enforce_pr_isids, which
     # the seed's tree does not list; the drivers/lio-core/ tree still had status_thread*
     "dev_attrib": ("emulate_ua_intlck_ctrl", "emulate_tas", "hw_block_size", "block_size",
@@ -589,6 +597,7 @@ def render_markdown() -> str:
         if r.source:
             w(f"| {r.what} | {r.source} |")
     w("")
+    w("- `core/<hba>/<dev>/`: " + " ".join(f"`{f}`" for f in LEGACY_FILES["dev"]))
     w("- `core/<hba>/<dev>/attrib/`: " + " ".join(f"`{f}`" for f in LEGACY_FILES["dev_attrib"])
       + " (readable and writable only once the device is enabled: ENODEV before)")
     for note in LEGACY_NOTES:

@@ -253,3 +253,25 @@ def test_fileio_control_refusals(m3, text, log):
     m3.ok(f"mkdir -p {d}")
     refused(m3, f"echo {text} > {d}/control", errno.EINVAL, log)
     assert m3.read(rel(m3, d) + "/info") == "LIO FILEIO ID: 0        File:   Size: 0  \n"
+
+
+def test_device_files_in_kernel_order(m3):
+    d = rd(m3, enable=False)
+    listed = [e for e in os.listdir(d) if os.path.isfile(os.path.join(d, e))]
+    assert listed == ["info", "control", "fd", "enable", "alua_lu_gp"]
+    assert tuple(listed) == kernels.get("v3.0").files("dev")
+
+
+def test_pscsi_info_from_fd(m3, loopdev):
+    d = f"{m3.core}/pscsi_0/p{next(_n)}"
+    m3.ok(f"mkdir -p {d}")
+    m3.ok(f"exec 3<>{shquote(loopdev)}; echo 3 > {shquote(d + '/fd')}")
+    info = m3.read(rel(m3, d) + "/info")
+    head, bus, ident = info.split("\n", 2)[0], info.split("\n")[1], info.split("\n")[2]
+    assert head.startswith("Status: DEACTIVATED  Execute/Left/Max Queue Depth: 0/32/32  ")
+    assert re.fullmatch(r"        SCSI Device Bus Location: Channel ID: 0 Target ID: 0 LUN: 0 "
+                        r"Host ID: \d+", bus), bus
+    # fixed-width INQUIRY fields, then who holds the disk
+    name = os.path.basename(loopdev).upper()
+    assert ident == f"        Vendor: SIMFS    Model: {name:<16} Rev: 1.0    CLAIMED: PSCSI"
+    assert info.endswith("CLAIMED: PSCSI\n")
