@@ -10,7 +10,7 @@ import errno
 
 from simfs.configfs import ConfigfsError
 from simfs.core.backend import Backend, BackendDevice
-from simfs.core.kparse import U32_MAX, Token, match_int, tokenize
+from simfs.core.kparse import U32_MAX, Token, cstr, kstrtou32, match_int, tokenize
 from simfs.core.storage import RamStorage
 
 PAGE_SIZE = 4096
@@ -52,16 +52,16 @@ class RdDevice(BackendDevice):
 
     def set_configfs_dev_params(self, buf: bytes) -> None:
         kernel = self.dev.core.kernel
-        known = kernel.value("rd_control_tokens")
-        params = 0
+        if kernel.value("control_parser") == "2009":
+            self._set_params_2009(buf)
+            return
         for key, arg, _ in tokenize(buf, TOKENS):
-            if key not in known:
+            if key is None:
                 continue
             try:
                 value = match_int(arg)
             except ConfigfsError:
                 continue  # the kernel ignores match_int's result here
-            params += 1
             if key == "rd_pages":
                 self.page_count = value & U32_MAX
                 self.has_page_count = True
@@ -72,8 +72,29 @@ class RdDevice(BackendDevice):
             elif key == "rd_dummy" and value == 1:
                 self.dummy = True
                 self.log.debug(f"RAMDISK: Setting DUMMY flag: {value}")
-        if not params and kernel.has("control_needs_known_key"):
-            raise ConfigfsError(errno.EINVAL, None)  # v3.0: "params ? count : -EINVAL"
+
+    def _set_params_2009(self, buf: bytes) -> None:
+        """v3.0's parser: ``key=value`` pieces split on ',', a key *containing* rd_pages,
+        stopping at the first piece it cannot use; EINVAL unless one was taken."""
+        params = 0
+        rest: str | None = cstr(buf)
+        while rest is not None and "=" in rest:
+            key, _, rest = rest.partition("=")
+            if "rd_pages" not in key:
+                break
+            value, sep, tail = rest.partition(",")
+            rest = tail if sep else None
+            try:
+                pages = kstrtou32(value, 0)
+            except ConfigfsError:
+                self.log.err("tcm_strict_strtoul() failed for rd_pages=")
+                break
+            self.page_count = pages
+            self.has_page_count = True
+            self.log.info(f"RAMDISK: Referencing Page Count: {self.page_count}")
+            params += 1
+        if not params:
+            raise ConfigfsError(errno.EINVAL, None)  # "return (params) ? count : -EINVAL"
 
     def configure_device(self) -> None:
         if not self.has_page_count:

@@ -103,7 +103,7 @@ BASELINE: Mapping[str, Any] = {
     "iblock_max_sectors_cap": None,
     "pscsi_info_claimed": False,
     "control_needs_known_key": False,
-    "rd_control_tokens": ("rd_pages", "rd_nullio", "rd_dummy"),
+    "control_parser": "match_token",
     "fileio_control_tokens": ("fd_dev_name", "fd_dev_size", "fd_buffered_io", "fd_async_io"),
 }
 
@@ -414,9 +414,11 @@ LEGACY_ROWS: tuple[LegacyRow, ...] = (
               "`rd_pages` without `=`) are EINVAL; modern kernels accept and ignore them",
               "target_core_rd.c/target_core_file.c/target_core_pscsi.c "
               "*_set_configfs_dev_params: `return (params) ? count : -EINVAL`"),
-    LegacyRow("rd_control_tokens", ("rd_pages",),
-              "rd `control` knows `rd_pages=` only; a string without it is EINVAL",
-              "target_core_rd.c rd_set_configfs_dev_params (params ? count : -EINVAL)"),
+    LegacyRow("control_parser", "2009",
+              "rd `control` knows `rd_pages=` only (a key *containing* rd_pages), stops at "
+              "the first piece it cannot use, and `rd_pages=abc` logs \"tcm_strict_strtoul() "
+              "failed for rd_pages=\"",
+              "target_core_rd.c rd_set_configfs_dev_params"),
     LegacyRow("fileio_control_tokens", ("fd_dev_name", "fd_dev_size"),
               "fileio `control` knows `fd_dev_name=` and `fd_dev_size=` only; a string "
               "with neither is EINVAL",

@@ -275,3 +275,14 @@ def test_pscsi_info_from_fd(m3, loopdev):
     name = os.path.basename(loopdev).upper()
     assert ident == f"        Vendor: SIMFS    Model: {name:<16} Rev: 1.0    CLAIMED: PSCSI"
     assert info.endswith("CLAIMED: PSCSI\n")
+
+
+@pytest.mark.parametrize("text,log", [
+    ("rd_pages=abc", r"tcm_strict_strtoul\(\) failed for rd_pages="),
+    ("rd_nullio=1", None),  # v3.0 had no nullio
+    ("foo=1", None),
+])
+def test_rd_control_refusals(m3, text, log):
+    d = rd(m3, enable=False)
+    refused(m3, f"echo {text} > {d}/control", errno.EINVAL, log)
+    assert m3.read(rel(m3, d) + "/info").endswith("PAGES/PAGE_SIZE: 0*4096  SG_table_count: 0\n")
