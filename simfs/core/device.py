@@ -285,7 +285,14 @@ def _store_enable(g: Group, buf: bytes) -> None:
     dev = _dev(g)
     if "1" not in kparse.cstr(buf):
         raise ConfigfsError(errno.EINVAL, 'For dev_enable ops, only valid value is "1"')
-    dev.configure()
+    if dev.configured or not dev.core.kernel.has("enable_failure_einval"):
+        dev.configure()
+    else:
+        try:
+            dev.configure()
+        except ConfigfsError as e:
+            # v3.0: "if (!(se_dev->se_dev_ptr = create_virtdevice(...))) return -EINVAL"
+            raise ConfigfsError(errno.EINVAL, e.reason) from None
     if dev.legacy:
         dev.log.info(f"Target_Core_ConfigFS: Registered se_dev->se_dev_ptr: {dev.ptr}")
 

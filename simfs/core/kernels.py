@@ -95,6 +95,7 @@ BASELINE: Mapping[str, Any] = {
     "dev_info_status": "Status: {status}  Max Queue Depth: {max}  SectorSize: {block_size}  "
                        "HwMaxSectors: {hw_max_sectors}\n        ",
     "dev_info_before_enable": True,
+    "enable_failure_einval": False,
     "dev_queue_depth_at_enable": False,
     "backend_info_vendor": "TCM",
     "rd_info_flags": ("nullio", "dummy"),
@@ -381,6 +382,10 @@ LEGACY_ROWS: tuple[LegacyRow, ...] = (
     LegacyRow("dev_info_before_enable", False,
               "before `enable`, `info` is the plugin's lines alone (no se_device yet)",
               "target_core_configfs.c target_core_show_dev_info"),
+    LegacyRow("enable_failure_einval", True,
+              "an `enable` the plugin cannot carry out (a file that cannot be opened, a "
+              "missing parameter) is EINVAL whatever the cause, its reason in the log",
+              "target_core_configfs.c target_core_store_dev_enable"),
     LegacyRow("dev_queue_depth_at_enable", True,
               "the device's queue depth (`info`'s Max) is set when it is enabled, from the "
               "plugin's depth; modern kernels leave it 0 until `attrib/queue_depth` is written",

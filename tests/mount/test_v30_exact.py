@@ -286,3 +286,16 @@ def test_rd_control_refusals(m3, text, log):
     d = rd(m3, enable=False)
     refused(m3, f"echo {text} > {d}/control", errno.EINVAL, log)
     assert m3.read(rel(m3, d) + "/info").endswith("PAGES/PAGE_SIZE: 0*4096  SG_table_count: 0\n")
+
+
+def test_enable_failure_is_einval(m3, tmp_path):
+    d = f"{m3.core}/fileio_4/e{next(_n)}"
+    m3.ok(f"mkdir -p {d}")
+    missing = tmp_path / "no-such-dir" / "f.img"
+    m3.ok(f"echo fd_dev_name={missing},fd_dev_size=4096 > {d}/control")
+    # the open fails with ENOENT; v3.0 answers EINVAL and logs why
+    refused(m3, f"echo 1 > {d}/enable", errno.EINVAL, re.escape(f"filp_open({missing}) failed"))
+    assert m3.read(rel(m3, d) + "/info") == \
+        f"LIO FILEIO ID: 0        File: {missing}  Size: 4096  \n"
+    r = sh(f"cat {d}/attrib/queue_depth")
+    assert r.returncode != 0 and os.strerror(errno.ENODEV) in r.stderr  # still no device
