@@ -181,6 +181,12 @@ class FileioDevice(BackendDevice):
                 f"CORE_FILE[{host.host_id}] - Added {vendor} FILEIO Device ID: {self.dev_id} at "
                 f"{self.dev_name}, {self.dev_size} total bytes")
 
+    def legacy_release(self) -> str | None:
+        bd = self.bd
+        if bd is None:
+            return None
+        return f"FILEIO: Releasing Major:Minor - {bd.major}:{bd.minor}"
+
     def destroy_device(self) -> None:
         if self.storage is not None:
             self.storage.close()

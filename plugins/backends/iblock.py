@@ -185,6 +185,12 @@ class IblockDevice(BackendDevice):
         return (f"CORE_iBLOCK[{self.dev.hba.host_id}] - Activating Device with TCQ: 0 at "
                 f"Major: {bd.major} Minor {bd.minor}", None)
 
+    def legacy_release(self) -> str | None:
+        bd = self.bd
+        if bd is None:
+            return None
+        return f"IBLOCK: Releasing Major:Minor - {bd.major}:{bd.minor}"
+
     def destroy_device(self) -> None:
         if self.storage is not None:
             self.storage.close()

@@ -172,6 +172,7 @@ class PscsiDevice(BackendDevice):
             raise ConfigfsError(errno.ENODEV, "PSCSI: File destriptor is not SCSI block or "
                                 "character device, ignoring")
         major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        self.claimed = (major, minor)
         scsi = Path(f"/sys/dev/block/{major}:{minor}/device/scsi_device")
         log = self.log
         if scsi.exists():
@@ -210,6 +211,12 @@ class PscsiDevice(BackendDevice):
                 f"{self.dev.attrib.hw_queue_depth} at SCSI Location (Channel/Target/LUN) {hctl}",
                 f"CORE_PSCSI[{self.phv.host_id}] - Added TYPE_DISK for {self.channel_id}:"
                 f"{self.target_id}:{self.lun_id}")
+
+    def legacy_release(self) -> str | None:
+        claimed = getattr(self, "claimed", None)
+        if claimed is None:
+            return None
+        return f"PSCSI: Releasing Major:Minor - {claimed[0]}:{claimed[1]}"
 
     def destroy_device(self) -> None:
         if self.storage is not None:

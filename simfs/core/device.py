@@ -62,6 +62,7 @@ class SeDevice:
         self.pr = PrState()
         self.transport_flags = self.backend.transport_flags_default
         self.configured = False
+        self.freed = False
         self.export_count = 0
         self.dev_index = 0
         #: dev->queue_depth: only the attrib/queue_depth store sets it ("Max Queue Depth" in info).
@@ -182,6 +183,15 @@ class SeDevice:
         if added:
             log.info(added)
 
+    def _legacy_deactivate(self) -> None:
+        """v3.0's transport_generic_free_device: the plugin's deactivate line, then the
+        release of a block device it claimed."""
+        activating, _ = self.bdev.legacy_activation()
+        self.log.info(activating.replace(" - Activating ", " - Deactivating ", 1))
+        released = self.bdev.legacy_release()
+        if released:
+            self.log.info(released)
+
     def dump_vpd(self) -> None:
         """v3.0 read back the VPD 0x83 page it emulated at activation: it printed each
         designator and kept them in the list ``wwn/vpd_assoc_*`` show."""
@@ -214,7 +224,12 @@ class SeDevice:
 
     # -- rmdir (target_free_device) -----------------------------------------------------
     def free(self) -> None:
+        if self.freed:
+            return
+        self.freed = True
         if self.configured:
+            if self.legacy:
+                self._legacy_deactivate()
             self.bdev.destroy_device()
             self.hba.dev_count -= 1
             self.core.free_dev_index(self.dev_index)

@@ -299,3 +299,30 @@ def test_enable_failure_is_einval(m3, tmp_path):
         f"LIO FILEIO ID: 0        File: {missing}  Size: 4096  \n"
     r = sh(f"cat {d}/attrib/queue_depth")
     assert r.returncode != 0 and os.strerror(errno.ENODEV) in r.stderr  # still no device
+
+
+def test_rmdir_logs_deactivation_and_release(m3):
+    d = rd(m3)
+    lines = logged(m3, f"rmdir {d}")
+    assert re.fullmatch(r"Calling se_free_virtual_device\(\) for se_dev_ptr: [0-9a-f]{8}",
+                        lines[0]), lines
+    assert re.fullmatch(r"CORE_RD\[\d+\] - Deactivating Device with TCQ: 0 at Ramdisk Device "
+                        r"ID: 0", lines[1]), lines
+    assert re.fullmatch(r"CORE_RD\[\d+\] - Released device space for Ramdisk Device ID: 0, "
+                        r"pages 8 in 1 tables total bytes 32768", lines[2]), lines
+    assert re.fullmatch(r"Deallocating se_subsystem_dev_t: [0-9a-f]{8}", lines[3]), lines
+
+
+def test_rmdir_releases_a_claimed_block_device(m3, loopdev):
+    d = f"{m3.core}/iblock_5/i{next(_n)}"
+    m3.ok(f"mkdir -p {d}")
+    m3.ok(f"exec 3<>{shquote(loopdev)}; echo 3 > {shquote(d + '/fd')}")
+    st = os.stat(loopdev)
+    mm = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    lines = logged(m3, f"rmdir {d}")
+    assert lines[1] == f"CORE_iBLOCK[5] - Deactivating Device with TCQ: 0 at Major: " \
+                       f"{mm.replace(':', ' Minor ')}", lines
+    assert lines[2] == f"IBLOCK: Releasing Major:Minor - {mm}", lines
+    # the block device is free again: another claim succeeds
+    fd = os.open(loopdev, os.O_RDWR | os.O_EXCL)
+    os.close(fd)
