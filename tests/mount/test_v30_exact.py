@@ -34,8 +34,8 @@ def rel(m, path: str) -> str:
     return path[len(m.root) + 1:]
 
 
-def rd(m, plugin: str = "rd_mcp", pages: int = 8, enable: bool = True) -> str:
-    d = f"{m.core}/{plugin}_0/r{next(_n)}"
+def rd(m, plugin: str = "rd_mcp", pages: int = 8, enable: bool = True, hba: int = 0) -> str:
+    d = f"{m.core}/{plugin}_{hba}/r{next(_n)}"
     m.ok(f"mkdir -p {d}")
     if enable:
         m.ok(f"echo rd_pages={pages} > {d}/control && echo 1 > {d}/enable")
@@ -302,7 +302,7 @@ def test_enable_failure_is_einval(m3, tmp_path):
 
 
 def test_rmdir_logs_deactivation_and_release(m3):
-    d = rd(m3)
+    d = rd(m3, hba=7)  # the first device of its HBA: ramdisk device id 0
     lines = logged(m3, f"rmdir {d}")
     assert re.fullmatch(r"Calling se_free_virtual_device\(\) for se_dev_ptr: [0-9a-f]{8}",
                         lines[0]), lines
