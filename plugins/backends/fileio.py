@@ -58,10 +58,13 @@ class FileioDevice(BackendDevice):
         return self.dev.hba.private
 
     def set_configfs_dev_params(self, buf: bytes) -> None:
-        log = self.log
-        known = 0
+        log, kernel = self.log, self.dev.core.kernel
+        tokens = kernel.value("fileio_control_tokens")
+        strict = kernel.has("control_needs_known_key")
+        params = 0
         for key, arg, _ in tokenize(buf, TOKENS):
-            known += key is not None
+            if key not in tokens:
+                continue
             if key == "fd_dev_name":
                 self.dev_name = arg[:FD_MAX_DEV_NAME - 1]
                 self.has_path = True
@@ -70,6 +73,10 @@ class FileioDevice(BackendDevice):
                 try:
                     self.dev_size = kstrtoull(arg, 0)
                 except ConfigfsError as e:
+                    if strict:
+                        # v3.0 logs the failure and goes on with the next key
+                        log.err("strict_strtoull() failed for fd_dev_size=")
+                        continue
                     raise ConfigfsError(e.errno, "kstrtoull() failed for fd_dev_size=") from None
                 self.has_size = True
                 log.debug(f"FILEIO: Referencing Size: {self.dev_size} bytes")
@@ -79,13 +86,14 @@ class FileioDevice(BackendDevice):
                     raise ConfigfsError(errno.EINVAL, f"bogus fd_buffered_io={value} value")
                 self.buffered = True
                 log.debug("FILEIO: Using buffered I/O operations for struct fd_dev")
-            elif key == "fd_async_io" and not self.dev.legacy:
+            elif key == "fd_async_io":
                 value = match_int(arg)
                 if value != 1:
                     raise ConfigfsError(errno.EINVAL, f"bogus fd_async_io={value} value")
                 self.async_io = True
                 log.debug("FILEIO: Using async I/O operations for struct fd_dev")
-        if self.dev.legacy and not known:
+            params += 1
+        if not params and strict:
             raise ConfigfsError(errno.EINVAL, None)  # v3.0: "params ? count : -EINVAL"
 
     def _open(self, path: str) -> int:
@@ -141,7 +149,8 @@ class FileioDevice(BackendDevice):
         a.hw_block_size = self.block_size
         a.hw_max_sectors = 1024 if dev.legacy else FD_MAX_BYTES // self.block_size
         a.max_sectors = 1024
-        a.hw_queue_depth = FD_MAX_DEVICE_QUEUE_DEPTH
+        depth = dev.core.kernel.value("virtual_queue_depth")
+        a.hw_queue_depth = depth[0] if depth else FD_MAX_DEVICE_QUEUE_DEPTH
         if self.buffered:
             a.emulate_write_cache = 1
             log.debug("FILEIO: Forcing setting of emulate_write_cache=1 with "
@@ -166,11 +175,17 @@ class FileioDevice(BackendDevice):
         self._configure_fd(fd)
 
     def legacy_activation(self) -> tuple[str, str | None]:
-        host = self.host
+        host, vendor = self.host, self.dev.core.kernel.value("backend_info_vendor")
         return (f"CORE_FILE[{host.host_id}] - Activating Device with TCQ: 0 at FILEIO Device "
                 f"ID: {self.dev_id}",
-                f"CORE_FILE[{host.host_id}] - Added LIO FILEIO Device ID: {self.dev_id} at "
+                f"CORE_FILE[{host.host_id}] - Added {vendor} FILEIO Device ID: {self.dev_id} at "
                 f"{self.dev_name}, {self.dev_size} total bytes")
+
+    def legacy_release(self) -> str | None:
+        bd = self.bd
+        if bd is None:
+            return None
+        return f"FILEIO: Releasing Major:Minor - {bd.major}:{bd.minor}"
 
     def destroy_device(self) -> None:
         if self.storage is not None:
@@ -223,12 +238,14 @@ class FileioDevice(BackendDevice):
             off += n
 
     def show_configfs_dev_params(self) -> str:
+        kernel = self.dev.core.kernel
+        text = (f"{kernel.value('backend_info_vendor')} FILEIO ID: {self.dev_id}        File: "
+                f"{self.dev_name}  Size: {self.dev_size}  ")
+        if kernel.value("fileio_info_tail") == "claimed":
+            # a block device is claimed by fileio itself; a plain file has nothing to say
+            return text + ("CLAIMED: FILEIO" if self.bd is not None else "") + "\n"
         mode = "Buffered-WCE" if self.buffered else "O_DSYNC"
-        text = (f"TCM FILEIO ID: {self.dev_id}        File: {self.dev_name}  Size: "
-                f"{self.dev_size}  Mode: {mode}")
-        if self.dev.legacy:
-            return text + "\n"
-        return text + f" Async: {int(self.async_io)}\n"
+        return text + f"Mode: {mode} Async: {int(self.async_io)}\n"
 
     def get_blocks(self) -> int:
         size = self.dev_size

@@ -143,8 +143,13 @@ class IblockDevice(BackendDevice):
         lbs = bd.logical_block_size
         a.hw_block_size = lbs
         a.hw_max_sectors = bd.max_hw_sectors * 512 // lbs
+        kernel = dev.core.kernel
+        cap = kernel.value("iblock_max_sectors_cap")
+        if cap:
+            a.hw_max_sectors = min(a.hw_max_sectors, cap)
         a.max_sectors = min(a.hw_max_sectors, 1024)
-        a.hw_queue_depth = bd.nr_requests
+        depth = kernel.value("virtual_queue_depth")
+        a.hw_queue_depth = depth[0] if depth else bd.nr_requests
         a.max_write_same_len = (bd.write_zeroes_max_bytes // 512) or 0xFFFF
         a.is_nonrot = int(not bd.rotational)
         self.storage = FdStorage(fd, sync_writes=False, is_block=True)
@@ -179,6 +184,12 @@ class IblockDevice(BackendDevice):
         bd = self.bd
         return (f"CORE_iBLOCK[{self.dev.hba.host_id}] - Activating Device with TCQ: 0 at "
                 f"Major: {bd.major} Minor {bd.minor}", None)
+
+    def legacy_release(self) -> str | None:
+        bd = self.bd
+        if bd is None:
+            return None
+        return f"IBLOCK: Releasing Major:Minor - {bd.major}:{bd.minor}"
 
     def destroy_device(self) -> None:
         if self.storage is not None:

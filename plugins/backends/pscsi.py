@@ -88,7 +88,7 @@ class PscsiDevice(BackendDevice):
                 self.flags.add(what)
                 label = {"channel": "Channel", "target": "Target", "lun": "LUN"}[what]
                 log.debug(f"PSCSI[{phv.host_id}]: Referencing SCSI {label} ID: {value}")
-        if self.dev.legacy and not known:
+        if not known and self.dev.core.kernel.has("control_needs_known_key"):
             raise ConfigfsError(errno.EINVAL, None)  # v3.0: "params ? count : -EINVAL"
 
     def configure_device(self) -> None:
@@ -172,6 +172,7 @@ class PscsiDevice(BackendDevice):
             raise ConfigfsError(errno.ENODEV, "PSCSI: File destriptor is not SCSI block or "
                                 "character device, ignoring")
         major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        self.claimed = (major, minor)
         scsi = Path(f"/sys/dev/block/{major}:{minor}/device/scsi_device")
         log = self.log
         if scsi.exists():
@@ -211,6 +212,12 @@ class PscsiDevice(BackendDevice):
                 f"CORE_PSCSI[{self.phv.host_id}] - Added TYPE_DISK for {self.channel_id}:"
                 f"{self.target_id}:{self.lun_id}")
 
+    def legacy_release(self) -> str | None:
+        claimed = getattr(self, "claimed", None)
+        if claimed is None:
+            return None
+        return f"PSCSI: Releasing Major:Minor - {claimed[0]}:{claimed[1]}"
+
     def destroy_device(self) -> None:
         if self.storage is not None:
             self.storage.close()
@@ -220,10 +227,18 @@ class PscsiDevice(BackendDevice):
         host = "PHBA Mode" if self.phv.mode == PHV_LLD_SCSI_HOST_NO else str(self.host_id)
         text = (f"SCSI Device Bus Location: Channel ID: {self.channel_id} Target ID: "
                 f"{self.target_id} LUN: {self.lun_id} Host ID: {host}\n")
-        if self.sd is not None:
-            text += (f"        Vendor: {self.sd['vendor'][:8]} Model: {self.sd['model'][:16]} "
-                     f"Rev: {self.sd['rev'][:4]}\n")
-        return text
+        sd = self.sd
+        if sd is None:
+            return text
+        if not self.dev.core.kernel.has("pscsi_info_claimed"):
+            return text + (f"        Vendor: {sd['vendor'][:8]} Model: {sd['model'][:16]} "
+                           f"Rev: {sd['rev'][:4]}\n")
+        # v3.0 printed the fixed-width INQUIRY fields, then who holds a disk's block device
+        text += (f"        Vendor: {sd['vendor']:<8.8} Model: {sd['model']:<16.16} "
+                 f"Rev: {sd['rev']:<4.4}")
+        if sd["type"] != 0x00:
+            return text + "\n"
+        return text + ("   CLAIMED: PSCSI\n" if self.storage is not None else "   \n")
 
     def get_device_type(self) -> int:
         return self.sd["type"] if self.sd is not None else TYPE_NO_LUN

@@ -14,6 +14,8 @@ class RdDrBackend(RdMcpBackend):
     inquiry_prod = "RAMDISK-DR"
     profiles = frozenset({"v3.0"})
     v3_hba_type = 5
+    makeup = "rd_direct"
+    copy_mode = "DIRECT"
 
     def alloc_device(self, dev) -> RdDevice:
         return RdDevice(dev, self)

@@ -10,7 +10,7 @@ import errno
 
 from simfs.configfs import ConfigfsError
 from simfs.core.backend import Backend, BackendDevice
-from simfs.core.kparse import U32_MAX, Token, match_int, tokenize
+from simfs.core.kparse import U32_MAX, Token, cstr, kstrtou32, match_int, tokenize
 from simfs.core.storage import RamStorage
 
 PAGE_SIZE = 4096
@@ -51,16 +51,17 @@ class RdDevice(BackendDevice):
         return self.dev.hba.private
 
     def set_configfs_dev_params(self, buf: bytes) -> None:
-        legacy = self.dev.legacy
-        params = 0
+        kernel = self.dev.core.kernel
+        if kernel.value("control_parser") == "2009":
+            self._set_params_2009(buf)
+            return
         for key, arg, _ in tokenize(buf, TOKENS):
-            if key is None or (legacy and key != "rd_pages"):
-                continue  # v3.0 knew rd_pages= only
+            if key is None:
+                continue
             try:
                 value = match_int(arg)
             except ConfigfsError:
                 continue  # the kernel ignores match_int's result here
-            params += 1
             if key == "rd_pages":
                 self.page_count = value & U32_MAX
                 self.has_page_count = True
@@ -68,11 +69,32 @@ class RdDevice(BackendDevice):
             elif key == "rd_nullio" and value == 1:
                 self.nullio = True
                 self.log.debug(f"RAMDISK: Setting NULLIO flag: {value}")
-            elif key == "rd_dummy" and value == 1 and not self.dev.legacy:
+            elif key == "rd_dummy" and value == 1:
                 self.dummy = True
                 self.log.debug(f"RAMDISK: Setting DUMMY flag: {value}")
-        if legacy and not params:
-            raise ConfigfsError(errno.EINVAL, None)  # v3.0: "params ? count : -EINVAL"
+
+    def _set_params_2009(self, buf: bytes) -> None:
+        """v3.0's parser: ``key=value`` pieces split on ',', a key *containing* rd_pages,
+        stopping at the first piece it cannot use; EINVAL unless one was taken."""
+        params = 0
+        rest: str | None = cstr(buf)
+        while rest is not None and "=" in rest:
+            key, _, rest = rest.partition("=")
+            if "rd_pages" not in key:
+                break
+            value, sep, tail = rest.partition(",")
+            rest = tail if sep else None
+            try:
+                pages = kstrtou32(value, 0)
+            except ConfigfsError:
+                self.log.err("tcm_strict_strtoul() failed for rd_pages=")
+                break
+            self.page_count = pages
+            self.has_page_count = True
+            self.log.info(f"RAMDISK: Referencing Page Count: {self.page_count}")
+            params += 1
+        if not params:
+            raise ConfigfsError(errno.EINVAL, None)  # "return (params) ? count : -EINVAL"
 
     def configure_device(self) -> None:
         if not self.has_page_count:
@@ -96,7 +118,8 @@ class RdDevice(BackendDevice):
         a = self.dev.attrib
         a.hw_block_size = RD_BLOCKSIZE
         a.hw_max_sectors = 1024 if legacy else U32_MAX
-        a.hw_queue_depth = RD_MAX_DEVICE_QUEUE_DEPTH
+        depth = self.dev.core.kernel.value("virtual_queue_depth")
+        a.hw_queue_depth = depth[0] if depth else RD_MAX_DEVICE_QUEUE_DEPTH
         a.max_sectors = 1024
         if not legacy:
             a.is_nonrot = 1
@@ -108,12 +131,12 @@ class RdDevice(BackendDevice):
                       f"tables, {self.page_count * PAGE_SIZE} total bytes")
 
     def legacy_activation(self) -> tuple[str, str | None]:
-        host = self.host
+        host, vendor = self.host, self.dev.core.kernel.value("backend_info_vendor")
         return (f"CORE_RD[{host.host_id}] - Activating Device with TCQ: 0 at Ramdisk Device "
                 f"ID: {self.dev_id}",
-                f"CORE_RD[{host.host_id}] - Added LIO MEMCPY Ramdisk Device ID: {self.dev_id} "
-                f"of {self.page_count} pages in {self.sg_table_count} tables, "
-                f"{self.page_count * PAGE_SIZE} total bytes")
+                f"CORE_RD[{host.host_id}] - Added {vendor} {self.backend.copy_mode} Ramdisk "
+                f"Device ID: {self.dev_id} of {self.page_count} pages in {self.sg_table_count} "
+                f"tables, {self.page_count * PAGE_SIZE} total bytes")
 
     def destroy_device(self) -> None:
         if self.storage is not None:
@@ -137,12 +160,17 @@ class RdDevice(BackendDevice):
             prot.close()
 
     def show_configfs_dev_params(self) -> str:
-        text = (f"TCM RamDisk ID: {self.dev_id}  RamDisk Makeup: {self.backend.name}\n"
+        kernel = self.dev.core.kernel
+        text = (f"{kernel.value('backend_info_vendor')} RamDisk ID: {self.dev_id}  RamDisk "
+                f"Makeup: {self.backend.makeup}\n"
                 f"        PAGES/PAGE_SIZE: {self.page_count}*{PAGE_SIZE}  SG_table_count: "
-                f"{self.sg_table_count}  nullio: {int(self.nullio)}")
-        if self.dev.legacy:
-            return text + "\n"
-        return text + f" dummy: {int(self.dummy)}\n"
+                f"{self.sg_table_count}")
+        flags = kernel.value("rd_info_flags")
+        if "nullio" in flags:
+            text += f"  nullio: {int(self.nullio)}"
+        if "dummy" in flags:
+            text += f" dummy: {int(self.dummy)}"
+        return text + "\n"
 
     def get_blocks(self) -> int:
         return self.page_count * PAGE_SIZE // self.dev.attrib.block_size - 1
@@ -180,6 +208,9 @@ class RdMcpBackend(Backend):
     inquiry_rev = "4.0"
     v3_hba_type = 6
     v3_banner = "Ramdisk"
+    #: what ``info`` calls the kind of ramdisk, and the "Added ..." log line's copy mode
+    makeup = "rd_mcp"
+    copy_mode = "MEMCPY"
 
     def attach_hba(self, hba) -> None:
         hba.private = RdHost(hba.host_id)

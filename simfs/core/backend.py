@@ -175,6 +175,10 @@ class BackendDevice:
         return (f"CORE_{self.dev.backend.name.upper()}[{self.dev.hba.host_id}] - Activating "
                 "Device with TCQ: 0", None)
 
+    def legacy_release(self) -> Optional[str]:
+        """v3.0's release_phydevice line for a block device the plugin claimed, or None."""
+        return None
+
     def attach_fd(self, fd_path: str, fd_num: int) -> None:
         """The v3.0 ``fd`` attribute: take storage from a descriptor of the writer."""
         raise ConfigfsError(errno.EINVAL,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 
 from simfs.configfs import Attribute, ConfigfsError, Group
 from simfs.core.backend import TRANSPORT_FLAG_PASSTHROUGH_ALUA, TRANSPORT_FLAG_PASSTHROUGH_PGR
-from simfs.core.kparse import cstr, kstrtobool, kstrtou8, kstrtou32, kstrtoul
+from simfs.core.kparse import cstr, kstrtobool, kstrtou8, kstrtou32
 
 if TYPE_CHECKING:
     from simfs.core.device import SeDevice
@@ -421,7 +421,7 @@ PASSTHROUGH_PR_ATTRIB_ATTRS = (
 )
 
 
-# -- v3.0 (2.6.2x/3x era): booleans parsed as numbers, only 0/1 accepted -------------------------
+# -- v3.0: the 2009 engine's attrib/ (target_core_configfs.c DEF_DEV_ATTRIB, se_dev_set_*) -------
 def _legacy(fn):
     """In the 2009 engine attrib/ did not exist for real until enable: ENODEV before."""
     def wrapped(g: Group, *args):
@@ -433,37 +433,114 @@ def _legacy(fn):
     return wrapped
 
 
+def _v3_value(buf: bytes) -> int:
+    """The store macro's parse: an unsigned long of the i686 kernel, then (u32)."""
+    try:
+        return kstrtou32(buf, 0)
+    except ConfigfsError as e:
+        raise ConfigfsError(errno.EINVAL, f"tcm_strict_strtoul() failed with ret: "
+                            f"{-e.errno}") from None
+
+
+def _v3_refuse_if_exported(dev: "SeDevice", what: str) -> None:
+    if dev.export_count:
+        raise ConfigfsError(errno.EINVAL, f"dev[{dev.ptr}]: Unable to change SE Device {what} "
+                            f"while dev_export_obj: {dev.export_count} count exists")
+
+
+def _v3_flag(val: int, allowed: tuple[int, ...]) -> int:
+    flag = _s32(val)  # the setters take an int
+    if flag not in allowed:
+        raise ConfigfsError(errno.EINVAL, f"Illegal value {flag}")
+    return flag
+
+
+def _v3_store_ua_intlck_ctrl(g: Group, buf: bytes) -> None:
+    dev = _dev(g)
+    flag = _v3_flag(_v3_value(buf), (0, 1, 2))
+    _v3_refuse_if_exported(dev, "UA_INTRLCK_CTRL")
+    dev.attrib.emulate_ua_intlck_ctrl = flag
+    dev.log.info(f"dev[{dev.ptr}]: SE Device UA_INTRLCK_CTRL flag: {flag}")
+
+
 def _v3_store_tas(g: Group, buf: bytes) -> None:
     dev = _dev(g)
-    val = kstrtoul(buf, 0)
-    if val not in (0, 1):
-        raise ConfigfsError(errno.EINVAL, f"dev[{dev.ptr}]: Illegal value {val}")
-    dev.refuse_if_exported("TAS")
-    dev.attrib.emulate_tas = val
+    flag = _v3_flag(_v3_value(buf), (0, 1))
+    _v3_refuse_if_exported(dev, "TAS")
+    dev.attrib.emulate_tas = flag
     dev.log.info(f"dev[{dev.ptr}]: SE Device TASK_ABORTED status bit: "
-                 f"{'Enabled' if val else 'Disabled'}")
+                 f"{'Enabled' if flag else 'Disabled'}")
+
+
+def _v3_store_block_size(g: Group, buf: bytes) -> None:
+    dev = _dev(g)
+    val = _v3_value(buf)
+    _v3_refuse_if_exported(dev, "block_size")
+    if val not in (512, 1024, 2048, 4096):
+        raise ConfigfsError(errno.EINVAL, f"dev[{dev.ptr}]: Illegal value for block_device: "
+                            f"{val} for SE device, must be 512, 1024, 2048 or 4096")
+    if dev.passthrough:
+        raise ConfigfsError(errno.EINVAL, f"dev[{dev.ptr}]: Not allowed to change block_size "
+                            "for Physical Device, use for Linux/SCSI to change block_size for "
+                            "underlying hardware")
+    dev.attrib.block_size = val
+    dev.log.info(f"dev[{dev.ptr}]: SE Device block_size changed to {val}")
 
 
 def _v3_store_max_sectors(g: Group, buf: bytes) -> None:
     dev = _dev(g)
-    val = kstrtou32(buf, 0)
-    dev.refuse_if_exported("max_sectors")
+    a = dev.attrib
+    val = _v3_value(buf)
+    _v3_refuse_if_exported(dev, "max_sectors")
     if val == 0:
         raise ConfigfsError(errno.EINVAL, f"dev[{dev.ptr}]: Illegal ZERO value for max_sectors")
     if val < DA_STATUS_MAX_SECTORS_MIN:
         raise ConfigfsError(errno.EINVAL, f"dev[{dev.ptr}]: Passed max_sectors: {val} less than "
                             f"DA_STATUS_MAX_SECTORS_MIN: {DA_STATUS_MAX_SECTORS_MIN}")
-    limit = dev.attrib.hw_max_sectors if dev.passthrough else DA_STATUS_MAX_SECTORS_MAX
-    if val > limit:
-        raise ConfigfsError(errno.EINVAL, f"dev[{dev.ptr}]: Passed max_sectors: {val} greater "
-                            f"than DA_STATUS_MAX_SECTORS_MAX: {limit}")
-    dev.attrib.max_sectors = val
-    dev.log.info(f"dev[{dev.ptr}]: SE Device max_sectors changed to {val}")
+    if dev.passthrough:
+        if val > a.hw_max_sectors:
+            raise ConfigfsError(errno.EINVAL, f"dev[{dev.ptr}]: Passed max_sectors: {val} "
+                                "greater than LIO-Core/SE_Device max_sectors: "
+                                f"{a.hw_max_sectors}")
+    else:
+        # The source has a "force" for virtual devices, but nothing can set it.
+        if val > a.hw_max_sectors:
+            raise ConfigfsError(errno.EINVAL, f"dev[{dev.ptr}]: Passed max_sectors: {val} "
+                                "greater than LIO-Core/SE_Device max_sectors: "
+                                f"{a.hw_max_sectors}, use force=1 to override.")
+        if val > DA_STATUS_MAX_SECTORS_MAX:
+            raise ConfigfsError(errno.EINVAL, f"dev[{dev.ptr}]: Passed max_sectors: {val} "
+                                "greater than DA_STATUS_MAX_SECTORS_MAX: "
+                                f"{DA_STATUS_MAX_SECTORS_MAX}")
+    a.max_sectors = val
+    # printk without a level: the default (warning) level
+    dev.log.warn(f"dev[{dev.ptr}]: SE Device max_sectors changed to {val}")
+
+
+def _v3_store_queue_depth(g: Group, buf: bytes) -> None:
+    dev = _dev(g)
+    a = dev.attrib
+    val = _v3_value(buf)
+    _v3_refuse_if_exported(dev, "TCQ")
+    if val == 0:
+        raise ConfigfsError(errno.EINVAL, f"dev[{dev.ptr}]: Illegal ZERO value for queue_depth")
+    if dev.passthrough:
+        if val > a.hw_queue_depth:
+            raise ConfigfsError(errno.EINVAL, f"dev[{dev.ptr}]: Passed queue_depth: {val} "
+                                f"exceeds LIO-Core/SE_Device TCQ: {a.hw_queue_depth}")
+    else:
+        depth = dev.core.kernel.value("virtual_queue_depth")
+        limit = depth[1] if depth else a.hw_queue_depth
+        if val > a.hw_queue_depth and val > limit:
+            raise ConfigfsError(errno.EINVAL, f"dev[{dev.ptr}]: Passed queue_depth: {val} "
+                                f"exceeds LIO-Core/SE_Device MAX TCQ: {limit}")
+    a.queue_depth = dev.queue_depth = val
+    dev.log.info(f"dev[{dev.ptr}]: SE Device TCQ Depth changed to: {val}")
 
 
 def _v3_store_task_timeout(g: Group, buf: bytes) -> None:
     dev = _dev(g)
-    val = kstrtou32(buf, 0)
+    val = _v3_value(buf)
     if val > DA_TASK_TIMEOUT_MAX:
         raise ConfigfsError(errno.EINVAL, f"dev[{dev.ptr}]: Passed task_timeout: {val} larger "
                             "then DA_TASK_TIMEOUT_MAX")
@@ -476,15 +553,16 @@ def _v3(name: str, store=None) -> Attribute:
     return Attribute(name, show, _legacy(store) if store else None)
 
 
+#: the 2009 files; kernels.LEGACY_FILES["dev_attrib"] gives their order
 V3_ATTRIB_ATTRS = (
-    _v3("block_size", _store_block_size),
+    _v3("emulate_ua_intlck_ctrl", _v3_store_ua_intlck_ctrl),
     _v3("emulate_tas", _v3_store_tas),
-    _v3("emulate_ua_intlck_ctrl", _store_ua_intlck_ctrl),
     _v3("hw_block_size"),
+    _v3("block_size", _v3_store_block_size),
     _v3("hw_max_sectors"),
-    _v3("hw_queue_depth"),
     _v3("max_sectors", _v3_store_max_sectors),
-    _v3("queue_depth", _store_queue_depth),
+    _v3("hw_queue_depth"),
+    _v3("queue_depth", _v3_store_queue_depth),
     _v3("task_timeout", _v3_store_task_timeout),
 )
 
@@ -496,9 +574,9 @@ _TABLES: dict[tuple[str, str], tuple] = {}
 
 def attrib_table(dev: "SeDevice"):
     """The device's attrib/ files: the version table says which, in which order."""
-    if dev.legacy:
-        return V3_ATTRIB_ATTRS
     kernel = dev.core.kernel
+    if dev.legacy:
+        return kernel.table("dev_attrib", V3_ATTRIB_ATTRS)
     key = (kernel.name, dev.backend.name)
     table = _TABLES.get(key)
     if table is None:

@@ -18,7 +18,7 @@ from simfs.core.backend import (TRANSPORT_FLAG_PASSTHROUGH, TRANSPORT_FLAG_PASST
                       TRANSPORT_FLAG_PASSTHROUGH_PGR, BackendDevice)
 from simfs.core.dev_attrib import DevAttrib, attrib_table
 from simfs.core.pr_files import PrState
-from simfs.core.wwn import T10Wwn
+from simfs.core.wwn import T10Wwn, VpdDescriptor
 
 if TYPE_CHECKING:
     from simfs.core.hba import SeHba
@@ -62,6 +62,7 @@ class SeDevice:
         self.pr = PrState()
         self.transport_flags = self.backend.transport_flags_default
         self.configured = False
+        self.freed = False
         self.export_count = 0
         self.dev_index = 0
         #: dev->queue_depth: only the attrib/queue_depth store sets it ("Max Queue Depth" in info).
@@ -146,6 +147,8 @@ class SeDevice:
             self.log.debug("Discard support available, but disabled by default.")
         a.block_size = a.hw_block_size
         a.queue_depth = a.hw_queue_depth
+        if self.core.kernel.has("dev_queue_depth_at_enable"):
+            self.queue_depth = a.hw_queue_depth
         alignment = max(1, PAGE_SIZE // a.hw_block_size) if a.hw_block_size else 1
         aligned = a.hw_max_sectors - a.hw_max_sectors % alignment
         if aligned != a.hw_max_sectors:
@@ -180,23 +183,32 @@ class SeDevice:
         if added:
             log.info(added)
 
+    def _legacy_deactivate(self) -> None:
+        """v3.0's transport_generic_free_device: the plugin's deactivate line, then the
+        release of a block device it claimed."""
+        activating, _ = self.bdev.legacy_activation()
+        self.log.info(activating.replace(" - Activating ", " - Deactivating ", 1))
+        released = self.bdev.legacy_release()
+        if released:
+            self.log.info(released)
+
     def dump_vpd(self) -> None:
-        """v3.0 printed the VPD 0x83 page it built at activation."""
+        """v3.0 read back the VPD 0x83 page it emulated at activation: it printed each
+        designator and kept them in the list ``wwn/vpd_assoc_*`` show."""
         log, w = self.log, self.wwn
         log.info(f"T10 VPD Unit Serial Number: {w.unit_serial}")
-        designators = []
+        w.vpd = []
         if self.emulated_serial:
-            designators.append((16, "NAA", f"T10 VPD Binary Device Identifier: 3"
-                                f"{w.naa_designator().hex()}"))
-        vendor_len = 8 + len(w.model) + 1 + len(w.unit_serial) + 1
-        designators.append((vendor_len, "T10 Vendor ID based",
-                            f"T10 VPD ASCII Device Identifier: {w.vendor}"))
-        log.info(f"T10 VPD Page Length: {sum(4 + n for n, _, _ in designators)}")
-        for length, kind, ident in designators:
-            log.info(f"T10 VPD Identifer Length: {length}")
-            log.info("T10 VPD Identifier Association: addressed logical unit")
-            log.info(f"T10 VPD Identifier Type: {kind}")
-            log.info(ident)
+            w.vpd.append(VpdDescriptor(None, 0x00, 0x3, 0x1, w.naa_designator()))
+        # T10 vendor id based: the 8-byte vendor field (NUL padded), the model, the serial
+        vendor = w.vendor.encode().ljust(8, b"\0")[:8]
+        w.vpd.append(VpdDescriptor(None, 0x00, 0x1, 0x2, vendor + w.model.encode() + b" "
+                                   + w.unit_serial.encode() + b"\0"))
+        log.info(f"T10 VPD Page Length: {sum(4 + len(d.ident) for d in w.vpd)}")
+        for d in w.vpd:
+            log.info(f"T10 VPD Identifer Length: {len(d.ident)}")
+            for line in d.assoc_text().splitlines():
+                log.info(line)
 
     def dump_inquiry(self) -> None:
         w, log = self.wwn, self.log
@@ -212,7 +224,12 @@ class SeDevice:
 
     # -- rmdir (target_free_device) -----------------------------------------------------
     def free(self) -> None:
+        if self.freed:
+            return
+        self.freed = True
         if self.configured:
+            if self.legacy:
+                self._legacy_deactivate()
             self.bdev.destroy_device()
             self.hba.dev_count -= 1
             self.core.free_dev_index(self.dev_index)
@@ -222,18 +239,17 @@ class SeDevice:
 
     # -- info -------------------------------------------------------------------------------
     def info(self) -> str:
-        a = self.attrib
+        """``info``: the core's status line (once there is a device), then the plugin's."""
+        a, kernel = self.attrib, self.core.kernel
         backend_text = self.bdev.show_configfs_dev_params()
-        if self.legacy:
-            if not self.configured:
-                return backend_text
-            status = "ACTIVATED" if self.export_count else "DEACTIVATED"
-            return (f"Status: {status}  Execute/Max Queue Depth: {self.queue_depth}/"
-                    f"{a.queue_depth}  SectorSize: {a.block_size}  MaxSectors: "
-                    f"{a.max_sectors}\n        " + backend_text)
+        if not self.configured and not kernel.value("dev_info_before_enable"):
+            return backend_text
         status = "ACTIVATED" if self.export_count else "DEACTIVATED"
-        return (f"Status: {status}  Max Queue Depth: {self.queue_depth}  SectorSize: "
-                f"{a.block_size}  HwMaxSectors: {a.hw_max_sectors}\n        " + backend_text)
+        # Nothing waits in simfs's queues between commands: 0 executing, every slot left.
+        return kernel.value("dev_info_status").format(
+            status=status, execute=0, left=self.queue_depth, max=self.queue_depth,
+            block_size=a.block_size, max_sectors=a.max_sectors,
+            hw_max_sectors=a.hw_max_sectors) + backend_text
 
 
 # -- device-level attributes ------------------------------------------------------------------
@@ -284,7 +300,14 @@ def _store_enable(g: Group, buf: bytes) -> None:
     dev = _dev(g)
     if "1" not in kparse.cstr(buf):
         raise ConfigfsError(errno.EINVAL, 'For dev_enable ops, only valid value is "1"')
-    dev.configure()
+    if dev.configured or not dev.core.kernel.has("enable_failure_einval"):
+        dev.configure()
+    else:
+        try:
+            dev.configure()
+        except ConfigfsError as e:
+            # v3.0: "if (!(se_dev->se_dev_ptr = create_virtdevice(...))) return -EINVAL"
+            raise ConfigfsError(errno.EINVAL, e.reason) from None
     if dev.legacy:
         dev.log.info(f"Target_Core_ConfigFS: Registered se_dev->se_dev_ptr: {dev.ptr}")
 
@@ -362,7 +385,8 @@ def needs_se_device(fn):
     return wrapped
 
 
-# The 2009 tree: no alias/udev_path/lba_map, enable write-only, and the fd hook.
+# The 2009 tree: no alias/udev_path/lba_map, enable write-only, and the fd hook
+# (kernels.LEGACY_FILES["dev"] gives their order).
 V3_DEV_ATTRS = (
     Attribute("alua_lu_gp", needs_se_device(_show_alua_lu_gp),
               needs_se_device(_store_alua_lu_gp)),
@@ -397,7 +421,9 @@ class DeviceGroup(Group):
             self.add_default_group(StatisticsGroup(dev))
 
     def attribute_table(self):
-        return V3_DEV_ATTRS if self.dev.legacy else DEV_ATTRS
+        if self.dev.legacy:
+            return self.dev.core.kernel.table("dev", V3_DEV_ATTRS)
+        return DEV_ATTRS
 
     def release(self) -> None:
         self.dev.free()

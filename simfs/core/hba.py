@@ -124,6 +124,7 @@ class HbaGroup(Group):
             # v3.0's target_core_drop_subdev
             if dev.configured:
                 self.hba.log.info(f"Calling se_free_virtual_device() for se_dev_ptr: {dev.ptr}")
+                dev.free()  # its log lines come between these two
             self.hba.log.info(f"Deallocating se_subsystem_dev_t: {core.profile.kptr(dev)}")
 
     def release(self) -> None:

@@ -91,6 +91,21 @@ BASELINE: Mapping[str, Any] = {
     "iblock_pgr_passthrough": False,
     "pr_non_holder_read_capacity": False,
     "write_residual_sense": "INVALID FIELD IN CDB",
+    # rows v3.0 overrides (see LEGACY_ROWS); every modern version has these values
+    "dev_info_status": "Status: {status}  Max Queue Depth: {max}  SectorSize: {block_size}  "
+                       "HwMaxSectors: {hw_max_sectors}\n        ",
+    "dev_info_before_enable": True,
+    "enable_failure_einval": False,
+    "dev_queue_depth_at_enable": False,
+    "backend_info_vendor": "TCM",
+    "rd_info_flags": ("nullio", "dummy"),
+    "fileio_info_tail": "mode",
+    "virtual_queue_depth": None,
+    "iblock_max_sectors_cap": None,
+    "pscsi_info_claimed": False,
+    "control_needs_known_key": False,
+    "control_parser": "match_token",
+    "fileio_control_tokens": ("fd_dev_name", "fd_dev_size", "fd_buffered_io", "fd_async_io"),
 }
 
 CHANGES: tuple[Change, ...] = (
@@ -286,7 +301,7 @@ class Kernel:
     def files(self, group: str) -> tuple[str, ...]:
         """The attribute files of ``group`` this version has, in kernel order."""
         if self.legacy:
-            return ()
+            return LEGACY_FILES.get(group, ())
         rel = release(self.name)
         return tuple(f.name for f in FILES[group] if _present(f, rel))
 
@@ -338,8 +353,117 @@ class Kernel:
         return u.sysname, u.machine, u.release
 
 
+# -- v3.0: the 2009 engine (lio-core-2.6 target_core_mod v3.0) ----------------------------------
+# Read from two trees of 2009 on either side of the seed: the LIO maintainer's lio-core-2.6
+# (drivers/target/, se_subsystem_dev_t era, tcm_strict_strtoul) and a tree carrying lio-core
+# under drivers/lio-core/ (earlier: evpd_* files, simple_strtoul). Where they disagree, the one
+# closer to the seed (its log lines and file names) wins; ``source`` says which.
+
+@dataclass(frozen=True)
+class LegacyRow:
+    """One value the 2009 engine has instead of the modern one (BASELINE's key)."""
+
+    key: str
+    value: Any
+    what: str
+    source: str = ""
+
+
+LEGACY_ROWS: tuple[LegacyRow, ...] = (
+    LegacyRow("dbroot_busy", "fabrics", "no dbroot file at all; the value only keeps the "
+              "shared code on its oldest rule"),
+    LegacyRow("dev_info_status",
+              "Status: {status}  Execute/Left/Max Queue Depth: {execute}/{left}/{max}  "
+              "SectorSize: {block_size}  MaxSectors: {max_sectors}\n        ",
+              "`info` starts `Status: DEACTIVATED  Execute/Left/Max Queue Depth: 0/32/32  "
+              "SectorSize: 512  MaxSectors: 1024` (tasks executing, queue slots left, the "
+              "device's queue depth)",
+              "target_core_transport.c transport_dump_dev_state"),
+    LegacyRow("dev_info_before_enable", False,
+              "before `enable`, `info` is the plugin's lines alone (no se_device yet)",
+              "target_core_configfs.c target_core_show_dev_info"),
+    LegacyRow("enable_failure_einval", True,
+              "an `enable` the plugin cannot carry out (a file that cannot be opened, a "
+              "missing parameter) is EINVAL whatever the cause, its reason in the log",
+              "target_core_configfs.c target_core_store_dev_enable"),
+    LegacyRow("dev_queue_depth_at_enable", True,
+              "the device's queue depth (`info`'s Max) is set when it is enabled, from the "
+              "plugin's depth; modern kernels leave it 0 until `attrib/queue_depth` is written",
+              "target_core_transport.c transport_add_device_to_core_hba"),
+    LegacyRow("backend_info_vendor", "LIO",
+              "rd and fileio `info` and their \"Added ...\" log lines say `LIO` "
+              "(`LIO RamDisk ID`, `LIO FILEIO ID`, `Added LIO DIRECT Ramdisk Device`)",
+              "target_core_rd.c __rd_get_dev_info, target_core_file.c __fd_get_dev_info"),
+    LegacyRow("rd_info_flags", (),
+              "rd `info`: `RamDisk Makeup: rd_mcp` or `rd_direct` and no nullio/dummy fields",
+              "target_core_rd.c __rd_get_dev_info"),
+    LegacyRow("fileio_info_tail", "claimed",
+              "fileio `info`: `LIO FILEIO ID: N        File: PATH  Size: N  ` then "
+              "`CLAIMED: FILEIO` for a block device (no Mode)",
+              "target_core_file.c __fd_get_dev_info (the drivers/lio-core/ x"),
+    LegacyRow("virtual_queue_depth", (32, 128),
+              "rd, fileio and iblock start with `queue_depth` = `hw_queue_depth` = 32 and take "
+              "up to 128 (\"exceeds LIO-Core/SE_Device MAX TCQ: 128\")",
+              "`*_get_queue_depth`, `*_get_max_queue_depth`, target_core_device.c "
+              "se_dev_set_queue_depth"),
+    LegacyRow("pscsi_info_claimed", True,
+              "pscsi `info`: the INQUIRY vendor, model and revision at their full 8/16/4 "
+              "widths, then `   CLAIMED: PSCSI` for a disk whose block device it holds",
+              "target_core_pscsi.c __pscsi_get_dev_info"),
+    LegacyRow("iblock_max_sectors_cap", 128,
+              "iblock's `hw_max_sectors` and `max_sectors` are the queue's limit capped at 128",
+              "target_core_iblock.c iblock_get_max_sectors: the pre-2.6.31 branch "
+              "(IBLOCK_MAX_SECTORS), the seed's kernel being 2.6.29"),
+    LegacyRow("control_needs_known_key", True,
+              "rd, fileio and pscsi `control` strings with no key the plugin knows (`foo=1`, "
+              "`rd_pages` without `=`) are EINVAL; modern kernels accept and ignore them",
+              "target_core_rd.c/target_core_file.c/target_core_pscsi.c "
+              "*_set_configfs_dev_params: `return (params) ? count : -EINVAL`"),
+    LegacyRow("control_parser", "2009",
+              "rd `control` knows `rd_pages=` only (a key *containing* rd_pages), stops at "
+              "the first piece it cannot use, and `rd_pages=abc` logs \"tcm_strict_strtoul() "
+              "failed for rd_pages=\"",
+              "target_core_rd.c rd_set_configfs_dev_params"),
+    LegacyRow("fileio_control_tokens", ("fd_dev_name", "fd_dev_size"),
+              "fileio `control` knows `fd_dev_name=` and `fd_dev_size=` only; a string "
+              "with neither is EINVAL",
+              "target_core_file.c fd_set_configfs_dev_params"),
+)
+
 #: v3.0 has the 4.18 baseline's values except where the 2009 engine is known to differ
-_LEGACY_VALUES: Mapping[str, Any] = {"dbroot_busy": "fabrics"}
+_LEGACY_VALUES: Mapping[str, Any] = {r.key: r.value for r in LEGACY_ROWS}
+
+#: what the 2009 engine does in code of its own (the v3.0 tables in simfs's code), for the docs
+LEGACY_NOTES: tuple[str, ...] = (
+    "attribute writes parse an unsigned number (\"tcm_strict_strtoul() failed with ret: -22\" "
+    "and EINVAL otherwise); every refusal is EINVAL with the engine's log line",
+    "`emulate_tas` takes 0 or 1 and `emulate_ua_intlck_ctrl` 0, 1 or 2 (\"Illegal value N\"); "
+    "these, `block_size`, `max_sectors` and `queue_depth` are refused while the device is "
+    "exported (\"Unable to change SE Device TAS while dev_export_obj: 1 count exists\")",
+    "`max_sectors`: not 0, not below 16, not above `hw_max_sectors` (\"use force=1 to "
+    "override.\" on rd, fileio and iblock, though nothing can set that force) and not above "
+    "8192; `block_size` cannot change on pscsi; `task_timeout` at most 600",
+    "`wwn/vpd_assoc_logical_unit` lists the VPD 0x83 designators the engine built at "
+    "`enable` (NAA once a serial was written, then T10 vendor id); `vpd_unit_serial`, "
+    "`vpd_protocol_identifier` and `vpd_assoc_*` are ENODEV before `enable`",
+    "the two 2009 trees disagree on the attribute files (the drivers/lio-core/ tree still "
+    "had status_thread and status_thread_tur, the maintainer's tree adds enforce_pr_isids) "
+    "and on how attributes parse numbers (simple_strtoul, then tcm_strict_strtoul): simfs "
+    "follows the seed, which lists neither set of extra files and reports \"tcm_strict_"
+    "strtol() failed\" for `fd`",
+)
+
+#: the 2009 engine's file lists, in its order
+LEGACY_FILES: Mapping[str, tuple[str, ...]] = {
+    # lio_core_dev_attrs of the maintainer's tree without alias and udev_path (not in the
+    # seed's tree)
+    "dev": ("info", "control", "fd", "enable", "alua_lu_gp"),
+    # target_core_dev_attrib_attrs of the maintainer's tree without enforce_pr_isids, which
+    # the seed's tree does not list; the drivers/lio-core/ tree still had status_thread*
+    "dev_attrib": ("emulate_ua_intlck_ctrl", "emulate_tas", "hw_block_size", "block_size",
+                   "hw_max_sectors", "max_sectors", "hw_queue_depth", "queue_depth",
+                   "task_timeout"),
+}
 
 
 def _build(name: str) -> Kernel:
@@ -473,7 +597,21 @@ def render_markdown() -> str:
     w("## v3.0")
     w("")
     w("The seed's engine (`--kernel v3.0`, `--profile v3.0`) is the 2009 tree: see "
-      "[profiles.md](profiles.md).")
+      "[profiles.md](profiles.md). It follows the 2009 lio-core-2.6 sources on both sides "
+      "of the seed; where they disagree, the one closer to the seed's own log and file "
+      "names. What differs from every modern version:")
+    w("")
+    w("| v3.0 | 2009 source |")
+    w("| --- | --- |")
+    for r in LEGACY_ROWS:
+        if r.source:
+            w(f"| {r.what} | {r.source} |")
+    w("")
+    w("- `core/<hba>/<dev>/`: " + " ".join(f"`{f}`" for f in LEGACY_FILES["dev"]))
+    w("- `core/<hba>/<dev>/attrib/`: " + " ".join(f"`{f}`" for f in LEGACY_FILES["dev_attrib"])
+      + " (readable and writable only once the device is enabled: ENODEV before)")
+    for note in LEGACY_NOTES:
+        w(f"- {note}")
     w("")
     return "\n".join(out)
 

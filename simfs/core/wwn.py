@@ -33,7 +33,8 @@ CODE_SET_NAMES = {0x1: "Binary", 0x2: "ASCII", 0x3: "UTF-8"}
 
 @dataclass
 class VpdDescriptor:
-    """One VPD 0x83 designator taken from a real device (pscsi only)."""
+    """One VPD 0x83 designator in the device's list: from a real device (pscsi), or in
+    v3.0 also the emulated page the engine built at activation."""
 
     protocol_id: int | None
     association: int  # 0x00, 0x10, 0x20
@@ -45,16 +46,20 @@ class VpdDescriptor:
         name = PROTOCOL_NAMES.get(self.protocol_id or 0, f"Unknown 0x{self.protocol_id:02x}")
         return f"T10 VPD Protocol Identifier: {name}\n"
 
-    def assoc_text(self) -> str:
+    def ident_text(self) -> str:
+        """transport_dump_vpd_ident: binary as the type's hex digit then hex bytes; text
+        up to its first NUL (it is printed with %s)."""
         kind = CODE_SET_NAMES.get(self.code_set, "Binary")
         if self.code_set == 0x1:
-            value = self.ident.hex()
+            value = f"{self.ident_type & 0xF:x}" + self.ident.hex()
         else:
-            value = self.ident.rstrip(b"\0").decode("latin-1")
+            value = self.ident.split(b"\0", 1)[0].decode("latin-1")
+        return f"T10 VPD {kind} Device Identifier: {value}\n"
+
+    def assoc_text(self) -> str:
         return (f"T10 VPD Identifier Association: {ASSOCIATION_NAMES[self.association]}\n"
                 f"T10 VPD Identifier Type: "
-                f"{IDENT_TYPE_NAMES.get(self.ident_type, 'Unsupported')}\n"
-                f"T10 VPD {kind} Device Identifier: {value}\n")
+                f"{IDENT_TYPE_NAMES.get(self.ident_type, 'Unsupported')}\n" + self.ident_text())
 
 
 class T10Wwn:
@@ -211,7 +216,7 @@ def _v3_needs_se_device(fn):
 
 V3_WWN_ATTRS = (
     Attribute("vpd_unit_serial", _v3_needs_se_device(_show_serial), _store_serial),
-    Attribute("vpd_protocol_identifier", _show_proto, _enosys),
+    Attribute("vpd_protocol_identifier", _v3_needs_se_device(_show_proto), _enosys),
     Attribute("vpd_assoc_logical_unit", _v3_needs_se_device(_show_assoc(0x00)), _enosys),
     Attribute("vpd_assoc_target_port", _v3_needs_se_device(_show_assoc(0x10)), _enosys),
     Attribute("vpd_assoc_scsi_target_device", _v3_needs_se_device(_show_assoc(0x20)),

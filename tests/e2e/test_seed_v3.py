@@ -144,13 +144,16 @@ def test_log_shows_the_seeds_registration_and_activation(seed_run):
 def test_info_after_the_script(seed_run):
     w, _ = seed_run
     ib = (w / "info.iblock_0").read_text()
-    assert ib.startswith("Status: DEACTIVATED  Execute/Max Queue Depth: 0/")
+    assert ib.startswith("Status: DEACTIVATED  Execute/Left/Max Queue Depth: 0/32/32  ")
     assert "SectorSize: 4096" in ib
     assert "CLAIMED: IBLOCK" in ib
     rd = (w / "info.rd_mcp_0").read_text()
-    assert "SectorSize: 512" in rd and "32768" in rd
+    assert rd == ("Status: DEACTIVATED  Execute/Left/Max Queue Depth: 0/32/32  SectorSize: 512  "
+                  "MaxSectors: 1024\n        LIO RamDisk ID: 0  RamDisk Makeup: rd_mcp\n"
+                  "        PAGES/PAGE_SIZE: 32768*4096  SG_table_count: 11\n")
     fio = (w / "info.fileio_0").read_text()
-    assert "/dev/sde" in fio and "402652672" in fio
+    assert fio.endswith("        LIO FILEIO ID: 0        File: /dev/sde  Size: 402652672  "
+                        "CLAIMED: FILEIO\n")
 
 
 def test_seed_under_simfs_run(tmp_path):

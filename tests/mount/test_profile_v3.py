@@ -84,7 +84,7 @@ def test_fd_claims_a_loop_device_then_eexist(mnt_v3, v3_iblock, loopdev):
     log = mnt_v3.log_since(mark)
     assert "Target_Core_ConfigFS: Registered iblock se_dev->se_dev_ptr:" in log
     info = mnt_v3.read(f"{v3_iblock}/info")
-    assert info.startswith("Status: DEACTIVATED  Execute/Max Queue Depth: 0/")
+    assert info.startswith("Status: DEACTIVATED  Execute/Left/Max Queue Depth: 0/32/32  ")
     assert f"iBlock device: {os.path.basename(loopdev)}" in info
     mark = mnt_v3.log_mark()
     r = _fd_write(mnt_v3, v3_iblock, "3", loopdev)
