@@ -107,7 +107,8 @@ def test_iblock_defaults_from_fd(m3, loopdev):
 # -- attrib ---------------------------------------------------------------------------------------
 def test_attrib_files_in_kernel_order(m3):
     d = rd(m3)
-    listed = [e for e in os.listdir(f"{d}/attrib")]
+    # readdir is newest first: the table reversed
+    listed = [e for e in reversed(os.listdir(f"{d}/attrib"))]
     assert listed == ["emulate_ua_intlck_ctrl", "emulate_tas", "hw_block_size", "block_size",
                       "hw_max_sectors", "max_sectors", "hw_queue_depth", "queue_depth",
                       "task_timeout"]
@@ -257,7 +258,7 @@ def test_fileio_control_refusals(m3, text, log):
 
 def test_device_files_in_kernel_order(m3):
     d = rd(m3, enable=False)
-    listed = [e for e in os.listdir(d) if os.path.isfile(os.path.join(d, e))]
+    listed = [e for e in reversed(os.listdir(d)) if os.path.isfile(os.path.join(d, e))]
     assert listed == ["info", "control", "fd", "enable", "alua_lu_gp"]
     assert tuple(listed) == kernels.get("v3.0").files("dev")
 
