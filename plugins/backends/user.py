@@ -88,6 +88,26 @@ def to_scsi(e: BaseException, op: str, log) -> Exception:
     return SenseError(S.NOT_READY, 0x08, 0x00)
 
 
+class _RunnerPrStore:
+    """A handler's PR store as the engine meets it: failures become SenseError/StatusError
+    (loading as a read, storing as a write)."""
+
+    def __init__(self, tdev: "TcmuDevice", store):
+        self._tdev, self._store = tdev, store
+
+    def _call(self, op: str, call):
+        try:
+            return call()
+        except Exception as e:  # noqa: BLE001 - every failure becomes status and sense
+            raise to_scsi(e, op, lambda m: runner_log(self._tdev.dev.core, "err", m)) from None
+
+    def load(self):
+        return self._call("read", self._store.load)
+
+    def store(self, version, blob: bytes) -> bool:
+        return self._call("write", lambda: self._store.store(version, blob))
+
+
 class TcmuDevice(BackendDevice):
     def __init__(self, dev):
         super().__init__(dev)
@@ -280,6 +300,15 @@ class TcmuDevice(BackendDevice):
             self.pending_capacity_ua = True
         elif key == "dev_config":
             rdev.cfgstring = value
+
+    def pr_store(self):
+        """The handler's shared PR store for this device (``Handler.pr_store``), its errors
+        turned into status and sense as the data path's are; None keeps LIO's per-node PR."""
+        h = self.handler
+        if h is None or h.pr_store is None:
+            return None
+        store = h.pr_store(self.rdev)
+        return None if store is None else _RunnerPrStore(self, store)
 
     # -- the data path: the handler's callouts --------------------------------------------
     @property

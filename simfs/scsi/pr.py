@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 from simfs.core.t10 import spc as t10
-from simfs.scsi import sense, state
+from simfs.scsi import pr_store, sense, state
 from simfs.scsi import status as S
 from simfs.scsi.command import DATA_IN, DATA_NONE, DATA_OUT, Nexus, TargetPort
 from simfs.scsi.sense import ReservationConflict
@@ -119,6 +119,8 @@ class PrRuntime:
         self.spc2: Optional[Nexus] = None
         self.spc2_bin_isid = 0
         self.spc2_with_isid = False
+        #: the shared PR store's version this node's state was loaded from (pr_store)
+        self.store_version: object = None
 
 
 def runtime(dev: "SeDevice") -> PrRuntime:
@@ -396,6 +398,8 @@ def check_reservation(cmd: "Command", note: bool = True) -> bool:
     dev = cmd.dev
     if _skip(dev):
         return False
+    # with a shared store (a simfs extension) the state may have moved on another node
+    pr_store.refresh(dev, runtime(dev))
     if note:
         note_nexus(dev, cmd.nexus)
     if runtime(dev).spc2 is not None:
