@@ -304,10 +304,10 @@ class TcmuDevice(BackendDevice):
     def pr_store(self):
         """The handler's shared PR store for this device (``Handler.pr_store``), its errors
         turned into status and sense as the data path's are; None keeps LIO's per-node PR."""
-        h = self.handler
-        if h is None or h.pr_store is None:
+        h, rdev = self.handler, self.rdev  # once: a removal may clear them meanwhile
+        if h is None or rdev is None or h.pr_store is None:
             return None
-        store = h.pr_store(self.rdev)
+        store = h.pr_store(rdev)
         return None if store is None else _RunnerPrStore(self, store)
 
     # -- the data path: the handler's callouts --------------------------------------------

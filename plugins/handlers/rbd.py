@@ -233,7 +233,7 @@ class RbdHandler(Handler):
         self._io(dev, "unmap", lambda: dev.private.image.discard(offset, length))
 
     def pr_store(self, dev: Device) -> Optional[RadosPrStore]:
-        st = dev.private
+        st = getattr(dev, "private", None)  # None once closed
         return st.pr_store if isinstance(st, State) else None
 
     def reconfig(self, dev: Device, key: str, value) -> None:

@@ -41,6 +41,7 @@ initiator first sends a command through the matching port (or when the fabric la
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
@@ -119,8 +120,9 @@ class PrRuntime:
         self.spc2: Optional[Nexus] = None
         self.spc2_bin_isid = 0
         self.spc2_with_isid = False
-        #: the shared PR store's version this node's state was loaded from (pr_store)
-        self.store_version: object = None
+        #: (version, blob) of the shared PR store newest loaded for a command (pr_store)
+        self.loaded: Optional[tuple[int, Optional[bytes]]] = None
+        self.store_lock = threading.Lock()
 
 
 def runtime(dev: "SeDevice") -> PrRuntime:
@@ -388,6 +390,13 @@ def check_aptpl_registration(dev: "SeDevice", port: TargetPort, initiator: str,
 def _skip(dev: "SeDevice") -> bool:
     return (getattr(dev.hba, "internal", False) or not dev.attrib.emulate_pr
             or dev.passthrough_pgr)
+
+
+def prefetch(dev: "SeDevice") -> None:
+    """Before the engine's tree lock: load shared PR state, when the device has a store (a
+    simfs extension; see :mod:`.pr_store`)."""
+    if not _skip(dev) and pr_store.store_of(dev) is not None:
+        pr_store.prefetch(dev, runtime(dev))
 
 
 def check_reservation(cmd: "Command", note: bool = True) -> bool:

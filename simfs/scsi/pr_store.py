@@ -8,8 +8,8 @@ the PRgeneration) kept where every node reaches it. The engine never learns what
 is; it only meets this interface:
 
 ``load() -> (version, blob)``
-    the latest state: an opaque version token and the bytes last stored (None when nothing
-    was ever stored).
+    the latest state: its version (an integer that grows with every store; 0 before the
+    first) and the bytes last stored (None when nothing was ever stored).
 ``store(version, blob) -> bool``
     replace the state only if it is still at ``version`` (compare-and-swap); False when
     another node changed it first.
@@ -17,8 +17,9 @@ is; it only meets this interface:
 Either may raise ``simfs.scsi.sense.SenseError`` or ``StatusError`` (a store that cannot be
 reached ends the command with the backend's own status).
 
-How the engine uses it: every command's reservation check reloads the state when its
-version moved (:func:`refresh`); PERSISTENT RESERVE OUT runs on the latest state and stores
+How the engine uses it: every command loads the state before it runs (:func:`prefetch`,
+outside the engine's tree lock) and its reservation check meets that state
+(:func:`refresh`); PERSISTENT RESERVE OUT runs on the latest state and stores
 the result with compare-and-swap, running again on the new state when another node won the
 race (:func:`transaction`). Unit attentions, SPC-2 RESERVE/RELEASE, APTPL files and
 pre-registrations stay with the node, as they are in LIO.
@@ -48,9 +49,9 @@ MAX_ROUNDS = 16
 class PrStore(Protocol):
     """What a backend hands the engine to share PR state (see the module docstring)."""
 
-    def load(self) -> tuple[object, Optional[bytes]]: ...
+    def load(self) -> tuple[int, Optional[bytes]]: ...
 
-    def store(self, version: object, blob: bytes) -> bool: ...
+    def store(self, version: int, blob: bytes) -> bool: ...
 
 
 class MemoryPrStore:
@@ -62,11 +63,11 @@ class MemoryPrStore:
         self._version = 0
         self._blob: Optional[bytes] = None
 
-    def load(self) -> tuple[object, Optional[bytes]]:
+    def load(self) -> tuple[int, Optional[bytes]]:
         with self._lock:
             return self._version, self._blob
 
-    def store(self, version: object, blob: bytes) -> bool:
+    def store(self, version: int, blob: bytes) -> bool:
         with self._lock:
             if version != self._version:
                 return False
@@ -128,6 +129,8 @@ def decode(dev: "SeDevice", rt: "PrRuntime", blob: Optional[bytes]) -> None:
     pr.res_type, pr.res_scope = doc.get("res_type", 0), doc.get("res_scope", 0)
     pr.generation = doc.get("generation", 0)
     rt.reg_active = {(tuple(a[:4]), a[4]) for a in doc.get("reg_active", [])}
+    # the shared object is what persists: this node's APTPL file is not read back
+    pr.pre_registrations.clear()
 
 
 def _port(dev: "SeDevice", reg) -> TargetPort:
@@ -141,15 +144,31 @@ def _port(dev: "SeDevice", reg) -> TargetPort:
 
 
 # -- what the engine calls -------------------------------------------------------------------------
-def refresh(dev: "SeDevice", rt: "PrRuntime") -> None:
-    """Bring the device's PR state up to the shared one (a no-op without a store)."""
+def prefetch(dev: "SeDevice", rt: "PrRuntime") -> None:
+    """Load the shared state for a command about to run, before the engine takes its tree
+    lock: a store that is slow or unreachable holds up this command only, not the commands
+    of every other device. Keeps the newest state any command loaded (versions grow)."""
     store = store_of(dev)
     if store is None:
         return
     version, blob = store.load()
-    if version != rt.store_version:
-        decode(dev, rt, blob)
-        rt.store_version = version
+    with rt.store_lock:
+        if rt.loaded is None or version >= rt.loaded[0]:
+            rt.loaded = (version, blob)
+
+
+def refresh(dev: "SeDevice", rt: "PrRuntime") -> None:
+    """Make the device's PR state the shared one (a no-op without a store). Under the tree
+    lock, from what :func:`prefetch` loaded; every time, so nothing a node changed on its
+    own (an APTPL pre-registration, a LUN going away) outlives the next command."""
+    store = store_of(dev)
+    if store is None:
+        return
+    with rt.store_lock:
+        loaded = rt.loaded
+    if loaded is None:  # a check without a prefetch (EXTENDED COPY's other device)
+        loaded = store.load()
+    decode(dev, rt, loaded[1])
 
 
 def transaction(dev: "SeDevice", rt: "PrRuntime", run: Callable[[], object]) -> object:
@@ -162,9 +181,7 @@ def transaction(dev: "SeDevice", rt: "PrRuntime", run: Callable[[], object]) -> 
         return run()
     for _ in range(MAX_ROUNDS):
         version, blob = store.load()
-        if version != rt.store_version:
-            decode(dev, rt, blob)
-            rt.store_version = version
+        decode(dev, rt, blob)
         before = encode(dev, rt)
         try:
             result, error = run(), None
@@ -173,11 +190,11 @@ def transaction(dev: "SeDevice", rt: "PrRuntime", run: Callable[[], object]) -> 
         after = encode(dev, rt)
         if after == before or store.store(version, after):
             if after != before:
-                rt.store_version = None  # our own write: the next load gives its version
+                with rt.store_lock:
+                    rt.loaded = None  # older than what we stored: the next command loads
             if error is not None:
                 raise error
             return result
-        # lost the race: forget what this round did, run again on the winner's state
-        rt.store_version = None
+        # lost the race: what this round did is forgotten at the next load
     dev.log.err("simfs: shared PR state kept changing; PR OUT ends BUSY")
     raise StatusError(S.BUSY, why="shared PR state contended")

@@ -13,6 +13,7 @@ here in seconds and without a cluster.
 from __future__ import annotations
 
 import struct
+import threading
 
 import pytest
 
@@ -197,3 +198,34 @@ def test_an_unknown_format_is_refused(nodes):
     r = a.write(a.a)
     assert r.status == S.BUSY
     assert any("shared PR state has format 99, expected 1" in ln for ln in a.sim.log.lines)
+
+
+def test_a_slow_store_holds_up_only_its_own_device(tmp_path):
+    """The store is read before the engine's tree lock: while one device waits for its
+    cluster, another device of the same node answers."""
+    entered, gate = threading.Event(), threading.Event()
+
+    class Slow(MemoryPrStore):
+        def load(self):
+            if not gate.is_set():
+                entered.set()
+                gate.wait(30)
+            return super().load()
+
+    a = Node(tmp_path / "a", 1, Slow())
+    other = a.sim.rd_device(name="rd1")
+    port = a.sim.port(other, fabric="iSCSI", wwn=TGT, tpgt=3)
+    try:
+        results = []
+        t = threading.Thread(target=lambda: results.append(a.write(a.a)))
+        t.start()
+        assert entered.wait(30)
+        r = a.sim.engine.submit(a.sim.nexus(IB, port), other, cdbs.test_unit_ready())
+        still_waiting = t.is_alive()
+        gate.set()
+        t.join()
+        assert r.status == S.GOOD and still_waiting
+        ok(results[0])
+    finally:
+        gate.set()
+        a.sim.close()
