@@ -93,7 +93,7 @@ class _RunnerPrStore:
     (loading as a read, storing as a write)."""
 
     def __init__(self, tdev: "TcmuDevice", store):
-        self._tdev, self._store = tdev, store
+        self._tdev, self.inner = tdev, store
 
     def _call(self, op: str, call):
         try:
@@ -102,10 +102,10 @@ class _RunnerPrStore:
             raise to_scsi(e, op, lambda m: runner_log(self._tdev.dev.core, "err", m)) from None
 
     def load(self):
-        return self._call("read", self._store.load)
+        return self._call("read", self.inner.load)
 
     def store(self, version, blob: bytes) -> bool:
-        return self._call("write", lambda: self._store.store(version, blob))
+        return self._call("write", lambda: self.inner.store(version, blob))
 
 
 class TcmuDevice(BackendDevice):
@@ -126,6 +126,7 @@ class TcmuDevice(BackendDevice):
         self.handler = None  # the runner's handler while the device is open
         self.rdev: Device | None = None
         self.pending_capacity_ua = False
+        self._pr_store: _RunnerPrStore | None = None
 
     def _int(self, arg: str, what: str) -> int:
         try:
@@ -308,7 +309,12 @@ class TcmuDevice(BackendDevice):
         if h is None or rdev is None or h.pr_store is None:
             return None
         store = h.pr_store(rdev)
-        return None if store is None else _RunnerPrStore(self, store)
+        if store is None:
+            return None
+        # one wrapper per store the handler opened: the engine tells stores apart by identity
+        if self._pr_store is None or self._pr_store.inner is not store:
+            self._pr_store = _RunnerPrStore(self, store)
+        return self._pr_store
 
     # -- the data path: the handler's callouts --------------------------------------------
     @property

@@ -120,8 +120,8 @@ class PrRuntime:
         self.spc2: Optional[Nexus] = None
         self.spc2_bin_isid = 0
         self.spc2_with_isid = False
-        #: (version, blob) of the shared PR store newest loaded for a command (pr_store)
-        self.loaded: Optional[tuple[int, Optional[bytes]]] = None
+        #: (store, version, blob): the shared PR state newest loaded for a command (pr_store)
+        self.loaded: Optional[tuple] = None
         self.store_lock = threading.Lock()
 
 

@@ -147,14 +147,16 @@ def _port(dev: "SeDevice", reg) -> TargetPort:
 def prefetch(dev: "SeDevice", rt: "PrRuntime") -> None:
     """Load the shared state for a command about to run, before the engine takes its tree
     lock: a store that is slow or unreachable holds up this command only, not the commands
-    of every other device. Keeps the newest state any command loaded (versions grow)."""
+    of every other device. Keeps the newest state any command loaded from this store
+    (versions grow), so a load that finishes late cannot bring back an older state."""
     store = store_of(dev)
     if store is None:
         return
     version, blob = store.load()
     with rt.store_lock:
-        if rt.loaded is None or version >= rt.loaded[0]:
-            rt.loaded = (version, blob)
+        old = rt.loaded
+        if old is None or old[0] is not store or version >= old[1]:
+            rt.loaded = (store, version, blob)
 
 
 def refresh(dev: "SeDevice", rt: "PrRuntime") -> None:
@@ -166,9 +168,10 @@ def refresh(dev: "SeDevice", rt: "PrRuntime") -> None:
         return
     with rt.store_lock:
         loaded = rt.loaded
-    if loaded is None:  # a check without a prefetch (EXTENDED COPY's other device)
-        loaded = store.load()
-    decode(dev, rt, loaded[1])
+    if loaded is None or loaded[0] is not store:
+        # a check without a prefetch (EXTENDED COPY's other device), or a store reopened
+        loaded = (store, *store.load())
+    decode(dev, rt, loaded[2])
 
 
 def transaction(dev: "SeDevice", rt: "PrRuntime", run: Callable[[], object]) -> object:

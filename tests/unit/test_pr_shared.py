@@ -229,3 +229,24 @@ def test_a_slow_store_holds_up_only_its_own_device(tmp_path):
     finally:
         gate.set()
         a.sim.close()
+
+
+def test_a_late_load_does_not_bring_back_an_older_state(nodes):
+    """Two commands load concurrently; the one that read the older state finishes last:
+    the node keeps the newer state (versions only grow)."""
+    from simfs.scsi import pr, pr_store
+    a, b, store = nodes
+    ok(a.out(a.a, REGISTER, sa_key=KA))
+    stale = store.load()
+    ok(b.out(b.b, REGISTER, sa_key=KB))
+    assert a.keys(a.a)[1] == [KA, KB]  # A loaded the newer state
+    rt = pr.runtime(a.dev)
+    real_load = store.load
+    store.load = lambda: stale  # the late one
+    try:
+        pr_store.prefetch(a.dev, rt)
+    finally:
+        store.load = real_load
+    assert rt.loaded[1] == store.load()[0]
+    pr_store.refresh(a.dev, rt)
+    assert [r.key for r in a.dev.pr.registrations] == [KA, KB]
