@@ -254,3 +254,44 @@ def test_shared_pr_gateways_enforce_it_on_the_wire(shared_nodes):
     w = run("qemu-io", "-f", "raw", "-c", "write -P 0x11 0 4k",
             f"iscsi://127.0.0.1:{ports[2]}/{IQN}/0")
     assert "wrote 4096/4096" in w.stdout, w.stdout + w.stderr
+
+
+def _daemon_pid(m) -> int:
+    """The simfs daemon serving mount ``m`` (from simfs's record of active mounts)."""
+    import json
+    import os
+    from pathlib import Path
+    base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state"))
+    for f in (base / "simfs" / "active").glob("*.json"):
+        rec = json.loads(f.read_text())
+        if rec.get("mountpoint") == m.root:
+            return rec["pid"]
+    raise AssertionError(f"no active record for {m.root}")
+
+
+def test_shared_pr_outlives_a_killed_gateway(cluster):
+    """Gateway A's daemon is killed (SIGKILL) while its host holds the reservation: the
+    state is in RADOS, not in A, so B still enforces it, and B's host takes it over with
+    PREEMPT, as a cluster fences a dead node's host."""
+    import os
+    import signal
+    r = run("rbd", "-c", cluster, "create", "--size", "64M", "rbd/shared2")
+    assert r.returncode == 0, r.stderr
+    ports = {1: free_port(), 2: free_port()}
+    a = _node(cluster, 1, ports, "shared2", ";pr=shared")
+    b = _node(cluster, 2, ports, "shared2", ";pr=shared")
+    try:
+        assert "Status: GOOD" in scsi(a, 1, INIT_A, "persist", "--register", "--sa-key", "0xd4")
+        assert "Status: GOOD" in scsi(a, 1, INIT_A, "persist", "--reserve", "--key", "0xd4",
+                                      "--type", "3")  # Exclusive Access
+        os.kill(_daemon_pid(a), signal.SIGKILL)
+        assert "RESERVATION CONFLICT" in scsi(b, 2, INIT_B, "read", "0", "1")
+        assert "0xd4" in scsi(b, 2, INIT_B, "persist", "--read-reservation")
+        assert "Status: GOOD" in scsi(b, 2, INIT_B, "persist", "--register", "--sa-key", "0xe5")
+        assert "Status: GOOD" in scsi(b, 2, INIT_B, "persist", "--preempt", "--key", "0xe5",
+                                      "--sa-key", "0xd4", "--type", "3")
+        assert "Status: GOOD" in scsi(b, 2, INIT_B, "read", "0", "1")
+        assert keys(b, 2)[1] == ["0xe5"]
+    finally:
+        for m in (a, b):
+            umount(m)  # A's too: simfs umount clears a mount whose daemon died
