@@ -88,6 +88,26 @@ def to_scsi(e: BaseException, op: str, log) -> Exception:
     return SenseError(S.NOT_READY, 0x08, 0x00)
 
 
+class _RunnerPrStore:
+    """A handler's PR store as the engine meets it: failures become SenseError/StatusError
+    (loading as a read, storing as a write)."""
+
+    def __init__(self, tdev: "TcmuDevice", store):
+        self._tdev, self.inner = tdev, store
+
+    def _call(self, op: str, call):
+        try:
+            return call()
+        except Exception as e:  # noqa: BLE001 - every failure becomes status and sense
+            raise to_scsi(e, op, lambda m: runner_log(self._tdev.dev.core, "err", m)) from None
+
+    def load(self):
+        return self._call("read", self.inner.load)
+
+    def store(self, version, blob: bytes) -> bool:
+        return self._call("write", lambda: self.inner.store(version, blob))
+
+
 class TcmuDevice(BackendDevice):
     def __init__(self, dev):
         super().__init__(dev)
@@ -106,6 +126,7 @@ class TcmuDevice(BackendDevice):
         self.handler = None  # the runner's handler while the device is open
         self.rdev: Device | None = None
         self.pending_capacity_ua = False
+        self._pr_store: _RunnerPrStore | None = None
 
     def _int(self, arg: str, what: str) -> int:
         try:
@@ -280,6 +301,20 @@ class TcmuDevice(BackendDevice):
             self.pending_capacity_ua = True
         elif key == "dev_config":
             rdev.cfgstring = value
+
+    def pr_store(self):
+        """The handler's shared PR store for this device (``Handler.pr_store``), its errors
+        turned into status and sense as the data path's are; None keeps LIO's per-node PR."""
+        h, rdev = self.handler, self.rdev  # once: a removal may clear them meanwhile
+        if h is None or rdev is None or h.pr_store is None:
+            return None
+        store = h.pr_store(rdev)
+        if store is None:
+            return None
+        # one wrapper per store the handler opened: the engine tells stores apart by identity
+        if self._pr_store is None or self._pr_store.inner is not store:
+            self._pr_store = _RunnerPrStore(self, store)
+        return self._pr_store
 
     # -- the data path: the handler's callouts --------------------------------------------
     @property

@@ -9,7 +9,8 @@ plugin through the entry point group ``simfs.handlers``, and shaped like tcmu-ru
 
 A handler MUST have ``subtype`` and implement ``open``, ``read`` and ``write``. It MAY set
 ``name`` and ``cfg_desc`` and implement ``check_config``, ``close``, ``flush``, ``unmap``,
-``reconfig`` and ``handle_cmd`` (whole CDBs, before the engine's own emulation). Everything
+``reconfig``, ``handle_cmd`` (whole CDBs, before the engine's own emulation) and
+``pr_store`` (persistent reservations shared between nodes, a simfs extension). Everything
 a handler does not take over, simfs emulates (INQUIRY, READ CAPACITY, MODE SENSE, PR, ALUA,
 WRITE SAME through ``write``, COMPARE AND WRITE through ``read`` and ``write``...).
 
@@ -172,6 +173,10 @@ class Handler:
     unmap: Optional[Callable] = None
     reconfig: Optional[Callable] = None
     handle_cmd: Optional[Callable] = None
+    #: ``pr_store(dev)``: an object with ``load()`` and ``store(version, blob)`` keeping the
+    #: device's SPC-3 reservation state where every node exporting the same storage sees it
+    #: (a simfs extension; see simfs.scsi.pr_store), or None for LIO's per-node state
+    pr_store: Optional[Callable] = None
 
     def check_config(self, cfgstring: str) -> Optional[str]:
         """None when ``cfgstring`` (the whole dev_config) would open, else the reason."""

@@ -6,12 +6,19 @@ image must exist and have exactly the device's size (``dev_size``). librbd's err
 commands as tcmu-runner's do: a timed-out operation with BUSY (the initiator retries, or
 fails over), a blocklisted client with NOT READY / ALUA STATE TRANSITION, anything else with
 MEDIUM ERROR. Needs Debian's python3-rbd (a venv with --system-site-packages sees it).
+
+``;pr=shared`` (a simfs extension, not in tcmu-runner) keeps the device's persistent
+reservations in a RADOS object beside the image, ``simfs_pr.<image id>``, so every node
+exporting the image with ``pr=shared`` enforces one reservation; ``pr=local`` (the default)
+is LIO's per-node state. The object is replaced whole with compare-and-swap on its RADOS
+version (see :class:`RadosPrStore` and docs/multinode.md).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import threading
 from typing import Optional
 
 from simfs_plugins.handlers import Device, Handler, HandlerError, Status
@@ -28,7 +35,8 @@ CFG_DESC = ("RBD config string is of the form:\n"
             "poolname:\tExisting RADOS pool\n"
             "devicename:\tName of the RBD image\n"
             "optionN:\tLike: \"osd_op_timeout=30\" in secs\n"
-            "                     \"conf=/etc/ceph/cluster.conf\"\n")
+            "                     \"conf=/etc/ceph/cluster.conf\"\n"
+            "                     \"pr=shared\" (simfs: PR state shared in RADOS)\n")
 
 
 class Config:
@@ -45,6 +53,7 @@ class Config:
         self.pool, self.image = pool, image
         self.osd_op_timeout: Optional[str] = None
         self.conf: Optional[str] = None
+        self.pr = "local"
         for opt in opts:
             key, eq, value = opt.partition("=")
             if key == "osd_op_timeout" and eq:
@@ -56,6 +65,10 @@ class Config:
                 self.osd_op_timeout = value
             elif key == "conf" and eq and value:
                 self.conf = value
+            elif key == "pr" and eq:
+                if value not in ("local", "shared"):
+                    raise ValueError(f"Invalid pr {value!r} (local or shared)")
+                self.pr = value
             else:
                 raise ValueError(f"Unknown option {opt!r}")
 
@@ -64,13 +77,65 @@ def _err(e: BaseException) -> int:
     return -(getattr(e, "errno", None) or errno.EIO)
 
 
+class RadosPrStore:
+    """The device's persistent-reservation state in one RADOS object (``pr=shared``).
+
+    ``load`` reads the object and its RADOS object version; ``store`` writes the whole new
+    state in one write operation that first asserts that version (or, for the first state,
+    that the object does not exist yet). The OSD applies such an operation atomically or not
+    at all, so two nodes' updates are serialized, a loser learns it lost (ERANGE/EOVERFLOW,
+    or EEXIST) and runs its command again on the winner's state, and a node that dies
+    mid-update leaves either the old state or the new one: no lock to be left held.
+    """
+
+    #: the state is small (a few hundred bytes per registration); read at most this much
+    MAX = 1 << 20
+
+    def __init__(self, handler: "RbdHandler", dev: Device, ioctx, name: str):
+        self._handler, self._dev, self._ioctx, self.name = handler, dev, ioctx, name
+        # get_last_version() answers for the last operation of this ioctx: one at a time
+        self._lock = threading.Lock()
+
+    def load(self):
+        def read():
+            with self._lock:
+                try:
+                    blob = self._ioctx.read(self.name, self.MAX)
+                except rados.ObjectNotFound:
+                    return 0, None
+                return self._ioctx.get_last_version(), blob
+        return self._handler._io(self._dev, "read", read)
+
+    def store(self, version, blob: bytes) -> bool:
+        def write():
+            with self._lock, rados.WriteOpCtx() as op:
+                if version == 0:
+                    op.new(rados.LIBRADOS_CREATE_EXCLUSIVE)
+                else:
+                    op.assert_version(version)
+                op.write_full(blob)
+                try:
+                    self._ioctx.operate_write_op(op, self.name)
+                except (rados.ObjectExists, rados.ObjectNotFound):
+                    return False  # created, or removed, by someone else meanwhile
+                except rados.Error as e:
+                    if getattr(e, "errno", None) in (errno.ERANGE, errno.EOVERFLOW):
+                        return False  # another node stored first
+                    raise
+                return True
+        return self._handler._io(self._dev, "write", write)
+
+
 class State:
-    def __init__(self, cluster, ioctx, image):
+    def __init__(self, cluster, ioctx, image, pr_store: Optional[RadosPrStore] = None,
+                 pr_ioctx=None):
         self.cluster, self.ioctx, self.image = cluster, ioctx, image
+        self.pr_store, self.pr_ioctx = pr_store, pr_ioctx or _Nothing()
 
     def close(self) -> None:
         # the image first: shutting down a cluster with an image open hangs
-        for step in (self.image.close, self.ioctx.close, self.cluster.shutdown):
+        for step in (self.image.close, self.pr_ioctx.close, self.ioctx.close,
+                     self.cluster.shutdown):
             try:
                 step()
             except Exception:  # noqa: BLE001 - a cluster that is gone cannot refuse a close
@@ -126,10 +191,16 @@ class RbdHandler(Handler):
             if not image.features() & rbd.RBD_FEATURE_EXCLUSIVE_LOCK:
                 log.warn("exclusive-lock not enabled for image. HA not supported.")
             dev.max_xfer_len = image.stat()["obj_size"] // dev.block_size
+            store = None
+            if cfg.pr == "shared":
+                # an ioctx of its own: RADOS object versions are read per ioctx
+                pr_ioctx = cluster.open_ioctx(cfg.pool)
+                store = RadosPrStore(self, dev, pr_ioctx, f"simfs_pr.{image.id()}")
+                log.info(f"persistent reservations shared through {cfg.pool}/{store.name}")
         except BaseException:
             State(cluster, ioctx or _Nothing(), image or _Nothing()).close()
             raise
-        dev.private = State(cluster, ioctx, image)
+        dev.private = State(cluster, ioctx, image, store, store and store._ioctx)
 
     def close(self, dev: Device) -> None:
         if isinstance(dev.private, State):
@@ -160,6 +231,10 @@ class RbdHandler(Handler):
 
     def unmap(self, dev: Device, offset: int, length: int) -> None:
         self._io(dev, "unmap", lambda: dev.private.image.discard(offset, length))
+
+    def pr_store(self, dev: Device) -> Optional[RadosPrStore]:
+        st = getattr(dev, "private", None)  # None once closed
+        return st.pr_store if isinstance(st, State) else None
 
     def reconfig(self, dev: Device, key: str, value) -> None:
         if key != "dev_size":

@@ -67,6 +67,11 @@ mon data avail warn = 2
 paxos propose interval = 0.05
 rbd default features = 1
 
+[client]
+# one socket per client process: the rbd/ceph commands and every simfs daemon's librados
+# would otherwise fight over client.admin.asok ("failed to bind ... File exists")
+admin socket = {d}/run/$name.$pid.asok
+
 [mon.a]
 mon data = {d}/mon
 

@@ -237,6 +237,13 @@ class BackendDevice:
     def has_handle_cmd(self) -> bool:
         return type(self).handle_cmd is not BackendDevice.handle_cmd
 
+    # -- shared persistent reservations (a simfs extension) ----------------------------------
+    def pr_store(self):
+        """Where the device's SPC-3 reservation state lives when several nodes share it:
+        an object with ``load()`` and ``store(version, blob)`` (see simfs.scsi.pr_store), or
+        None, LIO's way: the state stays in this node's memory."""
+        return None
+
     def describe_storage(self) -> str:
         """A one-line description of the backing storage (for simfs's own tools)."""
         return ""

@@ -137,6 +137,7 @@ class ScsiEngine:
                       fabric_length=data_length, fabric_direction=data_direction)
         st = scsi_state(dev)
         try:
+            pr.prefetch(dev)  # shared PR state's I/O, outside the tree lock
             with self._lock:
                 if not dev.configured:
                     raise sense.NON_EXISTENT_LUN(why="device not enabled")

@@ -41,11 +41,12 @@ initiator first sends a command through the matching port (or when the fabric la
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 from simfs.core.t10 import spc as t10
-from simfs.scsi import sense, state
+from simfs.scsi import pr_store, sense, state
 from simfs.scsi import status as S
 from simfs.scsi.command import DATA_IN, DATA_NONE, DATA_OUT, Nexus, TargetPort
 from simfs.scsi.sense import ReservationConflict
@@ -119,6 +120,9 @@ class PrRuntime:
         self.spc2: Optional[Nexus] = None
         self.spc2_bin_isid = 0
         self.spc2_with_isid = False
+        #: (store, version, blob): the shared PR state newest loaded for a command (pr_store)
+        self.loaded: Optional[tuple] = None
+        self.store_lock = threading.Lock()
 
 
 def runtime(dev: "SeDevice") -> PrRuntime:
@@ -388,6 +392,13 @@ def _skip(dev: "SeDevice") -> bool:
             or dev.passthrough_pgr)
 
 
+def prefetch(dev: "SeDevice") -> None:
+    """Before the engine's tree lock: load shared PR state, when the device has a store (a
+    simfs extension; see :mod:`.pr_store`)."""
+    if not _skip(dev) and pr_store.store_of(dev) is not None:
+        pr_store.prefetch(dev, runtime(dev))
+
+
 def check_reservation(cmd: "Command", note: bool = True) -> bool:
     """True when ``cmd`` must end in RESERVATION CONFLICT (target_check_reservation).
 
@@ -396,6 +407,8 @@ def check_reservation(cmd: "Command", note: bool = True) -> bool:
     dev = cmd.dev
     if _skip(dev):
         return False
+    # with a shared store (a simfs extension) the state may have moved on another node
+    pr_store.refresh(dev, runtime(dev))
     if note:
         note_nexus(dev, cmd.nexus)
     if runtime(dev).spc2 is not None:

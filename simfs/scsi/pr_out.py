@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Optional
 
 from simfs.core import tmr
 from simfs.core.pr_files import pr_type_name
-from simfs.scsi import sense
+from simfs.scsi import pr_store, sense
 from simfs.scsi.aptpl import _update_and_write_aptpl, _update_and_write_aptpl_quiet
 from simfs.scsi.command import (DATA_OUT, Nexus, TargetPort)
 from simfs.scsi.pr import (_acl, _add_registration, ALL_REG, _alloc_registration,
@@ -38,7 +38,13 @@ def parse_pr_out(cmd: "Command") -> None:
     cmd.direction = DATA_OUT
     # the length the handler sees is the fabric's when it received more (target_cmd_size_check)
     cmd.ctx["pr_data_length"] = cmd.control_size_check(struct.unpack(">I", cmd.cdb[5:9])[0])
-    cmd.execute = _execute_pr_out
+    cmd.execute = _execute_shared
+
+
+def _execute_shared(cmd: "Command") -> None:
+    """With a shared PR store (a simfs extension), PR OUT runs as a compare-and-swap
+    transaction on the state every node shares; without one, as in LIO."""
+    return pr_store.transaction(cmd.dev, runtime(cmd.dev), lambda: _execute_pr_out(cmd))
 
 
 def _execute_pr_out(cmd: "Command") -> None:

@@ -3,7 +3,9 @@ ALUA, the way ceph-iscsi lays out its gateways: the same target IQN, one TPG per
 every node (only the node's own enabled), each TPG's LUN in its gateway's target port group
 (A Active/Optimized, B Active/NonOptimized), the same unit serial. libiscsi's MultipathIO
 runs across the two portals; data written through A is read back through B after A goes
-away and B is made Active/Optimized; PR state stays per node (LIO's limit)."""
+away and B is made Active/Optimized; PR state stays per node (LIO's limit), unless the
+device says ``;pr=shared`` (simfs's extension): then a reservation taken through A is
+enforced through B, and a PREEMPT through B fences A's holder."""
 from __future__ import annotations
 
 import re
@@ -42,12 +44,12 @@ def cluster(tmp_path_factory):
     run("simfs", "ceph", "down", str(d))
 
 
-def _node(conf: str, me: int, ports: dict[int, int]):
+def _node(conf: str, me: int, ports: dict[int, int], image: str = "disk", opts: str = ""):
     """One gateway: its own mount and daemon, TPGs for both gateways, only its own enabled."""
     m = mount("modern")
     t = f"{m.root}/target"
     dev = f"{t}/core/user_1/disk"
-    cfg = f"rbd/rbd/disk;conf={conf};osd_op_timeout=5"
+    cfg = f"rbd/rbd/{image};conf={conf};osd_op_timeout=5{opts}"
     m.ok(f"mkdir -p {dev} && echo 'dev_config={cfg},dev_size={SIZE}' > {dev}/control && "
          f"echo {SERIAL} > {dev}/wwn/vpd_unit_serial && echo 1 > {dev}/enable")
     for gw, (name, state) in ((1, ("ao", 0)), (2, ("ano", 1))):
@@ -156,3 +158,140 @@ def test_failover_keeps_the_data(nodes):
             f"iscsi://127.0.0.1:{ports[2]}/{IQN}/0")
     assert r.returncode == 0 and "read 262144" in r.stdout and "Pattern verification failed" \
         not in r.stdout, r.stdout + r.stderr
+
+
+# -- simfs's extension: PR state shared through RADOS (pr=shared) ---------------------------
+@pytest.fixture(scope="module")
+def shared_nodes(cluster):
+    """Two gateways on the image "shared", both with ;pr=shared."""
+    r = run("rbd", "-c", cluster, "create", "--size", "64M", "rbd/shared")
+    assert r.returncode == 0, r.stderr
+    ports = {1: free_port(), 2: free_port()}
+    a = _node(cluster, 1, ports, "shared", ";pr=shared")
+    b = _node(cluster, 2, ports, "shared", ";pr=shared")
+    yield a, b, ports
+    for m in (a, b):
+        umount(m)
+
+
+def scsi(m, gw: int, init: str, *args: str) -> str:
+    """A command through gateway ``gw``'s target port of node ``m``; its printed result."""
+    r = run("simfs", "scsi", m.root, "user_1/disk", "--port", f"iSCSI/{IQN}/tpgt_{gw}/lun_0",
+            "-I", init, "--isid", "400001370000", *args)
+    return r.stdout + r.stderr
+
+
+def write(m, gw: int, init: str) -> str:
+    return scsi(m, gw, init, "write", "0", "--data", "00" * 512)
+
+
+def clear(m, gw: int) -> None:
+    """No registrations or reservation left (from an earlier test)."""
+    assert "Status: GOOD" in scsi(m, gw, INIT_A, "persist", "--register-ignore",
+                                  "--sa-key", "0x99")
+    assert "Status: GOOD" in scsi(m, gw, INIT_A, "persist", "--clear", "--key", "0x99")
+
+
+def keys(m, gw: int) -> tuple[str, list[str]]:
+    out = scsi(m, gw, INIT_A, "persist", "--read-keys")
+    gen = re.search(r"PR generation: (0x[0-9a-f]+)", out)
+    assert gen, out
+    return gen.group(1), re.findall(r"^\s+(0x[0-9a-f]+)$", out, re.M)
+
+
+def test_shared_pr_one_reservation_two_gateways(shared_nodes, cluster):
+    """A registration and a reservation made through A are seen and enforced through B; a
+    PREEMPT through B fences A's holder; both gateways report one PR generation."""
+    a, b, _ = shared_nodes
+    clear(a, 1)
+    gen = int(keys(a, 1)[0], 16)
+    assert "Status: GOOD" in scsi(a, 1, INIT_A, "persist", "--register", "--sa-key", "0xa1")
+    assert keys(a, 1) == keys(b, 2) == (hex(gen + 1), ["0xa1"])
+    assert "Status: GOOD" in scsi(a, 1, INIT_A, "persist", "--reserve", "--key", "0xa1",
+                                  "--type", "1")  # Write Exclusive
+    assert "Status: GOOD" in write(a, 1, INIT_A)
+    # through B, another I_T nexus: no write, for a stranger or for A's host itself
+    assert "RESERVATION CONFLICT" in write(b, 2, INIT_B)
+    assert "RESERVATION CONFLICT" in write(b, 2, INIT_A)
+    assert "Status: GOOD" in scsi(b, 2, INIT_B, "read", "0", "1")
+    # B's host registers and preempts A's key: A's holder is fenced on node A
+    assert "Status: GOOD" in scsi(b, 2, INIT_B, "persist", "--register", "--sa-key", "0xb2")
+    assert "Status: GOOD" in scsi(b, 2, INIT_B, "persist", "--preempt", "--key", "0xb2",
+                                  "--sa-key", "0xa1", "--type", "1")
+    assert "RESERVATION CONFLICT" in write(a, 1, INIT_A)
+    assert "Status: GOOD" in write(b, 2, INIT_B)
+    assert keys(a, 1) == keys(b, 2) == (hex(gen + 3), ["0xb2"])
+    assert "0xb2" in scsi(a, 1, INIT_A, "persist", "--read-reservation")
+    # node A's pr/ files show the shared state it last loaded
+    assert a.read("target/core/user_1/disk/pr/res_pr_generation").strip() == \
+        f"0x{gen + 3:08x}"
+    # the state is one RADOS object beside the image
+    image_id = run("rbd", "-c", cluster, "info", "rbd/shared").stdout
+    image_id = re.search(r"id: (\S+)", image_id).group(1)
+    r = run("rados", "-c", cluster, "-p", "rbd", "get", f"simfs_pr.{image_id}", "-")
+    assert r.returncode == 0 and '"key":178' in r.stdout and f'"generation":{gen + 3}' in r.stdout, r
+    # clean up for the next run of the module's cluster
+    assert "Status: GOOD" in scsi(b, 2, INIT_B, "persist", "--clear", "--key", "0xb2")
+    assert keys(a, 1) == (hex(gen + 4), [])
+
+
+def test_shared_pr_gateways_enforce_it_on_the_wire(shared_nodes):
+    """The same through real iSCSI sessions: a reservation held through A's portal makes
+    a write from another host through B's portal fail (RESERVATION CONFLICT)."""
+    a, b, ports = shared_nodes
+    clear(b, 2)
+    assert "Status: GOOD" in scsi(a, 1, INIT_A, "persist", "--register", "--sa-key", "0xc3")
+    assert "Status: GOOD" in scsi(a, 1, INIT_A, "persist", "--reserve", "--key", "0xc3",
+                                  "--type", "1")
+    try:
+        w = run("qemu-io", "-f", "raw", "-c", "write -P 0x11 0 4k",
+                f"iscsi://127.0.0.1:{ports[2]}/{IQN}/0")
+        assert "wrote" not in w.stdout, w.stdout + w.stderr
+        r = run("qemu-io", "-f", "raw", "-c", "read 0 4k", f"iscsi://127.0.0.1:{ports[2]}/{IQN}/0")
+        assert "read 4096/4096" in r.stdout, r.stdout + r.stderr
+    finally:
+        scsi(a, 1, INIT_A, "persist", "--clear", "--key", "0xc3")
+    w = run("qemu-io", "-f", "raw", "-c", "write -P 0x11 0 4k",
+            f"iscsi://127.0.0.1:{ports[2]}/{IQN}/0")
+    assert "wrote 4096/4096" in w.stdout, w.stdout + w.stderr
+
+
+def _daemon_pid(m) -> int:
+    """The simfs daemon serving mount ``m`` (from simfs's record of active mounts)."""
+    import json
+    import os
+    from pathlib import Path
+    base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state"))
+    for f in (base / "simfs" / "active").glob("*.json"):
+        rec = json.loads(f.read_text())
+        if rec.get("mountpoint") == m.root:
+            return rec["pid"]
+    raise AssertionError(f"no active record for {m.root}")
+
+
+def test_shared_pr_outlives_a_killed_gateway(cluster):
+    """Gateway A's daemon is killed (SIGKILL) while its host holds the reservation: the
+    state is in RADOS, not in A, so B still enforces it, and B's host takes it over with
+    PREEMPT, as a cluster fences a dead node's host."""
+    import os
+    import signal
+    r = run("rbd", "-c", cluster, "create", "--size", "64M", "rbd/shared2")
+    assert r.returncode == 0, r.stderr
+    ports = {1: free_port(), 2: free_port()}
+    a = _node(cluster, 1, ports, "shared2", ";pr=shared")
+    b = _node(cluster, 2, ports, "shared2", ";pr=shared")
+    try:
+        assert "Status: GOOD" in scsi(a, 1, INIT_A, "persist", "--register", "--sa-key", "0xd4")
+        assert "Status: GOOD" in scsi(a, 1, INIT_A, "persist", "--reserve", "--key", "0xd4",
+                                      "--type", "3")  # Exclusive Access
+        os.kill(_daemon_pid(a), signal.SIGKILL)
+        assert "RESERVATION CONFLICT" in scsi(b, 2, INIT_B, "read", "0", "1")
+        assert "0xd4" in scsi(b, 2, INIT_B, "persist", "--read-reservation")
+        assert "Status: GOOD" in scsi(b, 2, INIT_B, "persist", "--register", "--sa-key", "0xe5")
+        assert "Status: GOOD" in scsi(b, 2, INIT_B, "persist", "--preempt", "--key", "0xe5",
+                                      "--sa-key", "0xd4", "--type", "3")
+        assert "Status: GOOD" in scsi(b, 2, INIT_B, "read", "0", "1")
+        assert keys(b, 2)[1] == ["0xe5"]
+    finally:
+        for m in (a, b):
+            umount(m)  # A's too: simfs umount clears a mount whose daemon died

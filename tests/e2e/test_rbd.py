@@ -1,7 +1,8 @@
 """user:rbd on a real throwaway Ceph (simfs ceph up): targetcli creates it in simfs run, bad
 pools and images are refused at enable (ENOENT, the runner's lines, nothing changed), a
-resize shows at the next command, and a cluster that goes away mid-I/O ends commands with
-BUSY while the daemon stays up."""
+resize shows at the next command, a full cluster ends writes with BUSY while reads go on, and
+a cluster that goes away mid-I/O ends commands with BUSY while the daemon stays up (with
+``;pr=shared`` the reservation state's reads end the same way)."""
 from __future__ import annotations
 
 import shutil
@@ -103,11 +104,50 @@ def test_resize_is_seen_at_the_next_command(cluster, m):
     assert str((64 << 20) // 512 - 1) in out or str(64 << 20) in out, out
 
 
+def test_full_cluster_ends_writes_busy_and_reads_go_on(m, tmp_path):
+    """A memstore OSD that fills up: Ceph marks the OSD and the pool full and its clients
+    hold writes back instead of failing them (no ENOSPC/EDQUOT reaches librbd), so after
+    osd_op_timeout each write ends as tcmu-runner ends a timed-out one: BUSY and "Timing
+    out cmd.". Reads still work, the daemon and the device stay up, what was written stays."""
+    d_ceph = tmp_path / "ceph"
+    r = run("simfs", "ceph", "up", "--memory", "48", str(d_ceph), timeout=120)
+    assert r.returncode == 0, r.stderr
+    try:
+        conf = r.stdout.strip()
+        assert run("rbd", "-c", conf, "create", "--size", "128M", "rbd/big").returncode == 0
+        d = _new(m, "x", f"rbd/rbd/big;conf={conf};osd_op_timeout=3", size=128 << 20)
+        m.ok(f"echo 1 > {m.root}/{d}/enable")
+        chunk = tmp_path / "chunk"
+        chunk.write_bytes(b"\x5a" * (1 << 20))
+        mark = m.log_mark()
+        for i in range(128):  # 1 MiB writes until the cluster is full (about 45 of them)
+            w = sh(f"simfs scsi {m.root} user_1/x write {i * 2048} --in {chunk}")
+            if "Status: GOOD" not in w.stdout:
+                break
+        else:
+            pytest.fail("128 MiB went into a 48 MiB memstore")
+        assert i > 8 and "Status: BUSY" in w.stdout, (i, w.stdout + w.stderr)
+        assert "tcmu-runner: rbd/x: Timing out cmd." in m.log_since(mark)
+        health = run("ceph", "-c", conf, "health").stdout
+        assert "full" in health, health
+        # reads still work and return what was written; the device stays enabled
+        out = m.ok(f"simfs scsi {m.root} user_1/x --hex read 0 1")
+        assert "Status: GOOD" in out and "5a5a5a5a" in out.replace(" ", ""), out
+        assert m.read(f"{d}/enable") == "1\n"
+    finally:
+        run("simfs", "ceph", "down", str(d_ceph))
+
+
 def test_cluster_gone_mid_io_ends_commands_busy(cluster, m):
     d_ceph, conf = cluster
     d = _new(m, "x", f"rbd/rbd/a;conf={conf};osd_op_timeout=3")
     m.ok(f"echo 1 > {m.root}/{d}/enable")
     m.ok(f"simfs scsi {m.root} user_1/x read 0 1")
+    # one more device keeping its reservations in RADOS (pr=shared)
+    assert run("rbd", "-c", conf, "create", "--size", "32M", "rbd/c").returncode == 0
+    ds = _new(m, "s", f"rbd/rbd/c;conf={conf};osd_op_timeout=3;pr=shared")
+    m.ok(f"echo 1 > {m.root}/{ds}/enable")
+    m.ok(f"simfs scsi {m.root} user_1/s -I iqn.x:h persist --register --sa-key 0x5")
     run("simfs", "ceph", "down", str(d_ceph))
     mark = m.log_mark()
     t = time.monotonic()
@@ -115,6 +155,13 @@ def test_cluster_gone_mid_io_ends_commands_busy(cluster, m):
     assert "BUSY" in (r.stdout + r.stderr).upper(), r.stdout + r.stderr
     assert "tcmu-runner: rbd/x: Timing out cmd." in m.log_since(mark)
     assert time.monotonic() - t < 60
+    # the shared reservation state cannot be read: PR IN and I/O end BUSY, nothing changes
+    mark = m.log_mark()
+    for args in ("persist --read-keys", "persist --register --sa-key 0x6", "read 0 1"):
+        r = sh(f"simfs scsi {m.root} user_1/s -I iqn.x:h {args}")
+        assert "Status: BUSY" in r.stdout, (args, r.stdout + r.stderr)
+    assert "tcmu-runner: rbd/s: Timing out cmd." in m.log_since(mark)
+    assert m.read(f"{ds}/pr/res_pr_generation") == "0x00000001\n"
     # the daemon stays up: the tree answers, other devices work
     assert m.read(f"{d}/enable") == "1\n"
     m.ok(f"mkdir -p {m.root}/target/core/rd_mcp_0/rd && echo rd_pages=16 > "
