@@ -79,6 +79,8 @@ class Task:
     unsol_datasn: int = 0
     sequenced: bool = False
     aborted: bool = False
+    #: the logical block size behind the LUN when the driver knows it (residuals)
+    block_size: Optional[int] = None
 
     def data_out(self):
         """What the initiator sent (bytes or the preallocated bytearray)."""
@@ -396,6 +398,10 @@ class ConnectionMachine:
 
     def _sequence(self, cmdsn: int, run: Callable[[], None]) -> None:
         sess = self.sess
+        if cmdsn == sess.exp_cmdsn and not self.ooo:
+            sess.exp_cmdsn = (cmdsn + 1) & 0xFFFFFFFF
+            run()
+            return
         if cmdsn == sess.exp_cmdsn:
             sess.exp_cmdsn = (cmdsn + 1) & 0xFFFFFFFF
             run()
@@ -658,11 +664,13 @@ class ConnectionMachine:
             except Exception:  # noqa: BLE001
                 return 0
         if blocks is not None:
-            bs = getattr(self.sess.tpg, "block_size", None)
-            try:
-                bs = int(bs(task.lun)) if callable(bs) else int(bs or 512)
-            except Exception:  # noqa: BLE001
-                bs = 512
+            bs = task.block_size
+            if bs is None:
+                bs = getattr(self.sess.tpg, "block_size", None)
+                try:
+                    bs = int(bs(task.lun)) if callable(bs) else int(bs or 512)
+                except Exception:  # noqa: BLE001
+                    bs = 512
             return blocks * bs
         return _cdb_out_length(task.cdb) if task.write else _cdb_in_length(task.cdb)
 

@@ -184,6 +184,10 @@ class Connection(asyncio.BufferedProtocol):
                     self._execute(a)
                 else:
                     self._manage(a)
+                # each response leaves as soon as it is made: the initiator works on it
+                # while the next command runs here (a batch held back to the end would
+                # make the two sides take turns)
+                self.flush()
         self.flush()
         if m.closing and not self._lost:
             self.transport.close()
@@ -200,6 +204,10 @@ class Connection(asyncio.BufferedProtocol):
         task = a.task
         tpg = self.sess.tpg
         key = self._device(task.lun)
+        # the device's block size, read here once instead of asked of the TPG for residuals
+        bs = getattr(getattr(key, "attrib", None), "block_size", None)
+        if type(bs) is int:
+            task.block_size = bs
         if key is None or (task.cdb[0] in _INLINE_OPS and self._idle(key)):
             # no device (answered at once), or a READ/WRITE to a device with nothing queued
             # and no injected latency: a thread hop would cost more than the command
