@@ -475,7 +475,7 @@ class ConnectionMachine:
         if write:
             task.unsolicited_done = bool(flags & P.F_FINAL)
             if dlen < edtl:
-                task.buf = bytearray(edtl)
+                task.buf = self._buffer(task)
                 if dlen:
                     task.buf[:dlen] = req.data
             else:
@@ -483,6 +483,14 @@ class ConnectionMachine:
             task.received = task.r2t_offset = dlen
         self.tasks[task.itt] = task
         self._sequence(task.cmdsn, lambda: self._start_task(task))
+
+    def _buffer(self, task: Task) -> bytearray:
+        """The whole data-out buffer of ``task`` (EDTL bytes, zeros until received)."""
+        try:
+            return bytearray(task.edtl)
+        except MemoryError:
+            raise CloseConnection(f"simfs: iSCSI: no memory for the {task.edtl} bytes of "
+                                  f"ITT 0x{task.itt:08x}, closing the connection.") from None
 
     def _start_task(self, task: Task) -> None:
         task.sequenced = True
@@ -555,7 +563,7 @@ class ConnectionMachine:
         else:
             seq[2] += 1
         if task.buf is None:  # data came whole with the command: nothing more is taken
-            task.buf = bytearray(task.edtl)
+            task.buf = self._buffer(task)
             task.buf[:len(task.data)] = task.data
             task.data = b""
         return task, seq
