@@ -20,7 +20,8 @@ Sections:
   memory     a 1 TiB rd_mcp device: RSS before and after writing 1 GiB (in-process engine)
   dataplane  engine READ/WRITE throughput in-process vs memcpy / os.pread/pwrite
   iscsi      simfs's iSCSI server vs tgt (tgtd) over 127.0.0.1, same 256 MiB backing file
-             on tmpfs: READ with libiscsi's iscsi-perf, WRITE with bench/iscsi_ini.py;
+             on tmpfs: READ with libiscsi's iscsi-perf, WRITE with QEMU's iSCSI driver
+             (qemu-img bench -w);
              4 KiB random and 1 MiB sequential, QD1 and QD32 (--profile: py-spy the
              simfs daemon during the first case)
   seed       the seed's v3.0 script end to end in a private mount namespace

@@ -2,8 +2,10 @@
 
 Modules: :mod:`.pdu` (PDU encode/decode), :mod:`.digest` (CRC32C), :mod:`.text` (keys and
 the kernel's negotiation), :mod:`.chap`, :mod:`.login` (login state machine), :mod:`.session`
-(full feature phase), :mod:`.server` (asyncio listeners in their own thread),
-:mod:`.workers` (a worker thread per device), :mod:`.report` (log lines, trace events).
+(sessions, the connection's asyncio driver), :mod:`.machine` (the full feature phase,
+sans-I/O), :mod:`.residual` (residual counts), :mod:`.server` (asyncio listeners in
+their own thread), :mod:`.workers` (a worker thread per device), :mod:`.report` (log lines,
+trace events).
 
 The server serves a *backend* (duck-typed; the fabric tree provides
 ``simfs_plugins.fabrics.iscsi.TreeIscsiBackend``):

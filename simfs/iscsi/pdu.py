@@ -358,38 +358,30 @@ def build_text_rsp(final: bool, cont: bool, lun: bytes, itt: int, ttt: int, stat
     return h
 
 
+#: a SCSI Response or Data-In header in one pack: opcode, flags, response, status,
+#: TotalAHSLength+DataSegmentLength, LUN, then eight 32-bit words from byte 16
+_RSP = struct.Struct(">BBBBI8s8I")
+_NO_LUN = bytes(8)
+
+
 def build_scsi_rsp(itt: int, status: int, statsn: int, exp_cmdsn: int, max_cmdsn: int,
                    exp_datasn: int, resid_flags: int, residual: int, dlength: int,
-                   response: int = 0) -> bytearray:
-    h = _bhs(OP_SCSI_RSP, F_FINAL | resid_flags, dlength)
-    h[2] = response
-    h[3] = status
-    _put(h, 16, itt)
-    _put(h, 24, statsn)
-    _put(h, 28, exp_cmdsn)
-    _put(h, 32, max_cmdsn)
-    _put(h, 36, exp_datasn)
-    _put(h, 44, residual)
-    return h
+                   response: int = 0) -> bytes:
+    return _RSP.pack(OP_SCSI_RSP, F_FINAL | resid_flags, response, status, dlength, _NO_LUN,
+                     itt & 0xFFFFFFFF, 0, statsn & 0xFFFFFFFF, exp_cmdsn & 0xFFFFFFFF,
+                     max_cmdsn & 0xFFFFFFFF, exp_datasn & 0xFFFFFFFF, 0,
+                     residual & 0xFFFFFFFF)
 
 
 def build_data_in(flags: int, status: int, lun: bytes, itt: int, ttt: int, statsn: int,
                   exp_cmdsn: int, max_cmdsn: int, datasn: int, offset: int, residual: int,
-                  dlength: int) -> bytearray:
-    h = _bhs(OP_DATA_IN, flags, dlength)
-    if flags & DATAIN_STATUS:
-        h[3] = status
-        _put(h, 24, statsn)
-    if flags & DATAIN_ACK:
-        h[8:16] = lun
-    _put(h, 16, itt)
-    _put(h, 20, ttt)
-    _put(h, 28, exp_cmdsn)
-    _put(h, 32, max_cmdsn)
-    _put(h, 36, datasn)
-    _put(h, 40, offset)
-    _put(h, 44, residual)
-    return h
+                  dlength: int) -> bytes:
+    st = flags & DATAIN_STATUS
+    return _RSP.pack(OP_DATA_IN, flags, 0, status if st else 0, dlength,
+                     lun if flags & DATAIN_ACK else _NO_LUN, itt & 0xFFFFFFFF,
+                     ttt & 0xFFFFFFFF, statsn & 0xFFFFFFFF if st else 0,
+                     exp_cmdsn & 0xFFFFFFFF, max_cmdsn & 0xFFFFFFFF, datasn & 0xFFFFFFFF,
+                     offset & 0xFFFFFFFF, residual & 0xFFFFFFFF)
 
 
 def build_r2t(lun: bytes, itt: int, ttt: int, statsn: int, exp_cmdsn: int, max_cmdsn: int,

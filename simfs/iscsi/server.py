@@ -8,8 +8,11 @@ from any thread, e.g. after every configfs change under ``np/``), ``stop()`` clo
 Before a connection has logged in it is a stranger: every read of it (header, data) counts
 against one login deadline (TA_LOGIN_TIMEOUT from accept, as the kernel's login timer), and
 only so many strangers are let in per portal and in all (the kernel has no such cap; a
-userspace target on a laptop or CI runner needs one). SCSI commands run in a worker thread
-per device (:mod:`simfs.iscsi.workers`), so a slow device delays only its own commands.
+userspace target on a laptop or CI runner needs one). After login a connection is a
+:class:`~simfs.iscsi.session.Connection` (an asyncio protocol driving the sans-I/O
+:mod:`simfs.iscsi.machine`). SCSI commands run in a worker thread per device
+(:mod:`simfs.iscsi.workers`), so a slow device delays only its own commands; a READ or
+WRITE to a device with nothing queued and no injected latency runs on the loop itself.
 
 A wildcard portal (``0.0.0.0``, ``::``) listens on the loopback addresses unless the server
 was made with ``listen_any=True`` (``simfs mount --listen-any``): the tree keeps the portal as
@@ -125,8 +128,7 @@ class IscsiServer:
     async def _shutdown(self) -> None:
         await self._sync([])
         for c in list(self.connections):
-            c.closing = True
-            c.writer.close()
+            c.close()
         for w in list(self._login_writers):
             w.close()
         await asyncio.sleep(0)
@@ -250,8 +252,7 @@ class IscsiServer:
         s.closed = True
         self.sessions.pop(s.serial, None)
         if s.conn is not None:
-            s.conn.closing = True
-            s.conn.writer.close()
+            s.conn.close()
         if not s.discovery and s.tpg is not None:
             hook = getattr(s.tpg, "session_removed", None)
             if hook is not None:
@@ -398,8 +399,7 @@ class IscsiServer:
         if not sess.discovery:
             sess.sid = self._new_sid(m.tpg)
         self.sessions[sess.serial] = sess
-        conn = Connection(self, reader, writer, sess, m.statsn, m.cid)
-        conn.peer = peername
+        conn = Connection(self, writer.transport, sess, m.statsn, m.cid, peer=peername)
         sess.conn = conn
         self.connections.add(conn)
         if not sess.discovery:
@@ -412,7 +412,14 @@ class IscsiServer:
         self.report.debug(f"iSCSI Login successful on CID: {conn.cid} from "
                           f"{addr_text(peername)} to {_portal_text(portal)},"
                           f"{getattr(m.tpg, 'tpgt', 1) if m.tpg is not None else 1}")
-        await conn.run()
+        # from here on the connection is a BufferedProtocol; what the stream read beyond
+        # the last login PDU goes to it first
+        buf = getattr(reader, "_buffer", b"")
+        leftover = bytes(buf)
+        del buf[:]
+        conn.start(leftover)
+        if reader.at_eof():  # the initiator closed its side during the handover
+            conn.close()
 
 
 def _portal_text(portal: tuple) -> str:

@@ -38,6 +38,8 @@ class _Worker:
         self.thread = threading.Thread(target=self._run, name=f"simfs-dev-{len(owner.workers)}",
                                        daemon=True)
         self.stopping = False
+        #: a job is running (it has left ``jobs``)
+        self.running = False
 
     def _run(self) -> None:
         owner = self.owner
@@ -52,6 +54,7 @@ class _Worker:
                     owner.workers.pop(self.key, None)
                     return
                 fn, args, done = self.jobs.popleft()
+                self.running = True
             try:
                 result, error = fn(*args), None
             except BaseException as e:  # noqa: BLE001 - handed to the completion
@@ -60,6 +63,8 @@ class _Worker:
                 done(result, error)
             except Exception:  # noqa: BLE001 - a closed loop: nobody waits any more
                 pass
+            with owner.lock:
+                self.running = False
 
 
 class Completions:
@@ -116,6 +121,12 @@ class DeviceWorkers:
             w.cond.notify()
         if start:
             w.thread.start()
+
+    def idle(self, key: Hashable) -> bool:
+        """Nothing queued or running for ``key`` (a command may then run elsewhere
+        without passing one that waits)."""
+        w = self.workers.get(key)  # a racy read is fine: only the loop submits
+        return w is None or (not w.jobs and not w.running)
 
     def queued(self, key: Hashable) -> int:
         with self.lock:

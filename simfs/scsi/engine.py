@@ -226,9 +226,11 @@ class ScsiEngine:
             raise ReservationConflict()
 
     @staticmethod
-    def _io_locks(cmd: Command) -> contextlib.ExitStack:
+    def _io_locks(cmd: Command):
         """The I/O locks of every device the command touches, taken in one global order
         so two copies running in opposite directions cannot deadlock."""
+        if not cmd.io_devices:  # the common case: one device, its lock alone
+            return scsi_state(cmd.dev).io_lock
         devs = {id(d): d for d in [cmd.dev, *cmd.io_devices]}
         stack = contextlib.ExitStack()
         for key in sorted(devs):

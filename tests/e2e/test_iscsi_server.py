@@ -192,6 +192,29 @@ def test_raw_write_control_cdb_keeps_the_fabric_length(target):
         ini.close()
 
 
+def test_raw_sense_goes_in_the_kernels_96_byte_buffer(target):
+    """iscsit_send_response sends the core's sense buffer whole: SenseLength 96
+    (TRANSPORT_SENSE_BUFFER), DataSegmentLength 98 and two bytes of padding; the sense
+    data first, zeros after it."""
+    ini = RawInitiator(target.port)
+    try:
+        ini.full_login()
+        for _ in range(3):  # TEST UNIT READY until the first UAs are reported
+            status, _, _ = ini.scsi(bytes(6))
+        assert status == 0
+        status, _, rsp = ini.scsi(bytes([0x28, 0, 0xFF, 0xFF, 0xFF, 0, 0, 0, 1, 0]),
+                                  read_len=512)  # LBA OUT OF RANGE
+        assert status == 2 and rsp.opcode == P.OP_SCSI_RSP
+        assert rsp.dlength == 98 and rsp.data[:2] == (96).to_bytes(2, "big")
+        assert _sense(rsp) == (5, 0x21, 0)
+        used = 8 + rsp.data[2 + 7]  # fixed format: 8 bytes + ADDITIONAL SENSE LENGTH
+        assert used == 18 and rsp.data[2 + used:] == bytes(96 - used)
+        # the connection goes on (the padding was where the initiator expected it)
+        assert ini.scsi(bytes(6))[0] == 0
+    finally:
+        ini.close()
+
+
 def test_raw_nop_and_reject(target):
     ini = RawInitiator(target.port)
     try:

@@ -1,0 +1,870 @@
+"""The full feature phase of one iSCSI connection as a sans-I/O state machine
+(drivers/target/iscsi/iscsi_target.c), the counterpart of :mod:`simfs.iscsi.login`.
+
+Bytes in, PDUs and actions out; no sockets, threads, clocks or asyncio in here:
+
+* input: :meth:`ConnectionMachine.get_buffer` gives the memory the next received bytes go
+  to, :meth:`~ConnectionMachine.buffer_updated` says how many arrived (the shape of
+  ``asyncio.BufferedProtocol``, so a Data-Out payload lands straight in its command's
+  buffer); :meth:`~ConnectionMachine.feed` does both for a bytes object (tests).
+* output: :meth:`~ConnectionMachine.take_output` hands over the PDU buffers to write (header,
+  digests, data, padding), :meth:`~ConnectionMachine.take_actions` the work for the driver:
+  :class:`Execute` (run a SCSI command on its device, then call
+  :meth:`~ConnectionMachine.complete`) and :class:`ManageTask` (the core side of a TMF, then
+  :meth:`~ConnectionMachine.tmf_done`). ``closing``/``close_reason`` say when the
+  connection must go.
+* timers: the driver calls :meth:`~ConnectionMachine.nopin_ping` every ``nopin_timeout``
+  seconds and :meth:`~ConnectionMachine.nopin_expired` ``nopin_response_timeout`` after a
+  ping (iscsit_start_nopin_timer / nopin_response_timer).
+
+What it does, in the kernel's order: SCSI Command checks (iscsit_setup_scsi_cmd: Reject
+PDUs), CmdSN windowing (iscsit_sequence_cmd: below ExpCmdSN or above MaxCmdSN silently
+dropped, ahead held until the gap fills), immediate and unsolicited data, R2Ts
+(MaxBurstLength, MaxOutstandingR2T), Data-Out DataSN/offset checks, Data-In cut to the
+initiator's MaxRecvDataSegmentLength and MaxBurstLength with the status in the last PDU
+(phase collapse) unless sense must go in a SCSI Response, the kernel's residuals, NOP-Out
+and NOP-In, task management, Text (SendTargets), Logout, SNACK (rejected at ERL 0).
+
+The machine asks the session's TPG view questions (its LUNs, a LUN's block size) but never
+runs a command itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from simfs.iscsi import digest as D
+from simfs.iscsi import pdu as P
+from simfs.iscsi.report import addr_text
+from simfs.iscsi.residual import cdb_blocks, cdb_in_length, cdb_out_length, residuals
+from simfs.iscsi.text import encode_text, parse_text
+from simfs.scsi.command import DATA_IN, DATA_NONE, DATA_OUT, Result
+
+GOOD, CHECK_CONDITION = 0x00, 0x02
+TASK_SET_FULL = 0x28
+#: the sense buffer a SCSI Response carries: TRANSPORT_SENSE_BUFFER (target_core_base.h),
+#: what translate_sense_reason sets as scsi_sense_length, so the SenseLength field says 96
+#: and the bytes after the sense data are zeros
+SENSE_BUFFER = 96
+#: the receive buffer's first size (a 256 KiB Data-Out plus its header fits)
+RECV_BUFFER = 1 << 18 | 4096
+
+
+class CloseConnection(Exception):
+    """The connection must go (the message is the kernel's line for why)."""
+
+
+@dataclass(eq=False)
+class Task:
+    """A SCSI command between its SCSI Command PDU and its status (the kernel's iscsit_cmd)."""
+
+    itt: int
+    cmdsn: int
+    lun: int
+    lun_bytes: bytes
+    cdb: bytes
+    edtl: int
+    read: bool
+    write: bool
+    immediate_cmd: bool = False
+    #: the immediate data when it is all the data (no copy into ``buf``)
+    data: Any = b""
+    #: the whole data-out, preallocated when Data-Out PDUs are to come
+    buf: Optional[bytearray] = None
+    received: int = 0
+    unsolicited_done: bool = True
+    r2t_offset: int = 0
+    outstanding_r2ts: dict = field(default_factory=dict)  # ttt -> [offset, length, datasn]
+    r2tsn: int = 0
+    unsol_datasn: int = 0
+    sequenced: bool = False
+    aborted: bool = False
+    #: the logical block size behind the LUN when the driver knows it (residuals)
+    block_size: Optional[int] = None
+
+    def data_out(self):
+        """What the initiator sent (bytes or the preallocated bytearray)."""
+        return self.buf if self.buf is not None else self.data
+
+
+@dataclass(eq=False)
+class Execute:
+    """Run ``task`` on its device: ``tpg.submit(isid, lun, cdb, data_out, **kw)``, then
+    :meth:`ConnectionMachine.complete` with the result (or ``failed`` with the error)."""
+
+    task: Task
+    args: tuple
+    kw: dict
+
+
+@dataclass(eq=False)
+class ManageTask:
+    """The core side of a TMF for ``lun`` (``tpg.task_management``), after the commands
+    queued on the device; then :meth:`ConnectionMachine.tmf_done` with the response."""
+
+    req: P.Pdu
+    function: int
+    lun: int
+    ref_itt: int
+
+
+class ConnectionMachine:
+    """One connection of ``sess`` (a :class:`simfs.iscsi.session.Session`) in full feature
+    phase; ``discovery(initiator, local)`` answers SendTargets; ``log`` is the server's
+    :class:`~simfs.iscsi.report.Reporter`."""
+
+    def __init__(self, sess, statsn: int, cid: int, log,
+                 discovery: Optional[Callable] = None, peer: Any = None):
+        self.sess = sess
+        self.statsn = statsn
+        self.cid = cid
+        self.log = log
+        self.peer = peer
+        self._discovery = discovery
+        self.p = sess.params
+        self.hd = bool(self.p.header_digest)
+        self.dd = bool(self.p.data_digest)
+        self.max_dsl = max(self.p.max_recv_dsl, 8192)
+        self.tasks: dict[int, Task] = {}
+        self.ooo: dict[int, Callable[[], None]] = {}
+        self.nopin_ttt: Optional[int] = None
+        self.closing = False
+        #: why the connection goes (None: a logout, or the peer went)
+        self.close_reason: Optional[str] = None
+        self.out: list = []
+        self.actions: list = []
+        # input: one buffer, parsed from _rpos to _rlen; a PDU whose header is parsed
+        # waits in _pending for its data; a Data-Out payload may go to _direct instead
+        self._rb = bytearray(RECV_BUFFER)
+        self._rpos = 0
+        self._rlen = 0
+        self._pending: Optional[tuple] = None  # (pdu, bytes still to come in the buffer)
+        self._direct: Optional[memoryview] = None
+        self._direct_pos = 0
+        self._after_direct: Optional[tuple] = None
+        self._skip = 0
+
+    # -- input ------------------------------------------------------------------------------------
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where the next received bytes go (asyncio.BufferedProtocol.get_buffer)."""
+        if self._direct is not None:
+            return self._direct[self._direct_pos:]
+        rb = self._rb
+        if self._rpos == self._rlen:
+            self._rpos = self._rlen = 0
+        # room for the pending data segment, or for the largest header
+        need = self._pending[1] if self._pending is not None else P.BHS_LEN + 1024
+        if len(rb) - self._rlen < 4096 or self._rpos + need > len(rb):
+            keep = self._rlen - self._rpos
+            size = max(len(rb), need + 4096)
+            nb = rb if size == len(rb) else bytearray(size)
+            nb[:keep] = rb[self._rpos:self._rlen]
+            self._rb, self._rpos, self._rlen = nb, 0, keep
+            rb = nb
+        return memoryview(rb)[self._rlen:]
+
+    def buffer_updated(self, n: int) -> None:
+        """``n`` bytes arrived where :meth:`get_buffer` said: handle every whole PDU."""
+        if self.closing:
+            return
+        try:
+            if self._direct is not None:
+                self._direct_pos += n
+                if self._direct_pos < len(self._direct):
+                    return
+                self._direct = None
+                req, task, seq, off, dlen = self._after_direct
+                self._after_direct = None
+                self._skip = -dlen & 3
+                self._data_out_done(req, task, seq, off, dlen)
+                if self.closing:
+                    return
+            else:
+                self._rlen += n
+            self._parse()
+        except CloseConnection as e:
+            self._close(str(e))
+
+    def feed(self, data) -> None:
+        """Hand over received bytes (a copy into :meth:`get_buffer`'s memory)."""
+        mv = memoryview(data).cast("B")
+        while len(mv) and not self.closing:
+            buf = self.get_buffer()
+            k = min(len(buf), len(mv))
+            buf[:k] = mv[:k]
+            del buf
+            mv = mv[k:]
+            self.buffer_updated(k)
+
+    def _parse(self) -> None:
+        rb = self._rb
+        while not self.closing and self._direct is None:
+            if self._skip:
+                k = min(self._skip, self._rlen - self._rpos)
+                self._rpos += k
+                self._skip -= k
+                if self._skip:
+                    break
+            avail = self._rlen - self._rpos
+            if self._pending is not None:
+                req, need = self._pending
+                if avail < need:
+                    break
+                self._pending = None
+                self._take_data(req, need)
+                continue
+            if avail < P.BHS_LEN:
+                break
+            pos = self._rpos
+            ahs_len = rb[pos + 4] * 4
+            hlen = P.BHS_LEN + ahs_len + (4 if self.hd else 0)
+            if avail < hlen:
+                break
+            bhs = bytes(rb[pos:pos + P.BHS_LEN])
+            ahs = bytes(rb[pos + P.BHS_LEN:pos + P.BHS_LEN + ahs_len]) if ahs_len else b""
+            if self.hd:
+                got = bytes(rb[pos + hlen - 4:pos + hlen])
+                want = D.digest(bhs, ahs)
+                if want != got:
+                    # iscsit_get_rx_pdu: the header becomes 0xff, an opcode nobody knows
+                    self._klog("err", "HeaderDigest CRC32C failed, received 0x%08x, computed "
+                               "0x%08x", int.from_bytes(got, "little"),
+                               int.from_bytes(want, "little"))
+                    self._klog("err", "Got unknown iSCSI OpCode: 0xff")
+                    raise CloseConnection("Cannot recover from unknown opcode while ERL=0, "
+                                          "closing iSCSI connection.")
+            self._rpos = pos + hlen
+            req = P.Pdu(bhs, ahs)
+            dlen = (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]
+            if not dlen:
+                self._dispatch(req)
+                continue
+            if dlen > self.max_dsl:
+                self._oversized(req, dlen)
+            if (bhs[0] & P.OP_MASK) == P.OP_DATA_OUT and not self.dd \
+                    and not self.sess.discovery:
+                self._data_out_header(req, dlen)
+                continue
+            self._pending = (req, dlen + (-dlen & 3) + (4 if self.dd else 0))
+
+    def _take_data(self, req: P.Pdu, need: int) -> None:
+        """The data segment of ``req`` is in the buffer: check its digest, then dispatch."""
+        pos = self._rpos
+        dlen = req.dlength
+        pad = -dlen & 3
+        with memoryview(self._rb) as mv:
+            data = bytes(mv[pos:pos + dlen])
+            if self.dd:
+                got = bytes(mv[pos + dlen + pad:pos + need])
+                if D.digest(data, P.PADDING[pad]) != got:
+                    raise CloseConnection("Unable to recover from DataOUT CRC failure while "
+                                          "ERL=0, closing session.")
+        self._rpos = pos + need
+        req.data = data
+        self._dispatch(req)
+
+    def _oversized(self, req: P.Pdu, dlen: int) -> None:
+        """A data segment beyond MaxXmitDataSegmentLength: the kernel's line for the
+        opcode, a Reject, and the connection goes (its data cannot be skipped safely)."""
+        mx = self.p.max_recv_dsl
+        op = req.opcode
+        if op == P.OP_NOOP_OUT:
+            why = (f"NOPOUT Ping Data DataSegmentLength: {dlen} is greater than "
+                   f"MaxXmitDataSegmentLength: {mx}, protocol error.")
+        elif op == P.OP_TEXT_REQ:
+            why = (f"Unable to accept text parameter length: {dlen}greater than "
+                   f"MaxXmitDataSegmentLength {mx}.")
+        elif op == P.OP_DATA_OUT:
+            why = f"DataSegmentLength: {dlen} is greater than MaxXmitDataSegmentLength: {mx}"
+        else:
+            why = (f"DataSegmentLength: {dlen} is greater than MaxXmitDataSegmentLength: "
+                   f"{mx}, protocol error.")
+        self.reject(req, P.REASON_PROTOCOL_ERROR)
+        raise CloseConnection(why)
+
+    # -- output -----------------------------------------------------------------------------------
+    def send(self, bhs: bytearray, data=b"") -> None:
+        """Queue one PDU (header digest, data, padding, data digest)."""
+        out = self.out
+        out.append(bhs)
+        if self.hd:
+            out.append(D.digest(bhs))
+        n = len(data)
+        if n:
+            out.append(data)
+            pad = P.PADDING[n & 3]
+            if pad:
+                out.append(pad)
+            if self.dd:
+                out.append(D.digest(data, pad))
+
+    def take_output(self) -> list:
+        """The buffers queued since the last call, in order (to be written as they are)."""
+        out, self.out = self.out, []
+        return out
+
+    def take_actions(self) -> list:
+        """The :class:`Execute`/:class:`ManageTask` actions queued since the last call."""
+        acts, self.actions = self.actions, []
+        return acts
+
+    def _close(self, why: Optional[str]) -> None:
+        if why is not None and self.close_reason is None:
+            self.log.err(why)
+            self.drop(why)
+            self.close_reason = why
+        self.closing = True
+
+    def _stat(self) -> int:
+        s = self.statsn
+        self.statsn = (s + 1) & 0xFFFFFFFF
+        return s
+
+    @property
+    def exp_cmdsn(self) -> int:
+        return self.sess.exp_cmdsn
+
+    @property
+    def max_cmdsn(self) -> int:
+        return self.sess.max_cmdsn
+
+    def _klog(self, level: str, fmt: str, *args: Any) -> None:
+        self.log.line(level, fmt % args if args else fmt)
+
+    def drop(self, why: str) -> None:
+        """Tell ``simfs trace`` that this connection is being dropped, and why."""
+        s = self.sess
+        self.log.event("drop", "dropped", why, peer=addr_text(self.peer),
+                       portal=addr_text(s.portal), target=s.target_name,
+                       tpgt=getattr(s.tpg, "tpgt", None) if s.tpg is not None else None,
+                       initiator=s.initiator)
+
+    def reject(self, req: P.Pdu, reason: int) -> None:
+        self.send(P.build_reject(reason, self._stat(), self.exp_cmdsn, self.max_cmdsn), req.bhs)
+
+    # -- NOP-In ping (the driver's timers) ---------------------------------------------------------
+    def nopin_ping(self) -> bool:
+        """The NOP-In timer fired: ping unless a ping is unanswered; True if one went."""
+        if self.closing or self.nopin_ttt is not None:
+            return False
+        self.nopin_ttt = self.sess.next_ttt()
+        self.send(P.build_nop_in(b"\0" * 8, P.RSVD_TAG, self.nopin_ttt, self.statsn,
+                                 self.exp_cmdsn, self.max_cmdsn))
+        return True
+
+    def nopin_expired(self) -> None:
+        """The response timer fired: no answer to the ping closes the connection."""
+        if self.nopin_ttt is None or self.closing:
+            return
+        sess = self.sess
+        self._close(f"Did not receive response to NOPIN on CID: {self.cid}, failing "
+                    f"connection for I_T Nexus {sess.initiator_name},i,0x{sess.isid.hex()},"
+                    f"{sess.target_name},t,0x{getattr(sess.tpg, 'tpgt', 1):02x}")
+
+    # -- dispatch ---------------------------------------------------------------------------------
+    def _dispatch(self, req: P.Pdu) -> None:
+        op = req.opcode
+        if self.sess.discovery and op not in (P.OP_TEXT_REQ, P.OP_LOGOUT_REQ):
+            self.reject(req, P.REASON_PROTOCOL_ERROR)
+            raise CloseConnection(f"Received illegal iSCSI Opcode: 0x{op:02x} while in "
+                                  "Discovery Session, rejecting.")
+        if op == P.OP_SCSI_CMD:
+            self.on_scsi_cmd(req)
+        elif op == P.OP_DATA_OUT:
+            self.on_data_out(req)
+        elif op == P.OP_NOOP_OUT:
+            self._sequenced(req, self.on_nop_out)
+        elif op == P.OP_TMF_REQ:
+            self._sequenced(req, self.on_tmf)
+        elif op == P.OP_TEXT_REQ:
+            self._sequenced(req, self.on_text)
+        elif op == P.OP_LOGOUT_REQ:
+            self._sequenced(req, self.on_logout)
+        elif op == P.OP_SNACK:
+            self._klog("err", "Initiator sent SNACK while ERL=0")
+            self.reject(req, P.REASON_PROTOCOL_ERROR)
+        else:
+            self._klog("err", "Got unknown iSCSI OpCode: 0x%02x", op)
+            self.reject(req, P.REASON_CMD_NOT_SUPPORTED)
+            raise CloseConnection("Cannot recover from unknown opcode while ERL=0, closing "
+                                  "iSCSI connection.")
+
+    def _sequenced(self, req: P.Pdu, handler) -> None:
+        """iscsit_sequence_cmd for non-SCSI requests (immediate ones skip the window)."""
+        if req.immediate:
+            handler(req)
+            return
+        self._sequence(req.cmdsn, lambda: handler(req))
+
+    def _sequence(self, cmdsn: int, run: Callable[[], None]) -> None:
+        sess = self.sess
+        if cmdsn == sess.exp_cmdsn and not self.ooo:
+            sess.exp_cmdsn = (cmdsn + 1) & 0xFFFFFFFF
+            run()
+            return
+        if cmdsn == sess.exp_cmdsn:
+            sess.exp_cmdsn = (cmdsn + 1) & 0xFFFFFFFF
+            run()
+            while sess.exp_cmdsn in self.ooo:
+                nxt = self.ooo.pop(sess.exp_cmdsn)
+                sess.exp_cmdsn = (sess.exp_cmdsn + 1) & 0xFFFFFFFF
+                nxt()
+            return
+        if P.serial_lt(cmdsn, sess.exp_cmdsn):
+            self._klog("debug", "Received CmdSN: 0x%08x is less than ExpCmdSN: 0x%08x, ignoring.",
+                       cmdsn, sess.exp_cmdsn)
+            return
+        if P.serial_gt(cmdsn, sess.max_cmdsn):
+            self._klog("err", "Received CmdSN: 0x%08x is greater than MaxCmdSN: 0x%08x, ignoring.",
+                       cmdsn, sess.max_cmdsn)
+            return
+        self.ooo[cmdsn] = run
+
+    def _inc_maxcmdsn(self) -> None:
+        self.sess.max_cmdsn = (self.sess.max_cmdsn + 1) & 0xFFFFFFFF
+
+    # -- SCSI Command -----------------------------------------------------------------------------
+    def on_scsi_cmd(self, req: P.Pdu) -> None:
+        bhs = req.bhs
+        flags = bhs[1]
+        dlen = (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]
+        edtl = int.from_bytes(bhs[20:24], "big")
+        p = self.p
+        if not flags & P.CMD_WRITE and not flags & P.F_FINAL:
+            return self.reject(req, P.REASON_BOOKMARK_INVALID)
+        read, write = bool(flags & P.CMD_READ), bool(flags & P.CMD_WRITE)
+        if (read or write) and edtl == 0:
+            read = write = False  # "Fixing up flags"
+        if not read and not write and edtl:
+            return self.reject(req, P.REASON_BOOKMARK_INVALID)
+        if read and write:
+            self._klog("err", "Bidirectional operations not supported!")
+            return self.reject(req, P.REASON_BOOKMARK_INVALID)
+        if bhs[0] & P.OP_IMMEDIATE:
+            self._klog("err", "Illegally set Immediate Bit in iSCSI Initiator Scsi Command PDU.")
+            return self.reject(req, P.REASON_BOOKMARK_INVALID)
+        if dlen:
+            if not p.immediate_data:
+                return self.reject(req, P.REASON_PROTOCOL_ERROR)
+            if edtl == dlen and not flags & P.F_FINAL:
+                return self.reject(req, P.REASON_PROTOCOL_ERROR)
+            if dlen > edtl:
+                self._klog("err", "DataSegmentLength: %u is greater than EDTL: %u, protocol "
+                           "error.", dlen, edtl)
+                return self.reject(req, P.REASON_PROTOCOL_ERROR)
+            if dlen > p.max_recv_dsl:
+                self._klog("err", "DataSegmentLength: %u is greater than "
+                           "MaxXmitDataSegmentLength: %u, protocol error.", dlen, p.max_recv_dsl)
+                return self.reject(req, P.REASON_PROTOCOL_ERROR)
+            if dlen > p.first_burst:
+                self._klog("err", "DataSegmentLength: %u is greater than FirstBurstLength: "
+                           "%u, protocol error.", dlen, p.first_burst)
+                return self.reject(req, P.REASON_BOOKMARK_INVALID)
+        elif edtl == 0 and not flags & P.F_FINAL:
+            return self.reject(req, P.REASON_PROTOCOL_ERROR)
+        if req.ahs:
+            ahs = req.ahs
+            if len(ahs) < 4 or ahs[2] != P.AHS_EXTENDED_CDB:
+                return self.reject(req, P.REASON_CMD_NOT_SUPPORTED)
+            cdb = req.cdb
+        else:
+            cdb = bhs[32:48]
+        lun_bytes = bhs[8:16]
+        task = Task(int.from_bytes(bhs[16:20], "big"), int.from_bytes(bhs[24:28], "big"),
+                    P.lun_to_int(lun_bytes), lun_bytes, cdb, edtl, read, write)
+        if write:
+            task.unsolicited_done = bool(flags & P.F_FINAL)
+            if dlen < edtl:
+                task.buf = self._buffer(task)
+                if dlen:
+                    task.buf[:dlen] = req.data
+            else:
+                task.data = req.data
+            task.received = task.r2t_offset = dlen
+        self.tasks[task.itt] = task
+        self._sequence(task.cmdsn, lambda: self._start_task(task))
+
+    def _buffer(self, task: Task) -> bytearray:
+        """The whole data-out buffer of ``task`` (EDTL bytes, zeros until received)."""
+        try:
+            return bytearray(task.edtl)
+        except MemoryError:
+            raise CloseConnection(f"simfs: iSCSI: no memory for the {task.edtl} bytes of "
+                                  f"ITT 0x{task.itt:08x}, closing the connection.") from None
+
+    def _start_task(self, task: Task) -> None:
+        task.sequenced = True
+        if task.aborted:
+            self.tasks.pop(task.itt, None)
+            return
+        if task.write and task.received < task.edtl:
+            if task.unsolicited_done:
+                self._send_r2ts(task)
+            return
+        self._execute(task)
+
+    def _send_r2ts(self, task: Task) -> None:
+        """iscsit_build_r2ts_for_cmd: up to MaxOutstandingR2T bursts of MaxBurstLength."""
+        p = self.p
+        while (len(task.outstanding_r2ts) < p.max_outstanding_r2t
+               and task.r2t_offset < task.edtl):
+            length = min(p.max_burst, task.edtl - task.r2t_offset)
+            ttt = self.sess.next_ttt()
+            task.outstanding_r2ts[ttt] = [task.r2t_offset, length, 0]
+            self.send(P.build_r2t(task.lun_bytes, task.itt, ttt, self.statsn, self.exp_cmdsn,
+                                  self.max_cmdsn, task.r2tsn, task.r2t_offset, length))
+            task.r2tsn += 1
+            task.r2t_offset += length
+
+    # -- Data-Out ---------------------------------------------------------------------------------
+    def _data_out_check(self, req: P.Pdu, n: int):
+        """The header checks of a Data-Out: (task, R2T sequence or None) to take the data,
+        None to discard it; raises CloseConnection where the kernel fails the connection."""
+        task = self.tasks.get(req.itt)
+        if task is None:
+            self._klog("debug", "Unable to locate ITT 0x%08x for Data-Out, dumping payload",
+                       req.itt)
+            return None
+        if not task.write:
+            self._klog("err", "Command ITT: 0x%08x received DataOUT for a NON-WRITE command.",
+                       task.itt)
+            return None
+        off = req.buffer_offset
+        if off + n > task.edtl:
+            self.reject(req, P.REASON_BOOKMARK_INVALID)
+            raise CloseConnection(f"DataOut Offset: {off}, Length {n} greater than iSCSI "
+                                  f"Command EDTL {task.edtl}, protocol error.")
+        ttt = req.ttt
+        if ttt == P.RSVD_TAG:
+            if self.p.initial_r2t:
+                raise CloseConnection("Received unexpected unsolicited data while "
+                                      "InitialR2T=Yes, protocol error.")
+            expect_sn = task.unsol_datasn
+            seq = None
+        else:
+            seq = task.outstanding_r2ts.get(ttt)
+            if seq is None:
+                self._klog("err", "Unable to locate R2T TTT 0x%08x for ITT 0x%08x", ttt,
+                           task.itt)
+                return None
+            expect_sn = seq[2]
+        datasn = req.datasn
+        if datasn != expect_sn:
+            if datasn > expect_sn:  # the kernel compares plainly, not serially
+                raise CloseConnection(
+                    f"Command ITT: 0x{task.itt:08x}, received DataSN: 0x{datasn:08x} "
+                    f"higher than expected 0x{expect_sn:08x}. Unable to perform within-command "
+                    "recovery while ERL=0.")
+            self._klog("err", "Command ITT: 0x%08x, received DataSN: 0x%08x lower than expected "
+                       "0x%08x, discarding payload.", task.itt, datasn, expect_sn)
+            return None
+        if seq is None:
+            task.unsol_datasn += 1
+        else:
+            seq[2] += 1
+        if task.buf is None:  # data came whole with the command: nothing more is taken
+            task.buf = self._buffer(task)
+            task.buf[:len(task.data)] = task.data
+            task.data = b""
+        return task, seq
+
+    def _data_out_header(self, req: P.Pdu, dlen: int) -> None:
+        """A Data-Out header (no data digest): its payload goes straight to the command's
+        buffer, or is skipped when the checks discard it."""
+        got = self._data_out_check(req, dlen)
+        pad = -dlen & 3
+        if got is None:
+            self._skip = dlen + pad
+            return
+        task, seq = got
+        off = req.buffer_offset
+        have = min(self._rlen - self._rpos, dlen)
+        if have:
+            task.buf[off:off + have] = memoryview(self._rb)[self._rpos:self._rpos + have]
+            self._rpos += have
+        if have == dlen:
+            self._skip = pad
+            self._data_out_done(req, task, seq, off, dlen)
+            return
+        self._direct = memoryview(task.buf)[off + have:off + dlen]
+        self._direct_pos = 0
+        self._after_direct = (req, task, seq, off, dlen)
+
+    def on_data_out(self, req: P.Pdu) -> None:
+        """A whole Data-Out PDU (data digests on): checks, then the data."""
+        n = len(req.data)
+        got = self._data_out_check(req, n)
+        if got is None:
+            return
+        task, seq = got
+        off = req.buffer_offset
+        task.buf[off:off + n] = req.data
+        self._data_out_done(req, task, seq, off, n)
+
+    def _data_out_done(self, req: P.Pdu, task: Task, seq, off: int, n: int) -> None:
+        task.received += n
+        if req.final:
+            if seq is None:
+                task.unsolicited_done = True
+                task.r2t_offset = max(task.r2t_offset, task.received)
+            else:
+                del task.outstanding_r2ts[req.ttt]
+        if task.aborted:
+            return
+        if task.received >= task.edtl:
+            if task.sequenced and not task.outstanding_r2ts:
+                self._execute(task)
+        elif req.final and task.sequenced and task.unsolicited_done:
+            self._send_r2ts(task)
+
+    # -- execution and completion -----------------------------------------------------------------
+    def _execute(self, task: Task) -> None:
+        # the EDTL and the (fixed-up) R/W flags: the core's data_length and data_direction
+        kw = {"data_length": task.edtl,
+              "data_direction": DATA_OUT if task.write else DATA_IN if task.read else DATA_NONE}
+        args = (self.sess.isid_str, task.lun, task.cdb,
+                task.data_out() if task.write else b"")
+        self.actions.append(Execute(task, args, kw))
+
+    def failed(self, task: Task, err: BaseException) -> None:
+        """The command raised in the backend: a HARDWARE ERROR answer (the connection lives)."""
+        self.log.err(f"simfs: iSCSI: command 0x{task.cdb[:1].hex()} failed in the backend: "
+                     f"{err!r}")
+        self.complete(task, hardware_error())
+
+    def complete(self, task: Task, res) -> None:
+        """A command's result (a :class:`~simfs.scsi.command.Result`): its Data-In and
+        response are queued, unless it was aborted or the connection is going."""
+        if self.tasks.get(task.itt) is task:
+            del self.tasks[task.itt]
+        if task.aborted or self.closing:
+            return
+        status = res.status
+        sense = res.sense or b""
+        data = res.data or b""
+        resid_flags, residual, keep = residuals(task.read, task.write, task.edtl, len(data),
+                                                status, lambda: self._cdb_length(task))
+        if keep < len(data):
+            data = memoryview(data)[:keep] if keep else b""
+        datasn = 0
+        if task.read and data and status == GOOD:
+            datasn = self._send_data_in(task, data, status, resid_flags, residual,
+                                        collapse=not sense)
+            if not sense:
+                return
+        self._inc_maxcmdsn()
+        payload = sense_segment(sense) if sense else b""
+        self.send(P.build_scsi_rsp(task.itt, status, self._stat(), self.exp_cmdsn,
+                                   self.max_cmdsn, datasn, resid_flags, residual,
+                                   len(payload)), payload)
+
+    def _cdb_length(self, task: Task) -> Optional[int]:
+        """The transfer length the CDB asks for (the kernel's ``size`` in
+        target_cmd_size_check), for residual reporting; None when unknown."""
+        blocks = cdb_blocks(task.cdb)
+        if task.cdb[:1] in (b"\x35", b"\x91"):
+            # SYNCHRONIZE CACHE has a size only where the backend syncs (exec_cmd_ops'
+            # execute_sync_cache: fileio, iblock); elsewhere it is a no-op of size 0
+            syncs = getattr(self.sess.tpg, "sync_cache", None)
+            try:
+                if syncs is not None and not syncs(task.lun):
+                    return 0
+            except Exception:  # noqa: BLE001
+                return 0
+        if blocks is not None:
+            bs = task.block_size
+            if bs is None:
+                bs = getattr(self.sess.tpg, "block_size", None)
+                try:
+                    bs = int(bs(task.lun)) if callable(bs) else int(bs or 512)
+                except Exception:  # noqa: BLE001
+                    bs = 512
+            return blocks * bs
+        return cdb_out_length(task.cdb) if task.write else cdb_in_length(task.cdb)
+
+    def _send_data_in(self, task: Task, data, status: int, resid_flags: int, residual: int,
+                      collapse: bool) -> int:
+        mv = data if isinstance(data, memoryview) else memoryview(data)
+        n = len(mv)
+        mrdsl = self.p.max_xmit_dsl
+        mbl = self.p.max_burst
+        off = 0
+        datasn = 0
+        burst_left = mbl
+        send = self.send
+        lunb = b"\0" * 8
+        while off < n:
+            seg = min(mrdsl, n - off, burst_left)
+            last = off + seg == n
+            burst_left -= seg
+            flags = 0
+            if last or burst_left == 0:
+                flags = P.F_FINAL
+                burst_left = mbl
+            statsn = 0
+            if last and collapse:
+                flags |= P.DATAIN_STATUS | resid_flags
+                self._inc_maxcmdsn()
+                statsn = self._stat()
+            send(P.build_data_in(flags, status, lunb, task.itt, P.RSVD_TAG, statsn,
+                                 self.exp_cmdsn, self.max_cmdsn, datasn, off,
+                                 residual if flags & P.DATAIN_STATUS else 0, seg),
+                 mv[off:off + seg] if seg != n else mv)
+            datasn += 1
+            off += seg
+        return datasn
+
+    # -- NOP-Out ----------------------------------------------------------------------------------
+    def on_nop_out(self, req: P.Pdu) -> None:
+        ttt = req.ttt
+        if ttt != P.RSVD_TAG:
+            # an answer to our NOP-In ping
+            if ttt == self.nopin_ttt:
+                self.nopin_ttt = None
+            return
+        if req.itt == P.RSVD_TAG:
+            if not req.immediate:
+                self._inc_maxcmdsn()
+            return  # a ping the initiator wants no answer to
+        if req.dlength > self.p.max_xmit_dsl:
+            return self.reject(req, P.REASON_PROTOCOL_ERROR)
+        if not req.immediate:
+            self._inc_maxcmdsn()
+        self.send(P.build_nop_in(req.lun_bytes, req.itt, P.RSVD_TAG, self._stat(),
+                                 self.exp_cmdsn, self.max_cmdsn, len(req.data)), req.data)
+
+    # -- Task Management --------------------------------------------------------------------------
+    def on_tmf(self, req: P.Pdu) -> None:
+        fn = req.tmf_function
+        sess = self.sess
+        tpg = sess.tpg
+        resp = P.TMF_RSP_COMPLETE
+        lun = req.lun
+        luns = set(tpg.luns()) if tpg is not None else set()
+        if fn in (P.TMF_ABORT_TASK, P.TMF_ABORT_TASK_SET, P.TMF_CLEAR_TASK_SET,
+                  P.TMF_LOGICAL_UNIT_RESET, P.TMF_CLEAR_ACA) and lun not in luns:
+            resp = P.TMF_RSP_NO_LUN
+        elif fn == P.TMF_ABORT_TASK:
+            ref = self.tasks.get(req.rtt)
+            if ref is None:
+                in_window = (not P.serial_lt(req.ref_cmdsn, sess.exp_cmdsn)
+                             and not P.serial_gt(req.ref_cmdsn, sess.max_cmdsn))
+                resp = P.TMF_RSP_COMPLETE if in_window else P.TMF_RSP_NO_TASK
+            elif ref.cmdsn != req.ref_cmdsn:
+                self._klog("err", "RefCmdSN 0x%08x does not equal task's CmdSN 0x%08x. "
+                           "Rejecting ABORT_TASK.", req.ref_cmdsn, ref.cmdsn)
+                resp = P.TMF_RSP_REJECTED
+            else:
+                self._abort(ref)
+                self.actions.append(ManageTask(req, fn, lun, req.rtt))
+                return
+        elif fn in (P.TMF_ABORT_TASK_SET, P.TMF_CLEAR_TASK_SET, P.TMF_LOGICAL_UNIT_RESET):
+            for t in list(self.tasks.values()):
+                if t.lun == lun:
+                    self._abort(t)
+            self.actions.append(ManageTask(req, fn, lun, req.rtt))
+            return
+        elif fn == P.TMF_CLEAR_ACA:
+            resp = P.TMF_RSP_NOT_SUPPORTED
+        elif fn in (P.TMF_TARGET_WARM_RESET, P.TMF_TARGET_COLD_RESET):
+            attr = "tmr_warm_reset" if fn == P.TMF_TARGET_WARM_RESET else "tmr_cold_reset"
+            if not getattr(tpg, attr, False):
+                self._klog("err", "TMR Opcode %s authorization failed for Initiator Node: %s",
+                           P.TMF_NAMES[fn], sess.initiator)
+                resp = P.TMF_RSP_AUTH_FAILED
+            else:
+                resp = P.TMF_RSP_NOT_SUPPORTED
+        elif fn == P.TMF_TASK_REASSIGN:
+            resp = P.TMF_RSP_NOT_SUPPORTED
+        else:
+            self._klog("err", "Unknown TMR function: 0x%02x, protocol error.", fn)
+            resp = P.TMF_RSP_NOT_SUPPORTED
+        self.tmf_done(req, resp)
+
+    def tmf_done(self, req: P.Pdu, resp: int) -> None:
+        """The TMF's response (after its :class:`ManageTask`, or at once)."""
+        if self.closing:
+            return
+        if not req.immediate:
+            self._inc_maxcmdsn()
+        self.send(P.build_tmf_rsp(resp, req.itt, self._stat(), self.exp_cmdsn, self.max_cmdsn))
+
+    def _abort(self, task: Task) -> None:
+        task.aborted = True
+        self.tasks.pop(task.itt, None)
+        if task.sequenced:
+            self._inc_maxcmdsn()
+
+    # -- Text (SendTargets) -----------------------------------------------------------------------
+    def on_text(self, req: P.Pdu) -> None:
+        try:
+            keys = parse_text(req.data)
+        except Exception:  # noqa: BLE001
+            keys = []
+        st = next((v for k, v in keys if k == "SendTargets"), None)
+        if st is None:
+            self._klog("err", "Unable to locate SendTargets=All or SendTargets=<iqn> in Text "
+                       "Request")
+            return self.reject(req, P.REASON_PROTOCOL_ERROR)
+        sess = self.sess
+        if st != "All" and sess.discovery is False and st == "":
+            st = sess.target_name
+        out = []
+        try:
+            targets = self._discovery(sess.initiator, sess.local) if self._discovery else []
+        except Exception as e:  # noqa: BLE001
+            self.log.err(f"simfs: iSCSI discovery failed: {e!r}")
+            targets = []
+        for name, addrs in targets:
+            if st != "All" and name != st:
+                continue
+            if not sess.discovery and st == "All" and name != sess.target_name:
+                continue
+            out.append(("TargetName", name))
+            for a in addrs:
+                out.append(("TargetAddress", a))
+        payload = encode_text(out)[: self.p.max_xmit_dsl]
+        if not req.immediate:
+            self._inc_maxcmdsn()
+        self.send(P.build_text_rsp(True, False, req.lun_bytes, req.itt, P.RSVD_TAG,
+                                   self._stat(), self.exp_cmdsn, self.max_cmdsn, len(payload)),
+                  payload)
+
+    # -- Logout -----------------------------------------------------------------------------------
+    def on_logout(self, req: P.Pdu) -> None:
+        reason = req.logout_reason
+        resp = P.LOGOUT_SUCCESS
+        if reason == P.LOGOUT_CLOSE_CONNECTION and req.cid != self.cid:
+            resp = P.LOGOUT_CID_NOT_FOUND
+        elif reason == P.LOGOUT_REMOVE_CONN_FOR_RECOVERY:
+            resp = P.LOGOUT_RECOVERY_UNSUPPORTED
+        elif reason not in (P.LOGOUT_CLOSE_SESSION, P.LOGOUT_CLOSE_CONNECTION):
+            return self.reject(req, P.REASON_PROTOCOL_ERROR)
+        if not req.immediate:
+            self._inc_maxcmdsn()
+        self.send(P.build_logout_rsp(resp, req.itt, self._stat(), self.exp_cmdsn,
+                                     self.max_cmdsn, self.p.time2wait, self.p.time2retain))
+        if resp == P.LOGOUT_SUCCESS:
+            self._close(None)
+
+
+def sense_segment(sense: bytes) -> bytes:
+    """A SCSI Response's data segment for ``sense``: SenseLength (the sense buffer's
+    size, as iscsit_send_response sends the core's scsi_sense_length) and the buffer:
+    the sense data zero-filled to :data:`SENSE_BUFFER` bytes; a pass-through backend's
+    longer sense is cut there, as transport_copy_sense_to_cmd copies that many)."""
+    sense = bytes(sense[:SENSE_BUFFER])
+    return SENSE_BUFFER.to_bytes(2, "big") + sense + bytes(SENSE_BUFFER - len(sense))
+
+
+def status_result(status: int) -> Result:
+    """A result with ``status`` and nothing else (TASK SET FULL when a queue is full)."""
+    return Result(status=status)
+
+
+def hardware_error() -> Result:
+    """CHECK CONDITION, HARDWARE ERROR / INTERNAL TARGET FAILURE (a backend that raised)."""
+    sense = bytearray(18)
+    sense[0], sense[2], sense[7], sense[12] = 0x70, 0x04, 10, 0x44
+    return Result(status=CHECK_CONDITION, sense=bytes(sense))

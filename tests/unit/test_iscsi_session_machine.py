@@ -1,0 +1,356 @@
+"""The full feature phase as a sans-I/O machine (simfs.iscsi.machine): PDU bytes in, PDUs
+and actions out, no socket, no event loop. Each test plays the initiator and the driver."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from simfs.iscsi import digest as D
+from simfs.iscsi import pdu as P
+from simfs.iscsi.machine import ConnectionMachine, Execute, ManageTask, SENSE_BUFFER
+from simfs.iscsi.session import Session
+from simfs.iscsi.text import SessionParams
+from simfs.scsi.command import DATA_IN, Result
+
+
+class Log:
+    def __init__(self):
+        self.lines: list = []
+        self.events: list = []
+
+    def line(self, level, msg):
+        self.lines.append((level, msg))
+
+    def err(self, msg):
+        self.line("err", msg)
+
+    def debug(self, msg):
+        self.line("debug", msg)
+
+    def event(self, *a, **kw):
+        self.events.append((a, kw))
+
+
+class Tpg:
+    tpgt = 1
+    target_name = "iqn.2026-12.test:t"
+
+    def luns(self):
+        return [0]
+
+    def block_size(self, lun):
+        return 512
+
+    def sync_cache(self, lun):
+        return True
+
+
+def machine(exp_cmdsn=1, window=4, **params):
+    kw = dict(immediate_data=True, initial_r2t=True, max_recv_dsl=8192, max_xmit_dsl=8192,
+              max_burst=16384, first_burst=8192, max_outstanding_r2t=1)
+    kw.update(params)
+    sess = Session(None, b"\x80\0\0\0\0\1", 1, "iqn.2026-12.test:i", Tpg.target_name, Tpg(),
+                   False, SessionParams(**kw), exp_cmdsn, exp_cmdsn + window - 1,
+                   ("127.0.0.1", 3260))
+    log = Log()
+    m = ConnectionMachine(sess, statsn=10, cid=0, log=log)
+    return m, sess, log
+
+
+def pdus(m: ConnectionMachine, digests: bool = False) -> list:
+    """The machine's output, split into PDUs (data without padding)."""
+    raw = b"".join(bytes(b) for b in m.take_output())
+    out = []
+    while raw:
+        p = P.Pdu(raw[:48])
+        pos = 48 + (4 if digests else 0)
+        n = p.dlength
+        p.data = raw[pos:pos + n]
+        pos += n + P.pad_len(n) + (4 if digests and n else 0)
+        out.append(p)
+        raw = raw[pos:]
+    return out
+
+
+def wire(bhs, data=b"") -> bytes:
+    return bytes(bhs) + bytes(data) + P.PADDING[len(data) & 3]
+
+
+def read10(lba, blocks):
+    return bytes([0x28, 0, *struct.pack(">I", lba), 0, *struct.pack(">H", blocks), 0])
+
+
+def write10(lba, blocks):
+    return bytes([0x2A, 0, *struct.pack(">I", lba), 0, *struct.pack(">H", blocks), 0])
+
+
+def cmd(itt, cmdsn, cdb, edtl, read=False, write=False, data=b"", final=True):
+    flags = (P.F_FINAL if final else 0) | (P.CMD_READ if read else 0) | \
+        (P.CMD_WRITE if write else 0)
+    return wire(P.build_scsi_cmd(flags, 0, itt, edtl, cmdsn, 0, cdb, len(data)), data)
+
+
+def executes(m) -> list:
+    acts = m.take_actions()
+    assert all(isinstance(a, Execute) for a in acts)
+    return acts
+
+
+# -- CmdSN window ---------------------------------------------------------------------------------
+def test_commands_run_in_cmdsn_order_and_an_early_one_waits_for_the_gap():
+    m, sess, _ = machine()
+    m.feed(cmd(0x11, 2, read10(0, 1), 512, read=True))   # ahead of ExpCmdSN 1: held
+    assert m.take_actions() == [] and sess.exp_cmdsn == 1
+    m.feed(cmd(0x10, 1, read10(8, 1), 512, read=True))   # fills the gap: both run, in order
+    assert [a.task.itt for a in executes(m)] == [0x10, 0x11]
+    assert sess.exp_cmdsn == 3 and m.take_output() == []
+
+
+def test_cmdsn_below_the_window_or_above_maxcmdsn_is_dropped_silently():
+    m, sess, log = machine(exp_cmdsn=5, window=2)   # MaxCmdSN 6
+    m.feed(cmd(0x20, 4, read10(0, 1), 512, read=True))
+    m.feed(cmd(0x21, 7, read10(0, 1), 512, read=True))
+    assert m.take_actions() == [] and m.take_output() == []
+    assert sess.exp_cmdsn == 5 and not m.closing
+    assert ("debug", "Received CmdSN: 0x00000004 is less than ExpCmdSN: 0x00000005, "
+            "ignoring.") in log.lines
+    assert ("err", "Received CmdSN: 0x00000007 is greater than MaxCmdSN: 0x00000006, "
+            "ignoring.") in log.lines
+
+
+def test_a_read_completes_with_phase_collapse_and_opens_the_window():
+    m, sess, _ = machine(max_xmit_dsl=4096)
+    m.feed(cmd(0x30, 1, read10(0, 16), 8192, read=True))
+    (a,) = executes(m)
+    assert a.args[2] == read10(0, 16) + bytes(6)  # the BHS carries 16 CDB bytes
+    assert a.kw == {"data_length": 8192, "data_direction": DATA_IN}
+    payload = bytes(range(256)) * 32
+    m.complete(a.task, Result(data=payload))
+    out = pdus(m)
+    assert [p.opcode for p in out] == [P.OP_DATA_IN, P.OP_DATA_IN]   # cut to 4096
+    assert [p.u32(36) for p in out] == [0, 1] and [p.u32(40) for p in out] == [0, 4096]
+    assert not out[0].flags & P.DATAIN_STATUS
+    assert out[1].flags & (P.F_FINAL | P.DATAIN_STATUS) == P.F_FINAL | P.DATAIN_STATUS
+    assert b"".join(p.data for p in out) == payload
+    assert out[1].u32(24) == 10 and m.statsn == 11           # StatSN in the last one only
+    assert out[1].u32(32) == sess.max_cmdsn == 5              # MaxCmdSN moved by one
+
+
+def test_residual_underflow_when_edtl_is_larger_than_the_cdb():
+    m, _, _ = machine()
+    m.feed(cmd(0x31, 1, read10(0, 1), 1024, read=True))
+    (a,) = executes(m)
+    m.complete(a.task, Result(data=bytes(512)))
+    (last,) = pdus(m)
+    assert last.flags & P.DATAIN_UNDERFLOW and last.u32(44) == 512
+
+
+# -- immediate data, R2T and Data-Out -------------------------------------------------------------
+def test_immediate_data_then_r2ts_then_data_out_into_one_buffer():
+    m, sess, _ = machine(max_burst=8192, first_burst=4096)
+    data = bytes(range(256)) * 80   # 20480 bytes: 4096 immediate, then two R2T bursts
+    m.feed(cmd(0x40, 1, write10(0, 40), len(data), write=True, data=data[:4096]))
+    (r2t,) = pdus(m)
+    assert r2t.opcode == P.OP_R2T and r2t.itt == 0x40
+    ttt, r2tsn, off, length = r2t.u32(20), r2t.u32(36), r2t.u32(40), r2t.u32(44)
+    assert (r2tsn, off, length) == (0, 4096, 8192)
+    # the burst in two Data-Out PDUs, split across feeds in odd places
+    d1 = wire(P.build_data_out(False, 0, 0x40, ttt, 0, 0, 4096, 4096), data[4096:8192])
+    d2 = wire(P.build_data_out(True, 0, 0x40, ttt, 0, 1, 8192, 4096), data[8192:12288])
+    stream = d1 + d2
+    for cut in (7, 50, 3000, len(stream)):
+        m.feed(stream[:cut])
+        stream = stream[cut:]
+    (r2t2,) = pdus(m)                      # MaxOutstandingR2T 1: the next one only now
+    assert (r2t2.u32(36), r2t2.u32(40), r2t2.u32(44)) == (1, 12288, 8192)
+    assert m.take_actions() == []
+    m.feed(wire(P.build_data_out(True, 0, 0x40, r2t2.u32(20), 0, 0, 12288, 8192),
+                data[12288:]))
+    (a,) = executes(m)
+    assert bytes(a.args[3]) == data
+    m.complete(a.task, Result())
+    (rsp,) = pdus(m)
+    assert rsp.opcode == P.OP_SCSI_RSP and rsp.bhs[3] == 0 and rsp.itt == 0x40
+
+
+def test_unsolicited_data_out_with_initial_r2t_no():
+    m, _, _ = machine(initial_r2t=False, first_burst=8192)
+    data = bytes([7]) * 8192
+    m.feed(cmd(0x41, 1, write10(0, 16), 8192, write=True, data=data[:2048], final=False))
+    assert m.take_output() == [] and m.take_actions() == []
+    m.feed(wire(P.build_data_out(True, 0, 0x41, P.RSVD_TAG, 0, 0, 2048, 6144), data[2048:]))
+    (a,) = executes(m)
+    assert bytes(a.args[3]) == data and m.take_output() == []
+
+
+def test_data_out_with_a_higher_datasn_closes_the_connection():
+    m, _, log = machine(max_burst=8192, first_burst=4096)
+    m.feed(cmd(0x42, 1, write10(0, 16), 8192, write=True))
+    (r2t,) = pdus(m)
+    m.feed(wire(P.build_data_out(True, 0, 0x42, r2t.u32(20), 0, 1, 0, 8192), bytes(8192)))
+    assert m.closing and m.take_actions() == []
+    why = ("Command ITT: 0x00000042, received DataSN: 0x00000001 higher than expected "
+           "0x00000000. Unable to perform within-command recovery while ERL=0.")
+    assert m.close_reason == why and ("err", why) in log.lines
+
+
+def test_data_out_lower_datasn_is_discarded_and_an_offset_past_edtl_is_rejected():
+    m, _, log = machine(max_burst=8192, first_burst=4096)
+    m.feed(cmd(0x43, 1, write10(0, 16), 8192, write=True))
+    (r2t,) = pdus(m)
+    ttt = r2t.u32(20)
+    m.feed(wire(P.build_data_out(False, 0, 0x43, ttt, 0, 0, 0, 4096), bytes([1]) * 4096))
+    m.feed(wire(P.build_data_out(False, 0, 0x43, ttt, 0, 0, 0, 4096), bytes([2]) * 4096))
+    assert ("err", "Command ITT: 0x00000043, received DataSN: 0x00000000 lower than "
+            "expected 0x00000001, discarding payload.") in log.lines
+    assert not m.closing and m.take_output() == []
+    m.feed(wire(P.build_data_out(True, 0, 0x43, ttt, 0, 1, 6144, 4096), bytes(4096)))
+    (rej,) = pdus(m)
+    assert rej.opcode == P.OP_REJECT and rej.bhs[2] == P.REASON_BOOKMARK_INVALID
+    assert m.closing and m.close_reason.startswith("DataOut Offset: 6144, Length 4096 "
+                                                  "greater than iSCSI Command EDTL 8192")
+
+
+def test_data_out_with_data_digests():
+    m, _, _ = machine(data_digest=True, max_burst=8192, first_burst=4096)
+    m.feed(cmd(0x44, 1, write10(0, 2), 1024, write=True)[:48])
+    (r2t,) = pdus(m, digests=False)
+    data = bytes([9]) * 1024
+    good = bytes(P.build_data_out(True, 0, 0x44, r2t.u32(20), 0, 0, 0, 1024)) + data + \
+        D.digest(data)
+    m.feed(good)
+    (a,) = executes(m)
+    assert bytes(a.args[3]) == data
+
+
+def test_a_data_digest_error_closes_the_connection():
+    m, _, _ = machine(data_digest=True)
+    m.feed(bytes(P.build_generic(P.OP_NOOP_OUT, P.F_FINAL, 0x50, w20=P.RSVD_TAG, cmdsn=1,
+                                 dlength=4)) + b"ping" + b"\0\0\0\0")
+    assert m.closing and m.close_reason == ("Unable to recover from DataOUT CRC failure "
+                                            "while ERL=0, closing session.")
+
+
+# -- sense -----------------------------------------------------------------------------------------
+def test_sense_goes_in_a_96_byte_buffer():
+    m, _, _ = machine()
+    m.feed(cmd(0x51, 1, read10(0, 1), 512, read=True))
+    (a,) = executes(m)
+    sense = bytes([0x70, 0, 5, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0])
+    m.complete(a.task, Result(status=2, sense=sense))
+    (rsp,) = pdus(m)
+    assert rsp.opcode == P.OP_SCSI_RSP and rsp.bhs[3] == 2
+    assert rsp.dlength == 2 + SENSE_BUFFER == 98
+    assert rsp.data[:2] == b"\x00\x60" and rsp.data[2:20] == sense
+    assert rsp.data[20:] == bytes(78)
+
+
+# -- NOP -------------------------------------------------------------------------------------------
+def test_nop_out_ping_is_echoed_and_a_nop_in_ping_expects_an_answer():
+    m, sess, log = machine()
+    m.feed(wire(P.build_generic(P.OP_NOOP_OUT, P.F_FINAL, 0x60, w20=P.RSVD_TAG, cmdsn=1,
+                                dlength=5), b"hello"))
+    (nop,) = pdus(m)
+    assert nop.opcode == P.OP_NOOP_IN and nop.itt == 0x60 and nop.data == b"hello"
+    assert sess.exp_cmdsn == 2
+    assert m.nopin_ping() and not m.nopin_ping()        # one ping outstanding at a time
+    (ping,) = pdus(m)
+    assert ping.opcode == P.OP_NOOP_IN and ping.itt == P.RSVD_TAG
+    m.feed(wire(P.build_generic(P.OP_NOOP_OUT, P.F_FINAL, P.RSVD_TAG, w20=ping.u32(20),
+                                cmdsn=2, immediate=True)))
+    m.nopin_expired()
+    assert not m.closing and m.take_output() == []
+    assert m.nopin_ping()
+    m.nopin_expired()                                    # no answer this time
+    assert m.closing and m.close_reason.startswith(
+        "Did not receive response to NOPIN on CID: 0, failing connection for I_T Nexus "
+        "iqn.2026-12.test:i,i,0x800000000001,iqn.2026-12.test:t,t,0x01")
+
+
+# -- task management -------------------------------------------------------------------------------
+def test_abort_task_drops_the_command_and_answers_after_the_device():
+    m, sess, _ = machine()
+    m.feed(cmd(0x70, 1, read10(0, 1), 512, read=True))
+    (a,) = executes(m)
+    m.feed(wire(P.build_generic(P.OP_TMF_REQ, P.F_FINAL | P.TMF_ABORT_TASK, 0x71, w20=0x70,
+                                cmdsn=2, immediate=True) + b""))
+    # RefCmdSN is at byte 32: 0 here, so the TMF is rejected (kernel: not the task's CmdSN)
+    (rsp,) = pdus(m)
+    assert rsp.opcode == P.OP_TMF_RSP and rsp.bhs[2] == P.TMF_RSP_REJECTED
+    tmf = P.build_generic(P.OP_TMF_REQ, P.F_FINAL | P.TMF_ABORT_TASK, 0x72, w20=0x70,
+                          cmdsn=2, immediate=True)
+    struct.pack_into(">I", tmf, 32, 1)
+    m.feed(wire(tmf))
+    (mt,) = m.take_actions()
+    assert isinstance(mt, ManageTask) and (mt.function, mt.ref_itt) == (P.TMF_ABORT_TASK, 0x70)
+    assert a.task.aborted and m.take_output() == []
+    m.complete(a.task, Result(data=bytes(512)))          # the aborted command says nothing
+    assert m.take_output() == []
+    m.tmf_done(mt.req, P.TMF_RSP_COMPLETE)
+    (rsp,) = pdus(m)
+    assert rsp.opcode == P.OP_TMF_RSP and rsp.itt == 0x72 and rsp.bhs[2] == 0
+
+
+def test_abort_task_of_an_unknown_lun():
+    m, _, _ = machine()
+    m.feed(wire(P.build_generic(P.OP_TMF_REQ, P.F_FINAL | P.TMF_ABORT_TASK, 0x73, w20=1,
+                                lun=5, immediate=True)))
+    (rsp,) = pdus(m)
+    assert rsp.bhs[2] == P.TMF_RSP_NO_LUN and m.take_actions() == []
+
+
+# -- logout and protocol errors --------------------------------------------------------------------
+def test_logout_answers_then_closes():
+    m, sess, _ = machine()
+    m.feed(wire(P.build_generic(P.OP_LOGOUT_REQ, P.F_FINAL | P.LOGOUT_CLOSE_SESSION, 0x80,
+                                cmdsn=1)))
+    (rsp,) = pdus(m)
+    assert rsp.opcode == P.OP_LOGOUT_RSP and rsp.itt == 0x80 and rsp.bhs[2] == 0
+    assert m.closing and m.close_reason is None
+    m.feed(cmd(0x81, 2, read10(0, 1), 512, read=True))  # nothing after logout
+    assert m.take_actions() == []
+
+
+def test_snack_is_rejected_and_an_unknown_opcode_closes():
+    m, _, log = machine()
+    m.feed(wire(P.build_generic(P.OP_SNACK, P.F_FINAL, 0x90)))
+    (rej,) = pdus(m)
+    assert rej.opcode == P.OP_REJECT and rej.bhs[2] == P.REASON_PROTOCOL_ERROR
+    assert ("err", "Initiator sent SNACK while ERL=0") in log.lines and not m.closing
+    m.feed(wire(P.build_generic(0x1F, P.F_FINAL, 0x91)))
+    (rej,) = pdus(m)
+    assert rej.bhs[2] == P.REASON_CMD_NOT_SUPPORTED and m.closing
+
+
+def test_a_header_digest_error_closes_before_anything_runs():
+    m, _, log = machine(header_digest=True)
+    bhs = bytes(P.build_scsi_cmd(P.F_FINAL | P.CMD_READ, 0, 1, 512, 1, 0, read10(0, 1), 0))
+    m.feed(bhs + b"\0\0\0\0")
+    assert m.closing and m.take_actions() == []
+    assert ("err", "Got unknown iSCSI OpCode: 0xff") in log.lines
+
+
+def test_an_oversized_data_segment_is_rejected_and_closes():
+    m, _, _ = machine(max_recv_dsl=8192)
+    m.feed(bytes(P.build_generic(P.OP_NOOP_OUT, P.F_FINAL, 0x92, w20=P.RSVD_TAG,
+                                 dlength=65536)))
+    (rej,) = pdus(m)
+    assert rej.opcode == P.OP_REJECT and m.closing
+    assert m.close_reason == ("NOPOUT Ping Data DataSegmentLength: 65536 is greater than "
+                              "MaxXmitDataSegmentLength: 8192, protocol error.")
+
+
+@pytest.mark.parametrize("size", [1, 48, 4096])
+def test_byte_by_byte_or_in_chunks_the_same_pdus(size):
+    m, _, _ = machine(max_burst=65536, first_burst=8192, max_recv_dsl=65536)
+    data = bytes(range(256)) * 64
+    stream = cmd(0xA0, 1, write10(0, 32), 16384, write=True, data=data[:8192])
+    m.feed(stream)
+    (r2t,) = pdus(m)
+    stream = wire(P.build_data_out(True, 0, 0xA0, r2t.u32(20), 0, 0, 8192, 8192), data[8192:])
+    stream += cmd(0xA1, 2, read10(0, 1), 512, read=True)
+    for i in range(0, len(stream), size):
+        m.feed(stream[i:i + size])
+    acts = executes(m)
+    assert [a.task.itt for a in acts] == [0xA0, 0xA1] and bytes(acts[0].args[3]) == data
