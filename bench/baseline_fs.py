@@ -173,11 +173,12 @@ class PinnedBaselineFS(BaselineFS):
 
 def main(argv: list[str]) -> int:
     pin, cache = "--pin" in argv, "--cache" in argv
-    argv = [a for a in argv if a not in ("--pin", "--cache")]
+    dio = "--direct-io" in argv
+    argv = [a for a in argv if a not in ("--pin", "--cache", "--direct-io")]
     if len(argv) != 1:
         print("usage: baseline_fs.py [--pin] [--cache] MOUNTPOINT", file=sys.stderr)
         return 2
-    ops = (PinnedBaselineFS if pin else BaselineFS)(direct_io=not cache)
+    ops = (PinnedBaselineFS if pin else BaselineFS)(direct_io=not cache or dio)
     timeouts = {} if cache else dict(attr_timeout=0, entry_timeout=0, negative_timeout=0)
     fuse.FUSE(ops, argv[0], raw_fi=True, foreground=True, nothreads=False,
               fsname="baselinefs", subtype="baseline", default_permissions=False, **timeouts)

@@ -113,12 +113,14 @@ def mount(kind: str, work: Path, profile: str = "modern") -> Iterator[Tree]:
         t = Tree(kind, mp, pid, mp / "target/core/rd_mcp_0/dev")
         os.makedirs(t.hba, exist_ok=True)
         simfs_dev(t, "dev")
-    elif kind in ("fusepy", "fusepy+pin", "fusepy-cache"):
+    elif kind in ("fusepy", "fusepy+pin", "fusepy-cache", "fusepy-cache+dio"):
         cmd = [sys.executable, str(HERE / "baseline_fs.py")]
         if kind == "fusepy+pin":
             cmd.append("--pin")
-        if kind == "fusepy-cache":
+        if kind.startswith("fusepy-cache"):
             cmd.append("--cache")
+        if kind.endswith("+dio"):
+            cmd.append("--direct-io")
         proc = subprocess.Popen(cmd + [str(mp)], stdout=subprocess.DEVNULL,
                                 stderr=open(work / f"{mp.name}.log", "wb"))
         _wait_mounted(mp)
@@ -265,14 +267,17 @@ CYCLES = {
 
 
 def run_cycles(trees: list[Tree], n: dict[str, int], trials: int) -> dict:
-    """Every cycle on every tree, trials interleaved (A B C A B C ...), medians."""
+    """Every cycle on every tree, trials interleaved (A B C, B C A, ...), medians."""
     raw: dict = {t.kind: {c: [] for c in t.cycles} for t in trees}
     for t in trees:  # warm-up
         for c in t.cycles:
             CYCLES[c](t)(max(5, n[c] // 20))
-    for _ in range(trials):
+    for trial in range(trials):
+        # Each trial starts with another tree (A B C, B C A, C A B ...): on a shared machine
+        # the load comes in bursts, and a fixed order would hand one tree the same slot.
+        order = trees[trial % len(trees):] + trees[:trial % len(trees)]
         for c, mk in CYCLES.items():
-            for t in trees:
+            for t in order:
                 if c in t.cycles:
                     raw[t.kind][c].append(timed(mk(t), n[c], t.proc()))
     return {k: {c: median_of(v) for c, v in cs.items()} for k, cs in raw.items()}
@@ -282,7 +287,7 @@ def run_cycles(trees: list[Tree], n: dict[str, int], trials: int) -> dict:
 def section_control(a, work: Path, res: dict) -> None:
     n = {"read": 1000, "write": 1000, "mkdir": 200} if a.quick else \
         {"read": 3000, "write": 3000, "mkdir": 500}
-    trials = 3 if a.quick else 5
+    trials = 3 if a.quick else 6  # one per starting tree
     with contextlib.ExitStack() as st:
         trees = [st.enter_context(mount(k, work))
                  for k in ("simfs", "fusepy", "fusepy+pin", "fusepy-cache", "tmpfs")]
