@@ -15,10 +15,12 @@ negative timeouts 0, ``direct_io`` set on every open, ``use_ns``. ``--pin`` adds
 simfs's thread-state pin (``simfs.daemon.fuse_adapter.ThreadStatePins``), so the floor can
 be priced with and without it. ``--cache`` is "plain fusepy, default caching": no timeout
 options (libfuse's defaults, 1 s), no ``direct_io`` (the page cache, dropped at each open),
-the floor simfs's cached mount is measured against. The attribute files also sit at the
+the floor simfs's cached mount is measured against. ``--cache --direct-io``: the same with
+``direct_io`` on every open, as simfs's attribute files have (a diagnostic: it showed that
+direct I/O is not what made simfs's cycles wait). The attribute files also sit at the
 root (``/emulate_write_cache`` ...), for the floor at path depth 1.
 
-Run: ``python3 bench/baseline_fs.py [--pin] [--cache] MOUNTPOINT`` (foreground;
+Run: ``python3 bench/baseline_fs.py [--pin] [--cache [--direct-io]] MOUNTPOINT`` (foreground;
 fusermount -u to stop).
 ``BASELINE_BINDING=mfusepy`` serves it through mfusepy instead (with
 ``FUSE_LIBRARY_NAME=fuse3`` for libfuse 3), to price the binding itself.
@@ -173,11 +175,13 @@ class PinnedBaselineFS(BaselineFS):
 
 def main(argv: list[str]) -> int:
     pin, cache = "--pin" in argv, "--cache" in argv
-    argv = [a for a in argv if a not in ("--pin", "--cache")]
+    dio = "--direct-io" in argv
+    argv = [a for a in argv if a not in ("--pin", "--cache", "--direct-io")]
     if len(argv) != 1:
-        print("usage: baseline_fs.py [--pin] [--cache] MOUNTPOINT", file=sys.stderr)
+        print("usage: baseline_fs.py [--pin] [--cache [--direct-io]] MOUNTPOINT",
+              file=sys.stderr)
         return 2
-    ops = (PinnedBaselineFS if pin else BaselineFS)(direct_io=not cache)
+    ops = (PinnedBaselineFS if pin else BaselineFS)(direct_io=not cache or dio)
     timeouts = {} if cache else dict(attr_timeout=0, entry_timeout=0, negative_timeout=0)
     fuse.FUSE(ops, argv[0], raw_fi=True, foreground=True, nothreads=False,
               fsname="baselinefs", subtype="baseline", default_permissions=False, **timeouts)

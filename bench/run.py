@@ -114,12 +114,14 @@ def mount(kind: str, work: Path, profile: str = "modern") -> Iterator[Tree]:
         t = Tree(kind, mp, pid, mp / "target/core/rd_mcp_0/dev")
         os.makedirs(t.hba, exist_ok=True)
         simfs_dev(t, "dev")
-    elif kind in ("fusepy", "fusepy+pin", "fusepy-cache"):
+    elif kind in ("fusepy", "fusepy+pin", "fusepy-cache", "fusepy-cache+dio"):
         cmd = [sys.executable, str(HERE / "baseline_fs.py")]
         if kind == "fusepy+pin":
             cmd.append("--pin")
-        if kind == "fusepy-cache":
+        if kind.startswith("fusepy-cache"):
             cmd.append("--cache")
+        if kind.endswith("+dio"):
+            cmd.append("--direct-io")
         proc = subprocess.Popen(cmd + [str(mp)], stdout=subprocess.DEVNULL,
                                 stderr=open(work / f"{mp.name}.log", "wb"))
         _wait_mounted(mp)
@@ -164,20 +166,35 @@ def _write(path: Path, text: str, create: bool = False) -> None:
         os.close(fd)
 
 
+#: Per-cycle latencies (ns) of the cycles timed last (read and write): the same two clock
+#: reads per cycle for every tree, so the percentiles compare like with like.
+LAT: list[int] = []
+
+
 def read_cycles(path: Path, n: int) -> None:
     p = str(path)
+    lat = LAT
+    lat.clear()
+    clock = time.perf_counter_ns
     for _ in range(n):
+        t0 = clock()
         fd = os.open(p, os.O_RDONLY)
         os.read(fd, 4096)
         os.close(fd)
+        lat.append(clock() - t0)
 
 
 def write_cycles(path: Path, n: int, data: bytes = b"64\n") -> None:
     p = str(path)
+    lat = LAT
+    lat.clear()
+    clock = time.perf_counter_ns
     for _ in range(n):
+        t0 = clock()
         fd = os.open(p, os.O_WRONLY)
         os.write(fd, data)
         os.close(fd)
+        lat.append(clock() - t0)
 
 
 def mkdir_cycles(t: Tree, n: int) -> None:
@@ -200,15 +217,38 @@ def mkdir_cycles(t: Tree, n: int) -> None:
         os.rmdir(d)
 
 
+def run_queue_wait_ns(pid: Optional[int]) -> int:
+    """Time the process's threads (the bench's own when ``pid`` is None) spent runnable
+    but waiting for a CPU (the second field of /proc/<pid>/task/<tid>/schedstat)."""
+    base = f"/proc/{pid}/task" if pid else "/proc/self/task"
+    total = 0
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(base):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                with open(f"{base}/{tid}/schedstat") as f:
+                    total += int(f.read().split()[1])
+    return total
+
+
 def timed(fn: Callable[[int], None], n: int, proc: Optional[psutil.Process]) -> dict:
     c0 = proc.cpu_times() if proc else None
+    w0, b0 = run_queue_wait_ns(proc.pid if proc else -1), run_queue_wait_ns(None)
+    LAT.clear()
     t0 = time.perf_counter()
     fn(n)
     wall = time.perf_counter() - t0
     out = {"us_per_op": wall / n * 1e6}
+    if LAT:
+        lat = sorted(LAT)
+        out["p50_us"] = lat[len(lat) // 2] / 1e3
+        out["p99_us"] = lat[int(len(lat) * 0.99)] / 1e3
+        out["tail_share"] = sum(x for x in lat if x > 10 * lat[len(lat) // 2]) / sum(lat)
+    # waiting for a CPU, per cycle: the daemon's threads and the bench's own
+    out["bench_rq_wait_us_per_op"] = (run_queue_wait_ns(None) - b0) / n / 1e3
     if proc:
         c1 = proc.cpu_times()
         out["daemon_cpu_us_per_op"] = ((c1.user - c0.user) + (c1.system - c0.system)) / n * 1e6
+        out["daemon_rq_wait_us_per_op"] = (run_queue_wait_ns(proc.pid) - w0) / n / 1e3
     return out
 
 
@@ -228,14 +268,17 @@ CYCLES = {
 
 
 def run_cycles(trees: list[Tree], n: dict[str, int], trials: int) -> dict:
-    """Every cycle on every tree, trials interleaved (A B C A B C ...), medians."""
+    """Every cycle on every tree, trials interleaved (A B C, B C A, ...), medians."""
     raw: dict = {t.kind: {c: [] for c in t.cycles} for t in trees}
     for t in trees:  # warm-up
         for c in t.cycles:
             CYCLES[c](t)(max(5, n[c] // 20))
-    for _ in range(trials):
+    for trial in range(trials):
+        # Each trial starts with another tree (A B C, B C A, C A B ...): on a shared machine
+        # the load comes in bursts, and a fixed order would hand one tree the same slot.
+        order = trees[trial % len(trees):] + trees[:trial % len(trees)]
         for c, mk in CYCLES.items():
-            for t in trees:
+            for t in order:
                 if c in t.cycles:
                     raw[t.kind][c].append(timed(mk(t), n[c], t.proc()))
     return {k: {c: median_of(v) for c, v in cs.items()} for k, cs in raw.items()}
@@ -245,7 +288,7 @@ def run_cycles(trees: list[Tree], n: dict[str, int], trials: int) -> dict:
 def section_control(a, work: Path, res: dict) -> None:
     n = {"read": 1000, "write": 1000, "mkdir": 200} if a.quick else \
         {"read": 3000, "write": 3000, "mkdir": 500}
-    trials = 3 if a.quick else 5
+    trials = 3 if a.quick else 6  # one per starting tree
     with contextlib.ExitStack() as st:
         trees = [st.enter_context(mount(k, work))
                  for k in ("simfs", "fusepy", "fusepy+pin", "fusepy-cache", "tmpfs")]
@@ -372,9 +415,8 @@ def section_seed(a, work: Path, res: dict) -> None:
     if not shutil.which("unshare") or not shutil.which("losetup"):
         res["seed"] = {"skipped": "needs unshare and losetup"}
         return
-    reps = 2 if a.quick else 5
+    reps = 3 if a.quick else 9
     w = Path(tempfile.mkdtemp(prefix="seed-", dir=work))
-    shutil.copy(SEED, w / "seed.sh")
     loops = []
     try:
         for i in range(3):
@@ -389,13 +431,28 @@ def section_seed(a, work: Path, res: dict) -> None:
             rdev = os.stat(d).st_rdev
             devs.append(f"{os.major(rdev)}:{os.minor(rdev)}")
         out: dict = {}
-        for kind in ("simfs", "fusepy-cache", "fusepy", "tmpfs"):
-            r = subprocess.run(["unshare", "-m", str(HERE / "seed_bench.sh"), kind, str(w),
-                                str(reps), *devs], capture_output=True, text=True, timeout=600)
-            rows = [list(map(int, line.split())) for line in r.stdout.splitlines()
-                    if line.strip() and line.split()[0].isdigit()]
-            if r.returncode or not rows:
-                out[kind] = {"error": (r.stdout + r.stderr)[-2000:]}
+        kinds = ("simfs", "fusepy-cache", "fusepy", "tmpfs")
+        got: dict = {k: [] for k in kinds}
+        # One run of each kind in turn, reps times (A B C D A B C D ...): the machine's load
+        # drifts over a minute, and blocks of one kind would measure the drift.
+        for rep in range(reps):
+            wr = w / f"rep{rep}"  # a fresh state directory for every run
+            wr.mkdir()
+            shutil.copy(SEED, wr / "seed.sh")
+            for kind in kinds:
+                if kind in out:
+                    continue  # failed once: reported below
+                r = subprocess.run(["unshare", "-m", str(HERE / "seed_bench.sh"), kind, str(wr),
+                                    "1", *devs], capture_output=True, text=True, timeout=600)
+                row = [list(map(int, line.split())) for line in r.stdout.splitlines()
+                       if line.strip() and line.split()[0].isdigit()]
+                if r.returncode or not row:
+                    out[kind] = {"error": (r.stdout + r.stderr)[-2000:]}
+                    continue
+                got[kind] += row
+        for kind in kinds:
+            rows = got[kind]
+            if kind in out or not rows:
                 continue
             out[kind] = {
                 "mount_ms": statistics.median(x[0] for x in rows) / 1e6,
@@ -403,7 +460,7 @@ def section_seed(a, work: Path, res: dict) -> None:
                 "umount_ms": statistics.median(x[2] for x in rows) / 1e6,
                 "script_rc": [x[3] for x in rows],
                 "script_ms_trials": [round(x[1] / 1e6, 1) for x in rows],
-                "seed_stderr_bytes": (w / f"seed.{kind}.1.out").stat().st_size,
+                "seed_stderr_bytes": (w / "rep0" / f"seed.{kind}.1.out").stat().st_size,
             }
         if "script_ms" in out.get("simfs", {}):
             for kind in ("fusepy-cache", "fusepy", "tmpfs"):
@@ -494,6 +551,14 @@ def table(res: dict) -> str:
                 f"cache {fc.get('daemon_cpu_us_per_op', 0):.0f} | "
                 f"fusepy {f.get('daemon_cpu_us_per_op', 0):.0f} | "
                 f"+pin {fp.get('daemon_cpu_us_per_op', 0):.0f}", "", "")
+            if "p50_us" in s and "p50_us" in fc:
+                add("  median / p99 cycle us", f"{s['p50_us']:.0f} / {s['p99_us']:.0f}",
+                    f"cache {fc['p50_us']:.0f} / {fc['p99_us']:.0f}",
+                    f"{fc['p50_us'] / s['p50_us']:.2f}x median", "")
+                def waited(x: dict) -> float:
+                    return x["daemon_rq_wait_us_per_op"] + x["bench_rq_wait_us_per_op"]
+                add("  waiting for a CPU us/cycle", f"{waited(s):.0f}",
+                    f"cache {waited(fc):.0f}", "daemon + bench", "")
     sd = res.get("seed")
     if sd and "simfs" in sd and "script_ms" in sd["simfs"]:
         s = sd["simfs"]

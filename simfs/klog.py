@@ -1,22 +1,21 @@
 """The kernel-style log ("dmesg") of one simfs instance.
 
 Lines look like dmesg's: ``[    1.234567] message``, timed from the mount (the
-"module load"). They go through loguru to a file in the state directory and are
-also kept in memory, so tests and ``simfs dmesg`` read the same thing.
+"module load"). They are appended to a file in the state directory (one write(2) per
+line, so ``simfs dmesg --follow`` sees each at once) and also kept in memory, so tests
+and ``simfs dmesg`` read the same thing. A line is written directly, not through a
+logging library: a store's log line is on the FUSE write path, and building a logging
+record (frame, clock, thread and process lookups, filters) cost about four times the
+write itself (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import collections
-import itertools
 import threading
 import time
 from pathlib import Path
-from typing import Optional
-
-from loguru import logger
-
-_instances = itertools.count(1)
+from typing import IO, Optional
 
 # Kernel log levels as dmesg names them; pr_debug lines are kept too (simfs has no
 # dynamic-debug switch: seeing every step is the point).
@@ -30,22 +29,22 @@ class KernelLog:
         self.start = time.monotonic()
         self.lines: collections.deque[str] = collections.deque(maxlen=keep)
         self._lock = threading.Lock()
-        self._id = next(_instances)
-        self._logger = logger.bind(simfs_klog=self._id)
-        self._sink_id = None
+        self._file: Optional[IO[str]] = None
         self.path = path
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._sink_id = logger.add(
-                str(path), format="{message}", level="DEBUG", enqueue=False,
-                filter=lambda rec, i=self._id: rec["extra"].get("simfs_klog") == i)
+            self._file = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
 
     def _emit(self, level: str, msg: str) -> None:
         stamp = time.monotonic() - self.start
         line = f"[{stamp:12.6f}] {msg}"
-        with self._lock:
+        with self._lock:  # one writer at a time: lines never interleave
             self.lines.append(line)
-        self._logger.log(LEVELS[level], line)
+            if self._file is not None:
+                try:
+                    self._file.write(line + "\n")
+                except (OSError, ValueError):  # a full disk must not fail the operation
+                    pass
 
     def err(self, msg: str) -> None:
         self._emit("err", msg)
@@ -64,17 +63,7 @@ class KernelLog:
             return "".join(line + "\n" for line in self.lines)
 
     def close(self) -> None:
-        if self._sink_id is not None:
-            logger.remove(self._sink_id)
-            self._sink_id = None
-
-
-def _quiet_default_sink() -> None:
-    """loguru prints to stderr by default; simfs's log belongs in its own file."""
-    try:
-        logger.remove(0)
-    except ValueError:
-        pass
-
-
-_quiet_default_sink()
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None

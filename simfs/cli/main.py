@@ -57,9 +57,14 @@ def cmd_mount(a: argparse.Namespace) -> int:
     if a.listen_any:
         cmd.append("--listen-any")
     cmd.append(mp)
+    # Its own process group (no terminal signal reaches it), but not a new session: with
+    # the kernel's autogroup scheduling (sched_autogroup_enabled) a session is a scheduling
+    # group, and a daemon in a group of its own competes with every other group on each
+    # request it answers; on a busy machine that made a FUSE round trip wait milliseconds
+    # for a CPU (docs/performance.md).
     with open(err_path, "wb") as err:
         proc = subprocess.Popen(cmd, pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=err,
-                                stderr=err, start_new_session=True)
+                                stderr=err, process_group=0)
     os.close(w)
     deadline = time.monotonic() + a.timeout
     got = b""

@@ -48,6 +48,8 @@ def _split(path: str) -> list[str]:
 _ATTR_INDEX: dict[tuple, dict[str, Attribute]] = {}
 _ATTR_INDEX_MAX = 512
 _GROUP_ATTRIBUTE = Group.attribute
+#: Bound of a tree's lookup cache (paths): a walk of 10,000 devices' files stays cheap.
+_FOUND_MAX = 8192
 
 
 def _attribute(group: Group, name: str) -> Optional[Attribute]:
@@ -114,6 +116,12 @@ class ConfigfsTree:
         self.writer_pid = 0
         #: The trace hub (simfs.daemon.trace) while someone listens, else None: one check per op.
         self.trace = None
+        #: Lookups already made: path as asked -> what it found. Forgotten whenever an entry
+        #: of the tree comes or goes (the tree's own listener below), so a hit is what a
+        #: walk would find now; attribute tables are fixed for a group's life. A FUSE
+        #: request then costs one dict lookup instead of one per path component.
+        self._found: dict[str, Found] = {}
+        _LISTENERS.setdefault(root, []).append(self._forget_lookups)
         #: Symlinks among each group's children. Only :meth:`symlink` adds a Symlink to a
         #: group and only :meth:`unlink` takes one out (or the group goes), so a group's
         #: subdirectory count for st_nlink is ``len(children)`` less this, in O(1) however
@@ -132,7 +140,22 @@ class ConfigfsTree:
             listeners.remove(listener)
 
     # -- lookups ---------------------------------------------------------------
+    def _forget_lookups(self, parent: Group, name: str) -> None:
+        self._found.clear()
+
     def lookup(self, path: str) -> Found:
+        """What ``path`` names: a group, a symlink or an attribute (ConfigfsError if none)."""
+        found = self._found.get(path)
+        if found is not None:
+            return found
+        with self.lock:  # a walk and its caching against a concurrent change
+            found = self._walk(path)
+            if len(self._found) >= _FOUND_MAX:
+                self._found.clear()
+            self._found[path] = found
+        return found
+
+    def _walk(self, path: str) -> Found:
         node: Node = self.root
         parts = _split(path)
         last = len(parts) - 1

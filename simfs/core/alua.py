@@ -58,7 +58,10 @@ class LuGroup:
         self.name = name
         self.id = 0
         self.valid_id = False
-        self.members: list["SeDevice"] = []
+        #: Member devices in the order they joined (the kernel's list_add_tail), as the keys
+        #: of a dict: a device leaves in O(1) however many share the group (10,000 in one
+        #: default_lu_gp would make every rmdir scan them all).
+        self.members: dict["SeDevice", None] = {}
         self.access_state = 0  # v3.0 only
 
 
@@ -130,11 +133,10 @@ class Alua:
 
     def _attach(self, dev: "SeDevice", lu_gp: LuGroup) -> None:
         dev.lu_gp = lu_gp
-        lu_gp.members.append(dev)
+        lu_gp.members[dev] = None
 
     def _drop(self, dev: "SeDevice", lu_gp: LuGroup) -> None:
-        if dev in lu_gp.members:
-            lu_gp.members.remove(dev)
+        lu_gp.members.pop(dev, None)
         dev.lu_gp = None
 
     def show_dev_lu_gp(self, dev: "SeDevice") -> str:

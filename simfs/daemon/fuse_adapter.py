@@ -256,7 +256,6 @@ class SimfsOperations(fuse.Operations):
         self.log = log
         self._handles: dict[int, OpenAttribute] = {}
         self._next_fh = itertools.count(1)
-        self._handles_lock = threading.Lock()
         self._on_ready = on_ready
         self._on_destroy = on_destroy
         self._pins = ThreadStatePins()
@@ -269,7 +268,9 @@ class SimfsOperations(fuse.Operations):
         if trace is not None:
             trace.local.pid = _pid()
         try:
-            return super().__call__(op, *args)
+            # fusepy's Operations.__call__ checks hasattr first: fusepy only registers the
+            # callbacks this class has, so the check never fails; one layer less per request
+            return getattr(self, op)(*args)
         except OSError:
             raise
         except Exception as e:  # noqa: BLE001 - a bug must not take the mount down
@@ -374,10 +375,11 @@ class SimfsOperations(fuse.Operations):
 
     # -- attribute files --------------------------------------------------------------------
     def open(self, path, fi):
-        handle = self.tree.open(path, fi.flags, _pid())
-        with self._handles_lock:
-            fh = next(self._next_fh)
-            self._handles[fh] = handle
+        # The opener's pid is not asked here: only a store needs the caller's pid, and
+        # write() passes the writer's own.
+        handle = self.tree.open(path, fi.flags)
+        fh = next(self._next_fh)  # one bytecode under the GIL: no lock needed
+        self._handles[fh] = handle
         fi.fh = fh
         fi.direct_io = 1  # attributes are generated per read: never from the page cache
         return 0
@@ -397,8 +399,7 @@ class SimfsOperations(fuse.Operations):
         raise fuse.FuseOSError(errno.ENOSYS)
 
     def release(self, path, fi):
-        with self._handles_lock:
-            self._handles.pop(fi.fh, None)
+        self._handles.pop(fi.fh, None)
         return 0
 
     # -- helpers -------------------------------------------------------------------------------
