@@ -26,11 +26,11 @@ apt_need() {
 }
 
 # The system's python3, not whatever python3 comes first on PATH: simfs's runtime packages
-# (fusepy, loguru, sortedcontainers) come from Debian where it has them.
+# (fusepy, sortedcontainers) come from Debian where it has them.
 py=/usr/bin/python3
 [ -x "$py" ] || py=$(command -v python3)
 
-apt_need fuse3 libfuse2 python3-venv python3-fusepy python3-loguru python3-sortedcontainers \
+apt_need fuse3 libfuse2 python3-venv python3-fusepy python3-sortedcontainers \
   python3-gi python3-dbus
 
 # install_simfs [EXTRAS]: the venv, simfs installed in it (editable: this checkout is the code).

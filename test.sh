@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
-for p in fuse3 libfuse2 python3-venv python3-fusepy python3-loguru python3-psutil \
+for p in fuse3 libfuse2 python3-venv python3-fusepy python3-psutil \
          python3-sortedcontainers python3-gi python3-dbus util-linux mount psmisc procps \
          sg3-utils libiscsi-bin targetcli-fb dbus graphviz librsvg2-bin \
          tgt qemu-utils qemu-block-extra ceph-mon ceph-osd python3-rbd python3-rados; do
