@@ -13,6 +13,7 @@ shows the failures a 2009 kernel gives it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import free_port
+from helpers import free_port, mount, sh, umount
 from simfs.core import kernels
 
 DATA = Path(__file__).parent.parent / "data"
@@ -45,8 +46,10 @@ FABRICS = {
     "efct": ("naa.100000109b1a2b3c", "naa.100000109b1a2b3d"),
     "ibmvscsis": ("30000003", None),
 }
-#: fabric modules a version does not have (efct came with 5.14)
-ABSENT = {"4.18": {"efct"}}
+#: fabric modules rtslib-fb knows that a version does not have (efct came with 5.14)
+ABSENT = {v: {f for f in FABRICS  # rtslib-fb's tcm_fc is target/fc
+              if {"tcm_fc": "fc"}.get(f, f) not in kernels.get(v).files("fabric_modules")}
+          for v in VERSIONS}
 
 #: the files whose content the kernel makes anew when the objects are made again, and why
 REGENERATED = [
@@ -139,7 +142,8 @@ def round_trips(pypi_python, session_loopdev, tmp_path_factory):
         cmd = [sys.executable, "-m", "simfs", "run", "--kernel", version, "--state-dir",
                str(base / "state")]
         for w in WWNS:
-            cmd += ["--wwn", w]
+            if w.split("=")[0] in fabrics:
+                cmd += ["--wwn", w]
         r = subprocess.run(cmd + ["--", "bash", "-ec", "\n".join(steps)], capture_output=True,
                            text=True, timeout=900)
         (base / "run.txt").write_text(r.stdout + r.stderr)
@@ -294,3 +298,23 @@ targetcli ls > {tmp_path}/ls_seed.txt 2>&1 || echo "exit $?" >> {tmp_path}/ls_se
     log = (tmp_path / "st/mount/dmesg.log").read_text()
     assert "request_module() failed for iscsi_target_mod.ko: -2" in log
     assert "target_core_get_fabric() failed for iscsi" in log
+
+
+@pytest.mark.parametrize("version,module,fabric,present", [
+    ("4.18", "efct", "efct", False), ("5.14", "efct", "efct", True),
+    ("6.1", "tcm_remote", "remote", False), ("6.12", "tcm_remote", "remote", True)])
+def test_fabric_modules_by_version(version, module, fabric, present):
+    """A fabric module the kernel does not have yet: modprobe finds nothing to register and
+    ``mkdir target/<fabric>`` is EINVAL with target_core_register_fabric's lines."""
+    m = mount(version)
+    try:
+        assert sh(f"simfs modprobe {m.root} {module}").returncode == 0
+        r = sh(f"mkdir {m.root}/target/{fabric}")
+        if present:
+            assert r.returncode == 0, r.stderr
+            return
+        assert "Invalid argument" in r.stderr
+        assert not os.path.exists(f"{m.root}/target/{fabric}")
+        assert f"target_core_get_fabric() failed for {fabric}" in m.dmesg()
+    finally:
+        umount(m)
