@@ -234,6 +234,7 @@ def _simfs_mounted(path: str) -> bool:
 
 def _inner(spec: dict, stops: run_signals.StopSignals, cleanup: _Cleanup) -> int:
     from simfs.cli import modprobe, proc_modules, sysfs
+    from simfs.core import kernels
     from simfs.core.fabric import parse_hardware_ports
     from simfs.daemon import tcmu_dbus
 
@@ -256,8 +257,11 @@ def _inner(spec: dict, stops: run_signals.StopSignals, cleanup: _Cleanup) -> int
     sysfs.provide(scratch, parse_hardware_ports(wwns))  # hardware fabrics' ports in /sys
     env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/bin:/bin')}"
     proc_modules.provide(scratch, env)  # rtslib's module check, as with the modules loaded
+    # the kernel starts at /etc/target when that is a directory (target_init_dbroot), as it
+    # is here: the namespace's own /etc, kept in the state dir, so no host file is touched
+    dbroot = [] if kernels.get(spec["profile"]).legacy else ["--dbroot", "/etc/target"]
     mount = subprocess.run([sys.executable, "-m", "simfs", "mount", "--quiet", "--kernel",
-                            spec["profile"], "--state-dir", str(sdir / "mount"),
+                            spec["profile"], "--state-dir", str(sdir / "mount"), *dbroot,
                             *(f"--wwn={w}" for w in wwns)]
                            + (["--listen-any"] if spec.get("listen_any") else []) + [CONFIGFS])
     if mount.returncode != 0:

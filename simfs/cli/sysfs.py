@@ -57,9 +57,31 @@ class _Upper:
         for top in sorted(self.tops):
             upper, work = self.scratch / f"sys_{top}.upper", self.scratch / f"sys_{top}.work"
             work.mkdir()
+            real = None
+            if top == "devices":  # the machine's sysfs, kept reachable for _sysfs_back
+                real = self.scratch / "sys_devices.real"
+                real.mkdir()
+                subprocess.run(["mount", "--bind", str(SYS / top), str(real)], check=True)
             subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
                             f"lowerdir={SYS / top},upperdir={upper},workdir={work}",
                             str(SYS / top)], check=True)
+            if real is not None:
+                _sysfs_back(real, upper, SYS / top)
+
+
+def _sysfs_back(real: Path, upper: Path, merged: Path) -> None:
+    """Bind the machine's own directories of /sys/devices back over the overlay, all but
+    those simfs adds entries to: libudev (systemd's sd-device) takes a device only when its
+    directory is on sysfs (fstatfs), so under the overlay pyudev would find no block device
+    at all (rtslib-fb 2.2 checks a block backstore's device with it)."""
+    for entry in sorted(os.listdir(real)):
+        r = real / entry
+        if not r.is_dir() or r.is_symlink():
+            continue
+        if (upper / entry).is_dir():
+            _sysfs_back(r, upper / entry, merged / entry)  # simfs adds below: go deeper
+        else:
+            subprocess.run(["mount", "--bind", str(r), str(merged / entry)], check=True)
 
 
 def _free_host_numbers(count: int) -> list[int]:

@@ -192,9 +192,16 @@ def fabric_modules(core: "TargetCore") -> dict[str, FabricModule]:
 
 
 def available_fabrics(core: "TargetCore") -> dict[str, FabricOps]:
+    """The fabric plugins this kernel has: a fabric module the version table dates (efct,
+    remote) only from the release that brought it."""
     if core.fabric_plugins is None:
+        from simfs.core.kernels import FILES
+        dated = {f.name for f in FILES["fabric_modules"]}
+        here = set(core.kernel.files("fabric_modules"))
         core.fabric_plugins = {ops.name: ops for ops in discover_fabrics()
-                               if core.profile.family in ops.profiles}
+                               if core.profile.family in ops.profiles
+                               and (core.kernel.legacy or ops.name not in dated
+                                    or ops.name in here)}
     return core.fabric_plugins
 
 

@@ -221,6 +221,15 @@ FILES: Mapping[str, tuple[File, ...]] = {
         File("vpd_assoc_logical_unit"), File("vpd_assoc_target_port"),
         File("vpd_assoc_scsi_target_device"),
     ),
+    # -- fabric modules by version (rtslib round trips) ----------------------------------
+    # target/<fabric>: the fabric modules of simfs's own plugins this kernel has (a fabric
+    # plugin from another package is not listed here and is offered on every version)
+    "fabric_modules": (
+        File("iscsi"), File("loopback"), File("vhost"), File("fc"), File("qla2xxx"),
+        File("srpt"), File("usb_gadget"), File("xen-pvscsi"), File("ibmvscsis"),
+        File("efct", "5.14", why="the Emulex/Broadcom FC target driver (drivers/scsi/elx)"),
+        File("remote", "6.4", why="tcm_remote: a target of configfs alone, no data path"),
+    ),
     # target/<fabric>/<wwn>/param (the group itself exists from 5.12)
     "wwn_param": (
         File("cmd_completion_affinity", "5.12", why="CPU that completes commands"),
@@ -506,6 +515,7 @@ _GROUP_PATHS = {
     "dev_attrib_passthrough": ("core/<hba>/<dev>/attrib/", "pscsi, user"),
     "dev_attrib_passthrough_pr": ("core/<hba>/<dev>/attrib/", "user, after the above"),
     "dev_wwn": ("core/<hba>/<dev>/wwn/", ""),
+    "fabric_modules": ("target/", "fabric modules"),
     "wwn_param": ("target/<fabric>/<wwn>/param/", ""),
     "tpg_base": ("target/<fabric>/<wwn>/tpgt_N/", "after the fabric's own files"),
     "iscsi_wwn": ("target/iscsi/", ""),

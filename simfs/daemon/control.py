@@ -113,7 +113,14 @@ class ControlServer(UnixServer):
                 return {"error": f"no LUN {req['port']} exports core/{req['device']}"}
         initiator = req.get("initiator") or CLI_INITIATOR
         port = ports[0] if ports else self.cli_port(dev, initiator)
-        nexus = Nexus(initiator=initiator, port=port, isid=req.get("isid"))
+        # an initiator with a node ACL that maps this LUN comes in through its mapping, as
+        # over the fabric: its mapped LUN number (what a PR registration records, and what
+        # an APTPL file names), read-only flag and ACL
+        deve = next((d for d in getattr(port, "deves", ()) if d.acl.name == initiator), None)
+        mapping = ({} if deve is None else
+                   {"mapped_lun": deve.mapped_lun, "read_only": deve.lun_access_ro,
+                    "acl": deve.acl})
+        nexus = Nexus(initiator=initiator, port=port, isid=req.get("isid"), **mapping)
         self._nexus_made(dev, nexus)
         res = self.engine.submit(nexus, dev, bytes.fromhex(req["cdb"]),
                                  bytes.fromhex(req.get("data_out", "")))

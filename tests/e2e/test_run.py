@@ -45,6 +45,22 @@ def test_etc_target_is_private_and_persists(tmp_path):
     assert r.stdout == "saved\n"
 
 
+def test_dbroot_starts_at_etc_target_as_on_a_kernel(tmp_path):
+    """The kernel starts dbroot at /etc/target when that is a directory (it is, in the
+    run's own /etc): an APTPL file written there is kept in the state dir, not on the host."""
+    t = "/sys/kernel/config/target"
+    script = (f"cat {t}/dbroot; mkdir -p {t}/core/rd_mcp_0/r0; "
+              f"echo rd_pages=64 > {t}/core/rd_mcp_0/r0/control; "
+              f"echo abc > {t}/core/rd_mcp_0/r0/wwn/vpd_unit_serial; "
+              f"echo 1 > {t}/core/rd_mcp_0/r0/enable; simfs scsi /sys/kernel/config "
+              "rd_mcp_0/r0 persist --register --sa-key 0x1 --aptpl >/dev/null")
+    r = run(tmp_path, "sh", "-ec", script)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "/etc/target\n"
+    assert "sa_res_key=1\n" in (tmp_path / "st/etc/target/pr/aptpl_abc").read_text()
+    assert not os.path.exists("/etc/target/pr/aptpl_abc")
+
+
 def test_v3_profile_and_log(tmp_path):
     r = subprocess.run(["simfs", "run", "--profile", "v3.0", "--state-dir", str(tmp_path / "st"),
                         "--", "sh", "-c", "mkdir /sys/kernel/config/target/core/rd_mcp_0"],

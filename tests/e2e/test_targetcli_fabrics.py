@@ -110,6 +110,31 @@ def test_sys_shows_the_ports_inside_only(tmp_path):
         (f"/sys/class/fc_host/{h}/port_name" for h in os.listdir("/sys/class/fc_host")))
 
 
+UDEV_CHECK = """import ctypes, os
+lib = ctypes.CDLL("libudev.so.1")
+lib.udev_new.restype = lib.udev_device_new_from_syspath.restype = ctypes.c_void_p
+lib.udev_device_new_from_syspath.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+udev = lib.udev_new()
+for name in sorted(os.listdir("/sys/class/block"))[:3]:
+    path = os.path.realpath("/sys/class/block/" + name)
+    print(name, bool(lib.udev_device_new_from_syspath(udev, path.encode())))
+"""
+
+
+def test_libudev_still_finds_the_machines_devices(tmp_path):
+    """The ports' /sys entries sit in an overlay on /sys/devices; libudev takes a device
+    only from sysfs itself (fstatfs), so the machine's own devices stay sysfs: pyudev (and
+    rtslib-fb 2.2's block backstore check) still finds them."""
+    if not os.path.isdir("/sys/class/block") or not os.listdir("/sys/class/block"):
+        pytest.skip("no block devices in this machine's sysfs")
+    r = simfs_run(tmp_path / "st", f"/usr/bin/python3 -c '{UDEV_CHECK}'; "
+                  "cat /sys/class/fc_host/host*/port_name")
+    assert r.returncode == 0, r.stderr
+    found = [line for line in r.stdout.splitlines() if not line.startswith("0x")]
+    assert found and all(line.endswith(" True") for line in found), r.stdout
+    assert "0x21000024ff314c48" in r.stdout  # and the ports are still there
+
+
 def test_fabric_modules_are_loaded_in_a_run(tmp_path):
     """In a run the target modules are loaded (its /proc/modules lists them): mkdir
     target/vhost works at once, and modprobe (rtslib-fb's fallback) is harmless."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +99,29 @@ def test_stpg_state_names(rd):
                         "--state", "standby"], capture_output=True, text=True)
     assert r.stdout.startswith("Status: GOOD"), r.stdout + r.stderr
     assert open(f"{rd.core}/rd_mcp_0/r0/alua/default_tg_pt_gp/alua_access_state").read() == "2\n"
+
+
+def test_an_initiator_with_an_acl_comes_in_through_its_mapping(rd, tmp_path):
+    """-I names an initiator whose node ACL maps the LUN: the command arrives as it would
+    over the fabric, at the ACL's mapped LUN (what a PR registration and the APTPL file
+    record) and with its read-only flag."""
+    t, iqn = rd.core, "iqn.2026-12.org.simfs:cli"
+    tpg = f"{rd.root}/target/iscsi/{iqn}/tpgt_1"
+    ini = "iqn.1994-05.com.example:ro"
+    dbroot = Path(rd.read("target/dbroot").strip())
+    (dbroot / "pr").mkdir(parents=True, exist_ok=True)
+    rd.ok(f"mkdir -p {tpg}/lun/lun_2 "
+          f"{tpg}/acls/{ini}/lun_5 && ln -s {t}/rd_mcp_0/r0 {tpg}/lun/lun_2/l && "
+          f"ln -s {tpg}/lun/lun_2 {tpg}/acls/{ini}/lun_5/m")
+    port = f"iSCSI/{iqn}/tpgt_1/lun_2"
+    r = scsi(rd, "--port", port, "persist", "--register", "--sa-key", "0x5", "--aptpl",
+             initiator=ini)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "mapped_lun=5\n" in (dbroot / "pr" / f"aptpl_{SERIAL}").read_text()
+    rd.ok(f"echo 1 > {tpg}/acls/{ini}/lun_5/write_protect")
+    (tmp_path / "in").write_bytes(bytes(512))
+    r = scsi(rd, "--port", port, "write", "0", "--in", str(tmp_path / "in"), initiator=ini)
+    assert r.returncode == 3 and "DATA PROTECT" in r.stdout, r.stdout
+    # an initiator without an ACL there still gets the LUN as the port numbers it
+    r = scsi(rd, "--port", port, "write", "0", "--in", str(tmp_path / "in"))
+    assert r.returncode == 0, r.stdout

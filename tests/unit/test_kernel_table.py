@@ -6,7 +6,7 @@ import pytest
 
 from simfs.core import kernels
 from simfs.core.dev_attrib import PASSTHROUGH_PR_ATTRIB_ATTRS, SBC_ATTRIB_ATTRS
-from simfs.core.fabric import WWN_PARAM_ATTRS
+from simfs.core.fabric import WWN_PARAM_ATTRS, discover_fabrics
 from simfs.core.tpg import ENABLE_ATTR, RTPI_ATTR
 from simfs.core.wwn import WWN_ATTRS
 from simfs_plugins.fabrics import iscsi
@@ -48,6 +48,7 @@ def test_every_listed_file_has_an_implementation(name):
         "wwn_param": WWN_PARAM_ATTRS, "tpg_base": (ENABLE_ATTR, RTPI_ATTR),
         "iscsi_wwn": iscsi.WWN_ATTRS, "iscsi_tpg_base": iscsi.TPG_BASE_ATTRS,
         "iscsi_tpg_attrib": iscsi.TPG_ATTRIB_ATTRS, "iscsi_acl_attrib": iscsi.ACL_ATTRIB_ATTRS,
+        "fabric_modules": tuple(discover_fabrics()),
     }
     assert set(impls) == set(kernels.FILES)
     for group, attrs in impls.items():
