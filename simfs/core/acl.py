@@ -53,6 +53,9 @@ class DevEntry:
         self.total_cmds = 0
         self.read_bytes = 0
         self.write_bytes = 0
+        #: se_dev_entry ua_list: the unit attentions pending on this mapping, one queue for
+        #: every session of the ACL; the engine (simfs.scsi.ua) orders and reports them
+        self.ua_list: list[tuple[int, int]] = []
 
 
 class NodeAcl:
@@ -93,11 +96,9 @@ class NodeAcl:
     def ua(self, deve: DevEntry, asc: int, ascq: int) -> None:
         """core_scsi3_ua_allocate on ``deve``: one queue for every session of this ACL
         through its LUN, kept for sessions yet to come."""
-        dev = deve.lun.dev
-        if dev is None:
+        if deve.lun.dev is None:
             return
-        from simfs.scsi.engine import scsi_state
-        scsi_state(dev).ua.allocate((self.name, None, id(deve.lun)), asc, ascq)
+        self.core.events.ua_allocate(deve, asc, ascq)
 
     def luns_data_has_changed(self, new: Optional[DevEntry], skip_new: bool) -> None:
         """target_luns_data_has_changed: 3Fh/0Eh to this ACL's mappings."""
@@ -320,8 +321,7 @@ class MappedLunGroup(ObjGroup):
         lacl.mapped = True
         tpg.log.debug(f"{tpg.fabric_name}_TPG[{tpg.tpgt}]_LUN[{lun.lun}->{lacl.mapped_lun}] - "
                       f"Added {'RO' if ro else 'RW'} ACL for InitiatorNode: {acl.name}")
-        from simfs.scsi.pr import check_aptpl_registration
-        check_aptpl_registration(lun.dev, lun, acl.name, lacl.mapped_lun)
+        tpg.core.events.check_aptpl_registration(lun.dev, lun, acl.name, lacl.mapped_lun)
 
     def drop_link(self, link) -> None:
         lacl: SeLunAcl = self.obj
