@@ -276,7 +276,7 @@ SCSI_ATT_INTR_PORT_ATTRS = (
 )
 
 
-class MappedLunGroup(ObjGroup):
+class MappedLunGroup(ObjGroup[SeLunAcl]):
     """``acls/<I>/lun_<M>``: write_protect, statistics/, one symlink to a TPG LUN."""
 
     __slots__ = ()
@@ -296,7 +296,7 @@ class MappedLunGroup(ObjGroup):
         if not isinstance(target, LunGroup):
             raise ConfigfsError(errno.EFAULT, "Bad lun_ci, not a valid lun_ci pointer: "
                                 f"{tpg.core.profile.kptr(target)}")
-        lun: SeLun = target.obj  # type: ignore[attr-defined]
+        lun = target.obj
         if lun.dev is None:
             raise ConfigfsError(errno.EINVAL, "Source se_lun->lun_se_dev does not exist")
         if lun.tpg.wwn.name != tpg.wwn.name:
@@ -338,7 +338,7 @@ class MappedLunGroup(ObjGroup):
                       f"InitiatorNode: {acl.name} Mapped LUN: {lacl.mapped_lun}")
 
 
-class NodeAclGroup(ObjGroup):
+class NodeAclGroup(ObjGroup[NodeAcl]):
     """``acls/<I>``: fabric ACL attributes, attrib/ auth/ param/ fabric_statistics/, lun_<M>."""
 
     __slots__ = ()

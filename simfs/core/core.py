@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
-from simfs.configfs import Attribute, ConfigfsError, ConfigfsTree, Group
+from simfs.configfs import Attribute, ConfigfsError, ConfigfsTree, Group, owner
 from simfs.klog import KernelLog
 from simfs.core.alua import Alua, AluaGroup, TgPtGp
 from simfs.core.backend import Backend
@@ -263,7 +263,7 @@ class TargetCore:
 
 # -- target/ ------------------------------------------------------------------------------------
 def _core(g: Group) -> TargetCore:
-    return g.core  # type: ignore[attr-defined]
+    return owner(g, TargetGroup).core
 
 
 def _show_version(g: Group) -> str:

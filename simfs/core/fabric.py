@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Iterable, Mapping, Optional, Sequence, TypeVar
 
-from simfs.configfs import Attribute, ConfigfsError, Group
+from simfs.configfs import Attribute, ConfigfsError, Group, owner
 from simfs.core import kparse
 
 if TYPE_CHECKING:
@@ -290,12 +290,16 @@ def make_fabric_group(core: "TargetCore", name: str) -> Group:
 
 
 # -- small helpers shared by the fabric groups ---------------------------------------------------
-class ObjGroup(Group):
-    """A group whose attributes act on one state object (``obj``)."""
+T = TypeVar("T")
+
+
+class ObjGroup(Group, Generic[T]):
+    """A group whose attributes act on one state object (``obj``); a subclass names the
+    object's type (``ObjGroup["SePortalGroup"]``) so ``owner(g, TpgGroup).obj`` is typed."""
 
     __slots__ = ("obj", "_table")
 
-    def __init__(self, name: str, obj: Any, table: Sequence[Attribute] = ()):
+    def __init__(self, name: str, obj: T, table: Sequence[Attribute] = ()):
         super().__init__(name)
         self.obj = obj
         self._table = tuple(table)
@@ -304,7 +308,7 @@ class ObjGroup(Group):
         return self._table
 
 
-class FixedGroup(ObjGroup):
+class FixedGroup(ObjGroup[Any]):
     """A statistics-style default group: mkdir below it is ENOSYS."""
 
     __slots__ = ()
@@ -315,11 +319,12 @@ class FixedGroup(ObjGroup):
 
 
 def obj(g: Group) -> Any:
-    return g.obj  # type: ignore[attr-defined]
+    """The state object of the :class:`ObjGroup` an attribute lives in."""
+    return owner(g, ObjGroup).obj
 
 
 # -- target/<fabric> ---------------------------------------------------------------------------
-class FabricGroup(ObjGroup):
+class FabricGroup(ObjGroup["FabricModule"]):
     """``target/<fabric>``: the fabric's wwn-level attributes, discovery_auth/, and wwns."""
 
     __slots__ = ()
@@ -338,7 +343,7 @@ class FabricGroup(ObjGroup):
         return WwnGroup(wwn)
 
     def drop_item(self, child: Group) -> None:
-        wwn: SeWwn = child.obj  # type: ignore[attr-defined]
+        wwn = owner(child, WwnGroup).obj
         wwn.fmod.ops.drop_wwn(wwn)
         wwn.fmod.wwns.pop(wwn.name, None)
 
@@ -402,7 +407,7 @@ WWN_PARAM_ATTRS = (
 )
 
 
-class WwnGroup(ObjGroup):
+class WwnGroup(ObjGroup["SeWwn"]):
     """``target/<fabric>/<wwn>``: fabric_statistics/, param/, and ``tpgt_N`` groups."""
 
     __slots__ = ()
@@ -429,7 +434,8 @@ class WwnGroup(ObjGroup):
         return TpgGroup(tpg)
 
     def drop_item(self, child: Group) -> None:
-        tpg: SePortalGroup = child.obj  # type: ignore[attr-defined]
+        from simfs.core.tpg import TpgGroup
+        tpg = owner(child, TpgGroup).obj
         tpg.deregister()
         wwn: SeWwn = self.obj
         if wwn.tpgs.get(tpg.name) is tpg:

@@ -56,6 +56,8 @@ class SeLun(TargetPort):
         self.secondary_write_md = 0
         #: se_dev_entry mappings that go through this LUN
         self.deves: list["DevEntry"] = []
+        #: when the LUN was last linked (REPORT LUNS-style order: the newest link first)
+        self.link_seq = 0
         # lun_stats: commands, bytes received (writes) and sent (reads)
         self.cmd_pdus = 0
         self.rx_data_octets = 0
@@ -302,7 +304,7 @@ SCSI_TRANSPORT_ATTRS = (
 )
 
 
-class LunGroup(ObjGroup):
+class LunGroup(ObjGroup[SeLun]):
     """``lun/lun_<L>``: one symlink to a backstore device, the ALUA files, statistics/."""
 
     __slots__ = ()

@@ -131,14 +131,19 @@ class UnitAttentions:
             return self._queues.setdefault(key, [])
         return self._queues.get(key)
 
+    def _made(self, where: Where) -> list[tuple[int, int]]:
+        q = self._queue(where, make=True)
+        assert q is not None  # make=True always finds or makes one
+        return q
+
     # -- the queues ---------------------------------------------------------------------------
     def allocate(self, where: Where, asc: int, ascq: int) -> None:
         """core_scsi3_ua_allocate on the queue of ``where`` (see :func:`allocate`)."""
-        allocate(self._queue(where, make=True), asc, ascq)
+        allocate(self._made(where), asc, ascq)
 
     def allocate_many(self, wheres: Iterable[Where], asc: int, ascq: int) -> None:
         """One allocation per queue, however many sessions of an initiator ``wheres`` hold."""
-        queues = {id(q): q for q in (self._queue(w, make=True) for w in wheres)}
+        queues = {id(q): q for q in map(self._made, wheres)}
         for q in queues.values():
             allocate(q, asc, ascq)
 
