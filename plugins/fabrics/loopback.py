@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 from simfs.configfs import Attribute, ConfigfsError, Group
 from simfs.scsi import status as S
 from simfs.core import kparse
-from simfs.core.fabric import FabricModule, FabricOps, SeWwn, obj, register_template
+from simfs.core.fabric import (TARGET_PROT_ALL, FabricModule, FabricOps, SeWwn, obj,
+                               register_template)
 from simfs_plugins.fabrics import fabric_lib as lib
 
 if TYPE_CHECKING:
@@ -139,6 +140,8 @@ def _store_prot_type(g: Group, buf: bytes) -> None:
 class Loopback(FabricOps):
     name = "loopback"
     fabric_name = "loopback"
+    #: tcm_loop_make_nexus: target_setup_session(..., TARGET_PROT_ALL, ...)
+    sup_prot_ops = TARGET_PROT_ALL
     module = "tcm_loop"
     wwn_attrs = (Attribute("version", lambda g: f"TCM Loopback Fabric module "
                                                f"{TCM_LOOP_VERSION}\n"),)

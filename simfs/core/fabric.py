@@ -37,6 +37,14 @@ if TYPE_CHECKING:
 
 
 # -- the plugin interface ---------------------------------------------------------------------
+# enum target_prot_op (include/target/target_core_base.h): what a session does with T10-PI
+TARGET_PROT_NORMAL = 0
+TARGET_PROT_DIN_INSERT, TARGET_PROT_DOUT_INSERT = 1 << 0, 1 << 1
+TARGET_PROT_DIN_STRIP, TARGET_PROT_DOUT_STRIP = 1 << 2, 1 << 3
+TARGET_PROT_DIN_PASS, TARGET_PROT_DOUT_PASS = 1 << 4, 1 << 5
+TARGET_PROT_ALL = 0x3F
+
+
 class FabricOps:
     """One fabric module: the kernel's target_core_fabric_ops, restated.
 
@@ -76,6 +84,9 @@ class FabricOps:
     #: wwn/param/default_submit_type and direct_submit_supported (6.10+)
     default_submit_type: int = 0
     direct_submit_supported: int = 0
+    #: the sessions' sup_prot_ops (TARGET_PROT_*): what the fabric does with T10-PI, given
+    #: at target_setup_session; the engine reports PI only through ports that pass it
+    sup_prot_ops: int = TARGET_PROT_NORMAL
 
     def attrs(self, kernel, level: str) -> tuple[Attribute, ...]:
         """The attribute files of ``level`` (``"wwn"``, ``"tpg_base"`` ...) in ``kernel``."""

@@ -49,7 +49,8 @@ class SeLun(TargetPort):
         self.tpg = tpg
         self._dev_rtpi = 0
         super().__init__(fabric=tpg.fabric_name, proto_id=tpg.proto_id, wwn=tpg.wwn_name,
-                         tpgt=tpg.tpgt, rtpi=0, lun=unpacked_lun)
+                         tpgt=tpg.tpgt, rtpi=0, lun=unpacked_lun,
+                         sup_prot_ops=tpg.ops.sup_prot_ops)
         self.tpg = tpg
         self.group_name = name
         self.secondary_status = ALUA_STATUS_NONE

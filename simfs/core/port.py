@@ -37,6 +37,8 @@ class TargetPort:
     write_protect: bool = False
     #: the device this LUN exports (an SeDevice), None while unlinked
     dev: Any = None
+    #: the fabric's sup_prot_ops for its sessions through this port (FabricOps.sup_prot_ops)
+    sup_prot_ops: int = 0
 
     def name(self) -> str:
         """``<wwn>,t,0x<tpgt>``: the SCSI name string of this target port."""
