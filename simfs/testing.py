@@ -14,6 +14,7 @@ from typing import Optional
 from simfs.klog import KernelLog
 from simfs.scsi import Nexus, ScsiEngine, TargetPort
 from simfs.core.core import TargetCore
+from simfs.core.fabric import TARGET_PROT_ALL
 from simfs.core.profile import MODERN, Profile
 
 
@@ -82,8 +83,10 @@ class Sim:
         self._rtpi += 1
         proto = {"iSCSI": S.PROTO_ISCSI, "loopback": S.PROTO_SAS, "FC": S.PROTO_FCP}.get(
             fabric, S.PROTO_SAS)
+        # a "loopback" port passes T10-PI as tcm_loop's sessions do
         p = TargetPort(fabric=fabric, proto_id=proto, wwn=wwn, tpgt=tpgt, rtpi=self._rtpi,
-                       lun=lun, tg_pt_gp=dev.default_tg_pt_gp, dev=dev)
+                       lun=lun, tg_pt_gp=dev.default_tg_pt_gp, dev=dev,
+                       sup_prot_ops=TARGET_PROT_ALL if fabric == "loopback" else 0)
         dev.luns.append(p)
         dev.export_count += 1
         gp = dev.default_tg_pt_gp

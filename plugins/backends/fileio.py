@@ -12,7 +12,7 @@ import os
 import stat
 
 from simfs.configfs import ConfigfsError
-from simfs.core.backend import ALL_EXEC_OPS, Backend, BackendDevice
+from simfs.core.backend import ALL_EXEC_OPS, Backend, StorageDevice
 from simfs.core.blockdev import configure_unmap_from_queue, describe
 from simfs.core.kparse import Token, kstrtoull, match_int, tokenize
 from simfs.core.storage import FdStorage
@@ -33,7 +33,7 @@ class FdHost:
         self.dev_id_count = 0
 
 
-class FileioDevice(BackendDevice):
+class FileioDevice(StorageDevice):
     exec_ops = ALL_EXEC_OPS
     #: fd_execute_rw refuses a single I/O above FD_MAX_BYTES (iovec count limit)
     max_io_bytes = FD_MAX_BYTES
@@ -48,7 +48,6 @@ class FileioDevice(BackendDevice):
         self.async_io = False
         self.dev_id = 0
         self.block_size = FD_BLOCKSIZE
-        self.storage: FdStorage | None = None
         self.bd = None
         ptr = dev.core.profile.kptr(dev.name)
         dev.log.debug(f"FILEIO: Allocated fd_dev for {ptr}")
@@ -254,21 +253,7 @@ class FileioDevice(BackendDevice):
         bs = self.dev.attrib.block_size or FD_BLOCKSIZE
         return (size - bs) // bs
 
-    # data path
-    def read(self, offset: int, length: int) -> bytes:
-        return self.storage.read(offset, length)  # type: ignore[union-attr]
-
-    def readinto(self, offset: int, view: memoryview) -> None:
-        self.storage.readinto(offset, view)  # type: ignore[union-attr]
-
-    def write(self, offset: int, data, fua: bool = False) -> None:
-        self.storage.write(offset, data, fua)  # type: ignore[union-attr]
-
-    def flush(self) -> None:
-        self.storage.flush()  # type: ignore[union-attr]
-
-    def unmap(self, offset: int, length: int) -> None:
-        self.storage.unmap(offset, length)  # type: ignore[union-attr]
+    # data path: StorageDevice's, on self.storage
 
     # failure log lines (fd_execute_rw, fd_execute_unmap, fd_execute_sync_cache, ...)
     def log_io_too_large(self, length: int) -> None:

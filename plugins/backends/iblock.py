@@ -11,7 +11,7 @@ import os
 import stat
 
 from simfs.configfs import ConfigfsError
-from simfs.core.backend import ALL_EXEC_OPS, TRANSPORT_FLAG_PASSTHROUGH_PGR, Backend, BackendDevice
+from simfs.core.backend import ALL_EXEC_OPS, TRANSPORT_FLAG_PASSTHROUGH_PGR, Backend, StorageDevice
 from simfs.core.blockdev import BlockDevice, configure_unmap_from_queue, describe
 from simfs.core.kparse import cstr, Token, kstrtoul, tokenize
 from simfs.core.storage import FdStorage
@@ -23,7 +23,7 @@ TOKENS = [Token("udev_path", "udev_path=%s"), Token("readonly", "readonly=%d"),
           Token("force", "force=%d")]
 
 
-class IblockDevice(BackendDevice):
+class IblockDevice(StorageDevice):
     exec_ops = ALL_EXEC_OPS
     #: iblock_execute_write_same needs the payload's scatterlist
     write_same_needs_payload = True
@@ -34,7 +34,6 @@ class IblockDevice(BackendDevice):
         self.has_udev_path = False
         self.readonly = False
         self.bd: BlockDevice | None = None
-        self.storage: FdStorage | None = None
         dev.log.debug(f"IBLOCK: Allocated ib_dev for {dev.name}")
 
     def set_configfs_dev_params(self, buf: bytes) -> None:
@@ -232,20 +231,7 @@ class IblockDevice(BackendDevice):
         shift = bs.bit_length() - lbs.bit_length()
         return blocks >> shift if shift > 0 else blocks << -shift
 
-    def read(self, offset: int, length: int) -> bytes:
-        return self.storage.read(offset, length)  # type: ignore[union-attr]
-
-    def readinto(self, offset: int, view: memoryview) -> None:
-        self.storage.readinto(offset, view)  # type: ignore[union-attr]
-
-    def write(self, offset: int, data, fua: bool = False) -> None:
-        self.storage.write(offset, data, fua)  # type: ignore[union-attr]
-
-    def flush(self) -> None:
-        self.storage.flush()  # type: ignore[union-attr]
-
-    def unmap(self, offset: int, length: int) -> None:
-        self.storage.unmap(offset, length)  # type: ignore[union-attr]
+    # data path: StorageDevice's, on self.storage
 
     # geometry: the block queue's
     def get_lbppbe(self) -> int:

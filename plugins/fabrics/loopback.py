@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 from simfs.configfs import Attribute, ConfigfsError, Group
 from simfs.scsi import status as S
 from simfs.core import kparse
-from simfs.core.fabric import FabricModule, FabricOps, SeWwn, obj, register_template
+from simfs.core.fabric import (TARGET_PROT_ALL, FabricModule, FabricOps, SeWwn, obj,
+                               register_template)
 from simfs_plugins.fabrics import fabric_lib as lib
 
 if TYPE_CHECKING:
@@ -121,24 +122,11 @@ def _show_address(g: Group) -> str:
     return f"{tpg.wwn.private['host_no']}:0:{tpg.tpgt}\n"
 
 
-def _show_prot_type(g: Group) -> str:
-    return f"{obj(g).private['fabric_prot_type']}\n"
-
-
-def _store_prot_type(g: Group, buf: bytes) -> None:
-    try:
-        val = kparse.kstrtoul(buf, 0)
-    except ConfigfsError as e:
-        raise ConfigfsError(e.errno, f"kstrtoul() returned -{e.errno} for fabric_prot_type") \
-            from None
-    if val not in (0, 1, 3):
-        raise ConfigfsError(errno.EINVAL, f"Invalid qla2xxx fabric_prot_type: {val}")
-    obj(g).private["fabric_prot_type"] = val
-
-
 class Loopback(FabricOps):
     name = "loopback"
     fabric_name = "loopback"
+    #: tcm_loop_make_nexus: target_setup_session(..., TARGET_PROT_ALL, ...)
+    sup_prot_ops = TARGET_PROT_ALL
     module = "tcm_loop"
     wwn_attrs = (Attribute("version", lambda g: f"TCM Loopback Fabric module "
                                                f"{TCM_LOOP_VERSION}\n"),)
@@ -147,7 +135,8 @@ class Loopback(FabricOps):
         Attribute("transport_status", _show_transport_status, _store_transport_status),
         Attribute("address", _show_address),
     )
-    tpg_attrib_attrs = (Attribute("fabric_prot_type", _show_prot_type, _store_prot_type),)
+    # tcm_loop's store names qla2xxx in its refusal, as the kernel's does
+    tpg_attrib_attrs = (lib.prot_type_attr("qla2xxx"),)
     default_submit_type = 2  # TARGET_QUEUE_SUBMIT
     direct_submit_supported = 0
 

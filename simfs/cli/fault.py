@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from simfs.daemon import control, state
+from simfs.cli.common import control_request
 from simfs.scsi.faults import KINDS
 
 
@@ -43,17 +42,9 @@ def cmd_fault(a: argparse.Namespace) -> int:
     if a.kind != "latency" and a.ms is not None:
         print(f"simfs fault: {a.kind or 'show'} takes no argument", file=sys.stderr)
         return 2
-    mp = state.resolve(a.mountpoint)
-    rec = state.read_record(mp)
-    sdir = Path(rec["state_dir"]) if rec else state.default_state_dir(mp)
     req = {"op": "fault", "device": a.device, "kind": a.kind, "arg": a.ms}
-    try:
-        rep = control.request(sdir, req)
-    except OSError as e:
-        print(f"simfs fault: cannot reach the daemon of {a.mountpoint}: {e}", file=sys.stderr)
-        return 1
-    if "error" in rep:
-        print(f"simfs fault: {rep['error']}", file=sys.stderr)
+    rep = control_request("simfs fault", a.mountpoint, req)
+    if rep is None:
         return 1
     active = rep.get("active") or []
     print(f"{a.device}: " + (", ".join(active) if active else "no faults"))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from simfs import __version__
 from simfs.cli.common import find_state_dir
-from simfs.cli.options import add_kernel_options, resolve_kernel
 from simfs.daemon import state
+from simfs.daemon.options import add_target_options, target_options
 
 
 def _is_mount(path: str) -> bool:
@@ -27,35 +27,29 @@ def _is_mount(path: str) -> bool:
 
 
 def cmd_mount(a: argparse.Namespace) -> int:
-    a.profile = resolve_kernel(a)
     mp = a.mountpoint
     if not os.path.isdir(mp):
         print(f"simfs: {mp}: not a directory", file=sys.stderr)
         return 2
     try:
-        from simfs.core.fabric import parse_hardware_ports
-        parse_hardware_ports(a.wwn)  # refuse a bad --wwn before mounting
+        opts = target_options(a)
     except ValueError as e:
         print(f"simfs: {e}", file=sys.stderr)
         return 2
     if a.foreground:
         from simfs.daemon import serve
-        return serve(mp, a.profile, a.state_dir, a.dbroot, a.allow_other, debug=a.debug,
-                     wwns=tuple(a.wwn), listen_any=a.listen_any)
+        return serve(mp, opts, a.state_dir, a.dbroot, a.allow_other, debug=a.debug)
     mp = state.resolve(mp)
     sdir = Path(a.state_dir) if a.state_dir else state.default_state_dir(mp)
     sdir.mkdir(parents=True, exist_ok=True)
     err_path = sdir / "daemon.err"
     r, w = os.pipe()
-    cmd = [sys.executable, "-m", "simfs.daemon", "--ready-fd", str(w), "--profile", a.profile,
+    cmd = [sys.executable, "-m", "simfs.daemon", "--ready-fd", str(w), *opts.argv(),
            "--state-dir", str(sdir)]
     if a.dbroot:
         cmd += ["--dbroot", a.dbroot]
     if a.allow_other:
         cmd.append("--allow-other")
-    cmd += [f"--wwn={w}" for w in a.wwn]
-    if a.listen_any:
-        cmd.append("--listen-any")
     cmd.append(mp)
     # Its own process group (no terminal signal reaches it), but not a new session: with
     # the kernel's autogroup scheduling (sched_autogroup_enabled) a session is a scheduling
@@ -85,7 +79,7 @@ def cmd_mount(a: argparse.Namespace) -> int:
         sys.stderr.write(err_path.read_text(errors="replace")[-4000:])
         return 1
     if not a.quiet:
-        print(f"simfs: {a.profile} target configfs mounted at {mp} "
+        print(f"simfs: {opts.kernel} target configfs mounted at {mp} "
               f"(state: {sdir}, pid {proc.pid})")
         print(f"export TARGET={mp}/target/core")
     return 0
@@ -147,21 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     m = sub.add_parser("mount", help="mount a fresh target configfs (as after modprobe)")
-    add_kernel_options(m)
+    add_target_options(m)
     m.add_argument("--state-dir", help="where the log and on-disk state (dbroot) live")
     m.add_argument("--dbroot", help="initial target/dbroot (default: <state-dir>/var/target)")
     m.add_argument("--foreground", action="store_true", help="serve in this process")
     m.add_argument("--allow-other", action="store_true",
                    help="let other users see the mount (needs user_allow_other)")
-    m.add_argument("--listen-any", action="store_true",
-                   help="wildcard iSCSI portals (0.0.0.0, [::]) listen on every interface, "
-                   "not only on loopback (docs/iscsi.md)")
     m.add_argument("--timeout", type=float, default=30.0, help=argparse.SUPPRESS)
     m.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     m.add_argument("-q", "--quiet", action="store_true")
-    m.add_argument("--wwn", action="append", default=[], metavar="FABRIC=PORT",
-                   help="a hardware port of this machine for a fabric that drives hardware "
-                   "(qla2xxx, efct, tcm_fc, srpt, ibmvscsis, usb_gadget); repeatable")
     m.add_argument("mountpoint", help="the configfs root: MOUNTPOINT/target/core/... appears")
     m.set_defaults(func=cmd_mount)
 

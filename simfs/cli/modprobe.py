@@ -19,7 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from simfs.daemon import control, state
+from simfs.cli.common import control_request
+from simfs.daemon import control
 
 
 def add_parser(sub) -> None:
@@ -35,18 +36,8 @@ def _load(sdir: Path, module: str) -> dict:
 
 
 def cmd_modprobe(a: argparse.Namespace) -> int:
-    mp = state.resolve(a.mountpoint)
-    rec = state.read_record(mp)
-    sdir = Path(rec["state_dir"]) if rec else state.default_state_dir(mp)
-    try:
-        rep = _load(sdir, a.module)
-    except OSError as e:
-        print(f"simfs modprobe: cannot reach the daemon of {a.mountpoint}: {e}", file=sys.stderr)
-        return 1
-    if "error" in rep:
-        print(f"simfs modprobe: {rep['error']}", file=sys.stderr)
-        return 1
-    return 0
+    req = {"op": "modprobe", "module": a.module}
+    return 0 if control_request("simfs modprobe", a.mountpoint, req) is not None else 1
 
 
 def install_shim(bindir: Path, mount_state_dir: Path) -> None:

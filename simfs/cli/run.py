@@ -43,23 +43,18 @@ WRITABLE = {"/etc": ("target/backup", "target/pr", "target/alua", "rtslib-fb-tar
 
 
 def add_parser(sub) -> None:
-    from simfs.cli.options import add_kernel_options
+    from simfs.daemon.options import add_target_options
 
     p = sub.add_parser("run", help="run a command where /sys/kernel/config is simfs",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_kernel_options(p)
+    add_target_options(p, wwn_help="shown in /sys as its driver would show it "
+                       "(docs/fabrics.md)")
     p.add_argument("--state-dir", help="kept between runs: the log, /etc/target, /var/target "
                    "(default: ~/.local/state/simfs/run/<kernel>)")
     p.add_argument("--shell", action="store_true", help="open an interactive shell there")
-    p.add_argument("--listen-any", action="store_true",
-                   help="wildcard iSCSI portals (0.0.0.0, [::]) listen on every interface, "
-                   "not only on loopback (docs/iscsi.md)")
     p.add_argument("--dev", action="append", default=[], metavar="/dev/NAME=DEVICE",
                    help="make /dev/NAME inside the namespace stand for DEVICE (e.g. "
                    "--dev /dev/sdd=/dev/loop1 for a script that names /dev/sdd)")
-    p.add_argument("--wwn", action="append", default=[], metavar="FABRIC=PORT",
-                   help="a hardware fabric port of the machine (simfs mount --wwn), shown "
-                   "in /sys as its driver would show it (docs/fabrics.md)")
     p.add_argument("--grace", type=float, default=5.0, metavar="SECONDS",
                    help="on SIGINT, SIGTERM or SIGHUP: how long the command may take to "
                    "finish before it is killed and the run cleans up (default 5)")
@@ -70,13 +65,11 @@ def add_parser(sub) -> None:
 def cmd_run(a: argparse.Namespace) -> int:
     # here, not at the top: the process inside the namespace starts faster without the
     # daemon package, and so takes over SIGINT/SIGTERM/SIGHUP sooner
-    from simfs.cli.options import resolve_kernel
-    from simfs.core.fabric import parse_hardware_ports
     from simfs.daemon import state
+    from simfs.daemon.options import target_options
 
     # the default run keeps its state under run/modern whichever kernel is the newest
     label = a.kernel or a.profile or "modern"
-    a.profile = resolve_kernel(a)
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
     if a.shell:
         command = [os.environ.get("SHELL", "/bin/bash")]
@@ -97,13 +90,12 @@ def cmd_run(a: argparse.Namespace) -> int:
             return 2
         devs.append((name, os.path.realpath(source)))
     try:
-        parse_hardware_ports(a.wwn)
+        opts = target_options(a)
     except ValueError as e:
         print(f"simfs run: {e}", file=sys.stderr)
         return 2
-    spec = json.dumps({"profile": a.profile, "state_dir": str(sdir), "command": command,
-                       "devs": devs, "wwns": a.wwn, "listen_any": a.listen_any,
-                       **run_signals.spec(a.grace)})
+    spec = json.dumps({"target": opts.to_json(), "state_dir": str(sdir), "command": command,
+                       "devs": devs, **run_signals.spec(a.grace)})
     ns = ["unshare", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
         ns[1:1] = ["--user", "--map-root-user"]
@@ -237,6 +229,7 @@ def _inner(spec: dict, stops: run_signals.StopSignals, cleanup: _Cleanup) -> int
     from simfs.core import kernels
     from simfs.core.fabric import parse_hardware_ports
     from simfs.daemon import tcmu_dbus
+    from simfs.daemon.options import TargetOptions
 
     sdir = Path(spec["state_dir"])
     scratch = sdir / ".ns"
@@ -253,17 +246,15 @@ def _inner(spec: dict, stops: run_signals.StopSignals, cleanup: _Cleanup) -> int
     bindir = scratch / "bin"
     bindir.mkdir()
     modprobe.install_shim(bindir, sdir / "mount")  # fabric modules load into the mount
-    wwns = spec.get("wwns", [])
-    sysfs.provide(scratch, parse_hardware_ports(wwns))  # hardware fabrics' ports in /sys
+    opts = TargetOptions.from_json(spec["target"])
+    sysfs.provide(scratch, parse_hardware_ports(opts.wwns))  # hardware fabrics' ports in /sys
     env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/bin:/bin')}"
     proc_modules.provide(scratch, env)  # rtslib's module check, as with the modules loaded
     # the kernel starts at /etc/target when that is a directory (target_init_dbroot), as it
     # is here: the namespace's own /etc, kept in the state dir, so no host file is touched
-    dbroot = [] if kernels.get(spec["profile"]).legacy else ["--dbroot", "/etc/target"]
-    mount = subprocess.run([sys.executable, "-m", "simfs", "mount", "--quiet", "--kernel",
-                            spec["profile"], "--state-dir", str(sdir / "mount"), *dbroot,
-                            *(f"--wwn={w}" for w in wwns)]
-                           + (["--listen-any"] if spec.get("listen_any") else []) + [CONFIGFS])
+    dbroot = [] if kernels.get(opts.kernel).legacy else ["--dbroot", "/etc/target"]
+    mount = subprocess.run([sys.executable, "-m", "simfs", "mount", "--quiet", *opts.argv(),
+                            "--state-dir", str(sdir / "mount"), *dbroot, CONFIGFS])
     if mount.returncode != 0:
         return mount.returncode
     modprobe.load_all(sdir / "mount")  # the target modules are loaded

@@ -5,7 +5,8 @@ these pieces and the FUSE adapter drives them.
 """
 
 from simfs.configfs.errors import ConfigfsError
-from simfs.configfs.node import Attribute, Group, Symlink
+from simfs.configfs.node import Attribute, Group, Symlink, owner
 from simfs.configfs.tree import ConfigfsTree, OpenAttribute
 
-__all__ = ["Attribute", "ConfigfsError", "ConfigfsTree", "Group", "OpenAttribute", "Symlink"]
+__all__ = ["Attribute", "ConfigfsError", "ConfigfsTree", "Group", "OpenAttribute", "Symlink",
+           "owner"]

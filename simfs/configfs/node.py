@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence, TypeVar
 
 from simfs.configfs.errors import ConfigfsError
 
@@ -172,6 +172,18 @@ class Group(Node):
 
     def release(self) -> None:
         """Called when the group leaves the tree (its own and its default groups')."""
+
+
+G = TypeVar("G", bound=Group)
+
+
+def owner(g: Group, kind: type[G]) -> G:
+    """``g`` as the group type whose attribute table it shows (the kernel's
+    ``container_of`` from a config_item to its object): a show or store function gets the
+    plain :class:`Group` it lives in and reaches its object through the typed result."""
+    if not isinstance(g, kind):
+        raise TypeError(f"{g.path() or '/'}: a {type(g).__name__}, not a {kind.__name__}")
+    return g
 
 
 class Symlink(Node):

@@ -53,6 +53,9 @@ class DevEntry:
         self.total_cmds = 0
         self.read_bytes = 0
         self.write_bytes = 0
+        #: se_dev_entry ua_list: the unit attentions pending on this mapping, one queue for
+        #: every session of the ACL; the engine (simfs.scsi.ua) orders and reports them
+        self.ua_list: list[tuple[int, int]] = []
 
 
 class NodeAcl:
@@ -93,11 +96,9 @@ class NodeAcl:
     def ua(self, deve: DevEntry, asc: int, ascq: int) -> None:
         """core_scsi3_ua_allocate on ``deve``: one queue for every session of this ACL
         through its LUN, kept for sessions yet to come."""
-        dev = deve.lun.dev
-        if dev is None:
+        if deve.lun.dev is None:
             return
-        from simfs.scsi.engine import scsi_state
-        scsi_state(dev).ua.allocate((self.name, None, id(deve.lun)), asc, ascq)
+        self.core.events.ua_allocate(deve, asc, ascq)
 
     def luns_data_has_changed(self, new: Optional[DevEntry], skip_new: bool) -> None:
         """target_luns_data_has_changed: 3Fh/0Eh to this ACL's mappings."""
@@ -275,7 +276,7 @@ SCSI_ATT_INTR_PORT_ATTRS = (
 )
 
 
-class MappedLunGroup(ObjGroup):
+class MappedLunGroup(ObjGroup[SeLunAcl]):
     """``acls/<I>/lun_<M>``: write_protect, statistics/, one symlink to a TPG LUN."""
 
     __slots__ = ()
@@ -295,7 +296,7 @@ class MappedLunGroup(ObjGroup):
         if not isinstance(target, LunGroup):
             raise ConfigfsError(errno.EFAULT, "Bad lun_ci, not a valid lun_ci pointer: "
                                 f"{tpg.core.profile.kptr(target)}")
-        lun: SeLun = target.obj  # type: ignore[attr-defined]
+        lun = target.obj
         if lun.dev is None:
             raise ConfigfsError(errno.EINVAL, "Source se_lun->lun_se_dev does not exist")
         if lun.tpg.wwn.name != tpg.wwn.name:
@@ -320,8 +321,7 @@ class MappedLunGroup(ObjGroup):
         lacl.mapped = True
         tpg.log.debug(f"{tpg.fabric_name}_TPG[{tpg.tpgt}]_LUN[{lun.lun}->{lacl.mapped_lun}] - "
                       f"Added {'RO' if ro else 'RW'} ACL for InitiatorNode: {acl.name}")
-        from simfs.scsi.pr import check_aptpl_registration
-        check_aptpl_registration(lun.dev, lun, acl.name, lacl.mapped_lun)
+        tpg.core.events.check_aptpl_registration(lun.dev, lun, acl.name, lacl.mapped_lun)
 
     def drop_link(self, link) -> None:
         lacl: SeLunAcl = self.obj
@@ -338,7 +338,7 @@ class MappedLunGroup(ObjGroup):
                       f"InitiatorNode: {acl.name} Mapped LUN: {lacl.mapped_lun}")
 
 
-class NodeAclGroup(ObjGroup):
+class NodeAclGroup(ObjGroup[NodeAcl]):
     """``acls/<I>``: fabric ACL attributes, attrib/ auth/ param/ fabric_statistics/, lun_<M>."""
 
     __slots__ = ()

@@ -13,7 +13,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Optional
 
-from simfs.configfs import Attribute, ConfigfsError, Group
+from simfs.configfs import Attribute, ConfigfsError, Group, owner
 from simfs.core.kparse import cstr, kstrtoul
 # access states, supported-state bits and names are SPC-4's (simfs.core.t10.spc)
 from simfs.core.t10.spc import (ALUA_ACCESS_STATE_ACTIVE_NON_OPTIMIZED,  # noqa: F401
@@ -409,11 +409,11 @@ def _members_text(lines: list[str], nul: bool = True) -> bytes:
 
 
 def _lu_gp(g: Group) -> LuGroup:
-    return g.lu_gp  # type: ignore[attr-defined]
+    return owner(g, LuGpGroup).lu_gp
 
 
 def _core(g: Group) -> "TargetCore":
-    return g.core  # type: ignore[attr-defined]
+    return owner(g, LuGpGroup).core
 
 
 def _show_lu_gp_id(g: Group) -> str:
@@ -440,14 +440,14 @@ def _show_lu_gp_members(g: Group) -> bytes:
 
 
 def _show_v3_state(g: Group) -> str:
-    return f"{g.lu_gp.access_state}\n"  # type: ignore[attr-defined]
+    return f"{_lu_gp(g).access_state}\n"
 
 
 def _store_v3_lu_state(g: Group, buf: bytes) -> None:
     val = kstrtoul(buf, 0)
     if val not in STATE_SUPPORT:
         raise ConfigfsError(errno.EINVAL, f"Unknown ALUA access state: 0x{val:02x}")
-    g.lu_gp.access_state = val  # type: ignore[attr-defined]
+    _lu_gp(g).access_state = val
 
 
 LU_GP_ATTRS = (
@@ -489,7 +489,7 @@ class LuGpsGroup(Group):
         return LuGpGroup(self.core, LuGroup(name))
 
     def drop_item(self, child: Group) -> None:
-        gp = child.lu_gp  # type: ignore[attr-defined]
+        gp = owner(child, LuGpGroup).lu_gp
         self.core.log.debug(f"Target_Core_ConfigFS: Releasing ALUA Logical Unit Group: "
                             f"core/alua/lu_gps/{gp.name}, ID: {gp.id}")
         self.core.alua.free_lu_gp(gp)
@@ -497,7 +497,7 @@ class LuGpsGroup(Group):
 
 # -- tg_pt_gp attributes ----------------------------------------------------------------------
 def _gp(g: Group) -> TgPtGp:
-    return g.gp  # type: ignore[attr-defined]
+    return owner(g, TgPtGpGroup).gp
 
 
 def _show_state(g: Group) -> str:
@@ -616,7 +616,7 @@ def _store_tg_pt_gp_id(g: Group, buf: bytes) -> None:
                             "tg_pt_gp_id") from None
     if val > 0xFFFF:
         raise ConfigfsError(errno.EINVAL, f"ALUA tg_pt_gp_id: {val} exceeds maximum: 0x0000ffff")
-    core: TargetCore = g.core  # type: ignore[attr-defined]
+    core = owner(g, TgPtGpGroup).core
     core.alua.set_tg_pt_gp_id(gp, val)
     core.log.debug(f"Target_Core_ConfigFS: Set ALUA Target Port Group: "
                    f"core/alua/tg_pt_gps/{gp.name} to ID: {gp.id}")
@@ -694,7 +694,7 @@ class TgPtGpsGroup(Group):
         return TgPtGpGroup(dev.core, dev.core.alua.alloc_tg_pt_gp(dev, name, default=False))
 
     def drop_item(self, child: Group) -> None:
-        gp: TgPtGp = child.gp  # type: ignore[attr-defined]
+        gp = owner(child, TgPtGpGroup).gp
         self.dev.log.debug(f"Target_Core_ConfigFS: Releasing ALUA Target Port Group: "
                            f"alua/tg_pt_gps/{gp.name}, ID: {gp.id}")
         self.dev.core.alua.free_tg_pt_gp(gp)

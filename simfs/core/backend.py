@@ -16,6 +16,7 @@ from simfs.configfs import Attribute, ConfigfsError
 if TYPE_CHECKING:
     from simfs.core.device import SeDevice
     from simfs.core.hba import SeHba
+    from simfs.core.storage import FdStorage
 
 # transport_flags (target_core_backend.h)
 TRANSPORT_FLAG_PASSTHROUGH = 0x1
@@ -247,3 +248,33 @@ class BackendDevice:
     def describe_storage(self) -> str:
         """A one-line description of the backing storage (for simfs's own tools)."""
         return ""
+
+
+class StorageDevice(BackendDevice):
+    """A backend device whose blocks live behind a file descriptor (a file or a block
+    device): ``storage`` is set when the device is configured, and the data path is the
+    storage's (simfs.core.storage.FdStorage). What differs per backend (geometry, limits,
+    failure log lines) stays in the subclass."""
+
+    def __init__(self, dev: "SeDevice"):
+        super().__init__(dev)
+        self.storage: Optional["FdStorage"] = None
+
+    def _fd(self) -> "FdStorage":
+        assert self.storage is not None, "the data path runs on a configured device only"
+        return self.storage
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self._fd().read(offset, length)
+
+    def readinto(self, offset: int, view: memoryview) -> None:
+        self._fd().readinto(offset, view)
+
+    def write(self, offset: int, data, fua: bool = False) -> None:
+        self._fd().write(offset, data, fua)
+
+    def flush(self) -> None:
+        self._fd().flush()
+
+    def unmap(self, offset: int, length: int) -> None:
+        self._fd().unmap(offset, length)

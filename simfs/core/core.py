@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
-from simfs.configfs import Attribute, ConfigfsError, ConfigfsTree, Group
+from simfs.configfs import Attribute, ConfigfsError, ConfigfsTree, Group, owner
 from simfs.klog import KernelLog
 from simfs.core.alua import Alua, AluaGroup, TgPtGp
 from simfs.core.backend import Backend
@@ -26,13 +26,20 @@ from simfs.core.profile import Profile
 from simfs.core.registry import BackendRegistry, discover_backends
 
 if TYPE_CHECKING:
-    pass
+    from simfs.core.acl import DevEntry
+    from simfs.core.lun import SeLun
 
 DB_ROOT_LEN = 4096
 
 
 class CoreEvents:
-    """Hooks the SCSI engine fills in (unit attentions ...); metadata files are written here."""
+    """Hooks the SCSI engine fills in (unit attentions ...); metadata files are written here.
+
+    The core calls down into nothing above it: where the kernel's core calls into its
+    command-path code (target_core_ua.c, target_core_pr.c, target_core_alua.c), simfs's core
+    calls one of these, and the engine (``simfs.scsi.engine``) sets them when it is made.
+    Until then they do nothing.
+    """
 
     def __init__(self, core: "TargetCore"):
         self.core = core
@@ -40,6 +47,16 @@ class CoreEvents:
         self.release_spc2_reservation: Callable[[Any], None] = lambda dev: None
         #: target_dev_ua_allocate: a unit attention for every I_T nexus reaching a device
         self.dev_ua_allocate: Callable[[Any, int, int], None] = lambda dev, asc, ascq: None
+        #: core_scsi3_ua_allocate: queue (asc, ascq) on one mapping's ``DevEntry.ua_list``
+        self.ua_allocate: Callable[["DevEntry", int, int], None] = lambda deve, asc, ascq: None
+        #: core_scsi3_check_aptpl_registration: a new mapping (device, LUN, initiator name,
+        #: mapped LUN) takes up a waiting APTPL pre-registration
+        self.check_aptpl_registration: Callable[[Any, "SeLun", str, int], None] = \
+            lambda dev, lun, initiator, mapped_lun: None
+        #: core_alua_set_tg_pt_secondary_state(lun, explicit, offline): False when the LUN
+        #: cannot make the transition
+        self.set_secondary_state: Callable[["SeLun", bool, bool], bool] = \
+            lambda lun, explicit, offline: False
         #: the set of iSCSI portals changed (the daemon's iSCSI server listens)
         self.iscsi_portals_changed: Callable[[], None] = lambda: None
 
@@ -246,7 +263,7 @@ class TargetCore:
 
 # -- target/ ------------------------------------------------------------------------------------
 def _core(g: Group) -> TargetCore:
-    return g.core  # type: ignore[attr-defined]
+    return owner(g, TargetGroup).core
 
 
 def _show_version(g: Group) -> str:

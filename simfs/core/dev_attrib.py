@@ -11,6 +11,7 @@ import errno
 from typing import TYPE_CHECKING, Callable
 
 from simfs.configfs import Attribute, ConfigfsError, Group
+from simfs.core.dev_group import DevGroup, dev_of
 from simfs.core.backend import TRANSPORT_FLAG_PASSTHROUGH_ALUA, TRANSPORT_FLAG_PASSTHROUGH_PGR
 from simfs.core.kparse import cstr, kstrtobool, kstrtou8, kstrtou32
 
@@ -78,7 +79,7 @@ class DevAttrib:
 
 
 def _dev(g: Group) -> "SeDevice":
-    return g.dev  # type: ignore[attr-defined]
+    return dev_of(g)
 
 
 def _s32(val: int) -> int:
@@ -593,28 +594,26 @@ def attrib_table(dev: "SeDevice"):
     return table
 
 
-class AttribGroup(Group):
+class AttribGroup(DevGroup):
     """``<dev>/attrib``."""
 
-    __slots__ = ("dev", "_table")
+    __slots__ = ("_table",)
 
     def __init__(self, dev: "SeDevice"):
-        super().__init__("attrib")
-        self.dev = dev
+        super().__init__("attrib", dev)
         self._table = attrib_table(dev)
 
     def attribute_table(self):
         return self._table
 
 
-class ActionGroup(Group):
+class ActionGroup(DevGroup):
     """``<dev>/action``: empty except for backends with actions (TCMU)."""
 
-    __slots__ = ("dev",)
+    __slots__ = ()
 
     def __init__(self, dev: "SeDevice"):
-        super().__init__("action")
-        self.dev = dev
+        super().__init__("action", dev)
 
     def attribute_table(self):
         return self.dev.backend.action_attrs

@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Optional
 
 from simfs.configfs import Attribute, ConfigfsError, Group
+from simfs.core.dev_group import DevGroup, dev_of
 from simfs.core import kparse
 from simfs.core.backend import (TRANSPORT_FLAG_PASSTHROUGH, TRANSPORT_FLAG_PASSTHROUGH_ALUA,
                       TRANSPORT_FLAG_PASSTHROUGH_PGR, BackendDevice)
@@ -254,7 +255,7 @@ class SeDevice:
 
 # -- device-level attributes ------------------------------------------------------------------
 def _dev(g: Group) -> SeDevice:
-    return g.dev  # type: ignore[attr-defined]
+    return dev_of(g)
 
 
 def _show_info(g: Group) -> str:
@@ -397,14 +398,13 @@ V3_DEV_ATTRS = (
 )
 
 
-class DeviceGroup(Group):
+class DeviceGroup(DevGroup):
     """``core/<hba>/<dev>``."""
 
-    __slots__ = ("dev",)
+    __slots__ = ()
 
     def __init__(self, dev: SeDevice):
-        super().__init__(dev.name)
-        self.dev = dev
+        super().__init__(dev.name, dev)
         from simfs.core.alua import TgPtGpsGroup
         from simfs.core.pr_files import PrGroup
         from simfs.core.stat import StatisticsGroup

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Iterable, Mapping, Optional, Sequence, TypeVar
 
-from simfs.configfs import Attribute, ConfigfsError, Group
+from simfs.configfs import Attribute, ConfigfsError, Group, owner
 from simfs.core import kparse
 
 if TYPE_CHECKING:
@@ -37,6 +37,14 @@ if TYPE_CHECKING:
 
 
 # -- the plugin interface ---------------------------------------------------------------------
+# enum target_prot_op (include/target/target_core_base.h): what a session does with T10-PI
+TARGET_PROT_NORMAL = 0
+TARGET_PROT_DIN_INSERT, TARGET_PROT_DOUT_INSERT = 1 << 0, 1 << 1
+TARGET_PROT_DIN_STRIP, TARGET_PROT_DOUT_STRIP = 1 << 2, 1 << 3
+TARGET_PROT_DIN_PASS, TARGET_PROT_DOUT_PASS = 1 << 4, 1 << 5
+TARGET_PROT_ALL = 0x3F
+
+
 class FabricOps:
     """One fabric module: the kernel's target_core_fabric_ops, restated.
 
@@ -76,6 +84,9 @@ class FabricOps:
     #: wwn/param/default_submit_type and direct_submit_supported (6.10+)
     default_submit_type: int = 0
     direct_submit_supported: int = 0
+    #: the sessions' sup_prot_ops (TARGET_PROT_*): what the fabric does with T10-PI, given
+    #: at target_setup_session; the engine reports PI only through ports that pass it
+    sup_prot_ops: int = TARGET_PROT_NORMAL
 
     def attrs(self, kernel, level: str) -> tuple[Attribute, ...]:
         """The attribute files of ``level`` (``"wwn"``, ``"tpg_base"`` ...) in ``kernel``."""
@@ -297,12 +308,16 @@ def make_fabric_group(core: "TargetCore", name: str) -> Group:
 
 
 # -- small helpers shared by the fabric groups ---------------------------------------------------
-class ObjGroup(Group):
-    """A group whose attributes act on one state object (``obj``)."""
+T = TypeVar("T")
+
+
+class ObjGroup(Group, Generic[T]):
+    """A group whose attributes act on one state object (``obj``); a subclass names the
+    object's type (``ObjGroup["SePortalGroup"]``) so ``owner(g, TpgGroup).obj`` is typed."""
 
     __slots__ = ("obj", "_table")
 
-    def __init__(self, name: str, obj: Any, table: Sequence[Attribute] = ()):
+    def __init__(self, name: str, obj: T, table: Sequence[Attribute] = ()):
         super().__init__(name)
         self.obj = obj
         self._table = tuple(table)
@@ -311,7 +326,7 @@ class ObjGroup(Group):
         return self._table
 
 
-class FixedGroup(ObjGroup):
+class FixedGroup(ObjGroup[Any]):
     """A statistics-style default group: mkdir below it is ENOSYS."""
 
     __slots__ = ()
@@ -322,11 +337,12 @@ class FixedGroup(ObjGroup):
 
 
 def obj(g: Group) -> Any:
-    return g.obj  # type: ignore[attr-defined]
+    """The state object of the :class:`ObjGroup` an attribute lives in."""
+    return owner(g, ObjGroup).obj
 
 
 # -- target/<fabric> ---------------------------------------------------------------------------
-class FabricGroup(ObjGroup):
+class FabricGroup(ObjGroup["FabricModule"]):
     """``target/<fabric>``: the fabric's wwn-level attributes, discovery_auth/, and wwns."""
 
     __slots__ = ()
@@ -345,7 +361,7 @@ class FabricGroup(ObjGroup):
         return WwnGroup(wwn)
 
     def drop_item(self, child: Group) -> None:
-        wwn: SeWwn = child.obj  # type: ignore[attr-defined]
+        wwn = owner(child, WwnGroup).obj
         wwn.fmod.ops.drop_wwn(wwn)
         wwn.fmod.wwns.pop(wwn.name, None)
 
@@ -409,7 +425,7 @@ WWN_PARAM_ATTRS = (
 )
 
 
-class WwnGroup(ObjGroup):
+class WwnGroup(ObjGroup["SeWwn"]):
     """``target/<fabric>/<wwn>``: fabric_statistics/, param/, and ``tpgt_N`` groups."""
 
     __slots__ = ()
@@ -436,7 +452,8 @@ class WwnGroup(ObjGroup):
         return TpgGroup(tpg)
 
     def drop_item(self, child: Group) -> None:
-        tpg: SePortalGroup = child.obj  # type: ignore[attr-defined]
+        from simfs.core.tpg import TpgGroup
+        tpg = owner(child, TpgGroup).obj
         tpg.deregister()
         wwn: SeWwn = self.obj
         if wwn.tpgs.get(tpg.name) is tpg:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from simfs.configfs import Attribute, ConfigfsError, Group
+from simfs.configfs import Attribute, ConfigfsError, Group, owner
 from simfs.core.backend import Backend
+from simfs.core.dev_group import dev_of
 from simfs.core.device import DeviceGroup, SeDevice
 from simfs.core.kparse import kstrtoul
 
@@ -57,7 +58,7 @@ def parse_hba_name(core: "TargetCore", name: str) -> tuple[str, int]:
 
 
 def _hba(g: Group) -> SeHba:
-    return g.hba  # type: ignore[attr-defined]
+    return owner(g, HbaGroup).hba
 
 
 def _show_hba_info(g: Group) -> str:
@@ -116,7 +117,7 @@ class HbaGroup(Group):
         return DeviceGroup(dev)
 
     def drop_item(self, child: Group) -> None:
-        dev: SeDevice = child.dev  # type: ignore[attr-defined]
+        dev = dev_of(child)
         self.hba.devices.pop(dev.name, None)
         self.hba.core.target_devices -= 1
         core = self.hba.core

@@ -2,7 +2,7 @@
 tpg_port, core_dev_add_lun/core_tpg_add_lun, the per-LUN ALUA files of target_core_alua.c
 and the port statistics of target_core_stat.c).
 
-A :class:`SeLun` *is* the SCSI engine's :class:`~simfs.scsi.command.TargetPort`: linking a
+A :class:`SeLun` *is* the SCSI engine's :class:`~simfs.core.port.TargetPort`: linking a
 device into ``lun_<L>/`` gives it a device, an RTPI, a target port group and an export.
 
 Kernel facts kept here:
@@ -29,9 +29,9 @@ import itertools
 from typing import TYPE_CHECKING
 
 from simfs.configfs import Attribute, ConfigfsError, Group
-from simfs.scsi.command import TargetPort
 from simfs.core import kparse
 from simfs.core.fabric import FixedGroup, ObjGroup, obj
+from simfs.core.port import TargetPort
 
 if TYPE_CHECKING:
     from simfs.core.acl import DevEntry
@@ -49,13 +49,16 @@ class SeLun(TargetPort):
         self.tpg = tpg
         self._dev_rtpi = 0
         super().__init__(fabric=tpg.fabric_name, proto_id=tpg.proto_id, wwn=tpg.wwn_name,
-                         tpgt=tpg.tpgt, rtpi=0, lun=unpacked_lun)
+                         tpgt=tpg.tpgt, rtpi=0, lun=unpacked_lun,
+                         sup_prot_ops=tpg.ops.sup_prot_ops)
         self.tpg = tpg
         self.group_name = name
         self.secondary_status = ALUA_STATUS_NONE
         self.secondary_write_md = 0
         #: se_dev_entry mappings that go through this LUN
         self.deves: list["DevEntry"] = []
+        #: when the LUN was last linked (REPORT LUNS-style order: the newest link first)
+        self.link_seq = 0
         # lun_stats: commands, bytes received (writes) and sent (reads)
         self.cmd_pdus = 0
         self.rx_data_octets = 0
@@ -221,9 +224,8 @@ def _store_offline(g: Group, buf: bytes) -> None:
         raise ConfigfsError(e.errno, "Unable to extract alua_tg_pt_offline value") from None
     if val not in (0, 1):
         raise ConfigfsError(errno.EINVAL, f"Illegal value for alua_tg_pt_offline: {val}")
-    from simfs.scsi import alua as scsi_alua
-    if lun.tg_pt_gp is None or not scsi_alua.set_secondary_state(lun, explicit=False,
-                                                                 offline=bool(val)):
+    if lun.tg_pt_gp is None or not lun.tpg.core.events.set_secondary_state(lun, False,
+                                                                           bool(val)):
         raise ConfigfsError(errno.EINVAL, "Unable to complete secondary state transition")
 
 
@@ -303,7 +305,7 @@ SCSI_TRANSPORT_ATTRS = (
 )
 
 
-class LunGroup(ObjGroup):
+class LunGroup(ObjGroup[SeLun]):
     """``lun/lun_<L>``: one symlink to a backstore device, the ALUA files, statistics/."""
 
     __slots__ = ()

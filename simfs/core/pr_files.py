@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 from simfs.configfs import Attribute, ConfigfsError, Group
+from simfs.core.dev_group import DevGroup, dev_of
 
 if TYPE_CHECKING:
     from simfs.core.device import SeDevice
@@ -64,7 +65,7 @@ class PrState:
 
 
 def _dev(g: Group) -> "SeDevice":
-    return g.dev  # type: ignore[attr-defined]
+    return dev_of(g)
 
 
 def _mode(dev: "SeDevice") -> str:
@@ -201,14 +202,13 @@ PR_ATTRS = (
 V3_PR_ATTRS = PR_ATTRS[:7]
 
 
-class PrGroup(Group):
+class PrGroup(DevGroup):
     """``<dev>/pr``."""
 
-    __slots__ = ("dev",)
+    __slots__ = ()
 
     def __init__(self, dev: "SeDevice"):
-        super().__init__("pr")
-        self.dev = dev
+        super().__init__("pr", dev)
 
     def attribute_table(self):
         return V3_PR_ATTRS if self.dev.legacy else PR_ATTRS

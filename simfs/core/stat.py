@@ -6,13 +6,14 @@ import errno
 from typing import TYPE_CHECKING
 
 from simfs.configfs import Attribute, ConfigfsError, Group
+from simfs.core.dev_group import DevGroup, dev_of
 
 if TYPE_CHECKING:
     from simfs.core.device import SeDevice
 
 
 def _dev(g: Group) -> "SeDevice":
-    return g.dev  # type: ignore[attr-defined]
+    return dev_of(g)
 
 
 def _a(name: str, fn) -> Attribute:
@@ -70,26 +71,24 @@ SCSI_LU_ATTRS = (
 )
 
 
-class _StatGroup(Group):
-    __slots__ = ("dev", "_table")
+class _StatGroup(DevGroup):
+    __slots__ = ("_table",)
 
     def __init__(self, dev: "SeDevice", name: str, table):
-        super().__init__(name)
-        self.dev = dev
+        super().__init__(name, dev)
         self._table = table
 
     def attribute_table(self):
         return self._table
 
 
-class StatisticsGroup(Group):
+class StatisticsGroup(DevGroup):
     """``<dev>/statistics``: mkdir here is refused with ENOSYS (its make_group says so)."""
 
-    __slots__ = ("dev",)
+    __slots__ = ()
 
     def __init__(self, dev: "SeDevice"):
-        super().__init__("statistics")
-        self.dev = dev
+        super().__init__("statistics", dev)
         self.add_default_group(_StatGroup(dev, "scsi_dev", SCSI_DEV_ATTRS))
         self.add_default_group(_StatGroup(dev, "scsi_tgt_dev", SCSI_TGT_DEV_ATTRS))
         self.add_default_group(_StatGroup(dev, "scsi_lu", SCSI_LU_ATTRS))

@@ -14,7 +14,7 @@ import errno
 import itertools
 from typing import TYPE_CHECKING, Any, Optional
 
-from simfs.configfs import Attribute, ConfigfsError, Group
+from simfs.configfs import Attribute, ConfigfsError, Group, owner
 from simfs.core import kparse
 from simfs.core.fabric import FixedGroup, ObjGroup, obj
 
@@ -125,7 +125,7 @@ class SePortalGroup:
     def linked_luns(self) -> list["SeLun"]:
         """The linked LUNs in tpg_lun_hlist order: the newest link first."""
         linked = [lun for lun in self.luns.values() if lun.dev is not None]
-        return sorted(linked, key=lambda lun: -getattr(lun, "link_seq", 0))
+        return sorted(linked, key=lambda lun: -lun.link_seq)
 
     def virt_lun0(self) -> Optional["SeLun"]:
         """tpg_virt_lun0: the read-only LUN 0 an initiator without a LUN 0 mapping reaches."""
@@ -227,7 +227,7 @@ def tpg_base_table(tpg: SePortalGroup) -> tuple[Attribute, ...]:
     return ops.attrs(kernel, "tpg_base") + generic
 
 
-class TpgGroup(ObjGroup):
+class TpgGroup(ObjGroup["SePortalGroup"]):
     """``<wwn>/tpgt_N``."""
 
     __slots__ = ()
@@ -243,7 +243,7 @@ class TpgGroup(ObjGroup):
         self.add_default_group(ObjGroup("param", tpg, ops.tpg_param_attrs))
 
 
-class LunsGroup(ObjGroup):
+class LunsGroup(ObjGroup["SePortalGroup"]):
     """``tpgt_N/lun``: mkdir ``lun_<L>`` (target_fabric_make_lun)."""
 
     __slots__ = ()
@@ -269,7 +269,7 @@ class LunsGroup(ObjGroup):
         tpg.luns.pop(child.name, None)
 
 
-class NpsGroup(ObjGroup):
+class NpsGroup(ObjGroup["SePortalGroup"]):
     """``tpgt_N/np``: mkdir ``<portal>`` (target_fabric_make_np)."""
 
     __slots__ = ()
@@ -291,13 +291,13 @@ class NpsGroup(ObjGroup):
 
     def drop_item(self, child: Group) -> None:
         tpg: SePortalGroup = self.obj
-        np = child.obj  # type: ignore[attr-defined]
+        np = owner(child, ObjGroup).obj
         if np in tpg.nps:
             tpg.nps.remove(np)
         tpg.ops.drop_np(tpg, np)
 
 
-class AclsGroup(ObjGroup):
+class AclsGroup(ObjGroup["SePortalGroup"]):
     """``tpgt_N/acls``: mkdir ``<initiator>`` (target_fabric_make_nodeacl)."""
 
     __slots__ = ()
@@ -312,8 +312,8 @@ class AclsGroup(ObjGroup):
         return NodeAclGroup(acl)
 
     def drop_item(self, child: Group) -> None:
-        acl = child.obj  # type: ignore[attr-defined]
-        acl.delete()
+        from simfs.core.acl import NodeAclGroup
+        owner(child, NodeAclGroup).obj.delete()
 
 
 __all__ = ["SePortalGroup", "Session", "TpgGroup", "FixedGroup"]

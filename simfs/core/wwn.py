@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from simfs.configfs import Attribute, ConfigfsError, Group
+from simfs.core.dev_group import DevGroup, dev_of
 from simfs.core.kparse import cstr, kstrtou32
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class T10Wwn:
 
 
 def _dev(g: Group) -> "SeDevice":
-    return g.dev  # type: ignore[attr-defined]
+    return dev_of(g)
 
 
 def _check_printable(s: str) -> None:
@@ -224,14 +225,13 @@ V3_WWN_ATTRS = (
 )
 
 
-class WwnGroup(Group):
+class WwnGroup(DevGroup):
     """``<dev>/wwn``."""
 
-    __slots__ = ("dev",)
+    __slots__ = ()
 
     def __init__(self, dev: "SeDevice"):
-        super().__init__("wwn")
-        self.dev = dev
+        super().__init__("wwn", dev)
 
     def attribute_table(self):
         if self.dev.legacy:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from simfs.daemon import state
 from simfs.daemon.control import ControlServer
+from simfs.daemon.options import TargetOptions, add_target_options, target_options
 from simfs.klog import KernelLog
 from simfs.scsi import ScsiEngine
 from simfs.core.core import TargetCore
@@ -16,15 +17,15 @@ from simfs.core.fabric import set_hardware_ports
 from simfs.core.profile import get_profile
 
 
-def serve(mountpoint: str, profile_name: str = "modern", state_dir: str | None = None,
+def serve(mountpoint: str, opts: TargetOptions = TargetOptions(), state_dir: str | None = None,
           dbroot: str | None = None, allow_other: bool = False, ready_fd: int = -1,
-          debug: bool = False, wwns: tuple = (), listen_any: bool = False) -> int:
+          debug: bool = False) -> int:
     """Mount and serve until unmounted. Writes "ready" to ``ready_fd`` once the tree is up.
-    ``wwns``: the machine's hardware fabric ports, ``FABRIC=PORT`` (``--wwn``).
-    ``listen_any``: wildcard iSCSI portals listen on every interface, not only loopback."""
+    ``opts``: the kernel version, the machine's hardware fabric ports, where wildcard iSCSI
+    portals listen (simfs.daemon.options)."""
     from simfs.daemon.fuse_adapter import SimfsOperations, mount
 
-    profile = get_profile(profile_name)
+    profile = get_profile(opts.kernel)
     mountpoint = state.resolve(mountpoint)  # before mounting: later it would stat ourselves
     sdir = Path(state_dir) if state_dir else state.default_state_dir(mountpoint)
     sdir.mkdir(parents=True, exist_ok=True)
@@ -35,13 +36,13 @@ def serve(mountpoint: str, profile_name: str = "modern", state_dir: str | None =
         pass
     log = KernelLog(logfile)
     core = TargetCore(profile, log=log, state_dir=sdir, dbroot=dbroot)
-    set_hardware_ports(core, wwns)
+    set_hardware_ports(core, opts.wwns)
     tree = core.build_tree()
     engine = ScsiEngine(core)
     # the engine registers itself as core.engine: one for every entry point (CLI, iSCSI, loopback)
     control = ControlServer(core, engine, sdir)
     tracer = _trace_server(core, tree, engine, sdir, profile.name)
-    iscsi = _iscsi_server(core, log, listen_any)
+    iscsi = _iscsi_server(core, log, opts.listen_any)
     if iscsi is not None:
         tracer.hub.attach(events=iscsi)  # refused logins, dropped connections
 
@@ -113,18 +114,16 @@ def _iscsi_server(core: TargetCore, log: KernelLog, listen_any: bool = False):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="simfs-daemon")
-    p.add_argument("--profile", "--kernel", dest="profile", default="modern")
+    add_target_options(p)
     p.add_argument("--state-dir")
     p.add_argument("--dbroot")
     p.add_argument("--allow-other", action="store_true")
     p.add_argument("--ready-fd", type=int, default=-1)
     p.add_argument("--debug", action="store_true")
-    p.add_argument("--wwn", action="append", default=[])
-    p.add_argument("--listen-any", action="store_true")
     p.add_argument("mountpoint")
     a = p.parse_args(argv)
-    return serve(a.mountpoint, a.profile, a.state_dir, a.dbroot, a.allow_other, a.ready_fd,
-                 a.debug, tuple(a.wwn), listen_any=a.listen_any)
+    return serve(a.mountpoint, target_options(a), a.state_dir, a.dbroot, a.allow_other,
+                 a.ready_fd, a.debug)
 
 
 if __name__ == "__main__":

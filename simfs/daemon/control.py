@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from simfs.core.fabric import TARGET_PROT_ALL
 from simfs.daemon import unixsock
 from simfs.scsi import Nexus, ScsiEngine, TargetPort
 from simfs.scsi import status as S
@@ -97,8 +98,9 @@ class ControlServer(UnixServer):
         if port is not None and port.dev is not dev:  # a new device reusing the id()
             port = None
         if port is None:
+            # a tcm_loop-style port: its sessions pass T10-PI as tcm_loop's do
             port = TargetPort(fabric="loopback", proto_id=proto, wwn=wwn, tpgt=0,
-                              rtpi=0xFFFF - proto, lun=0, dev=dev)
+                              rtpi=0xFFFF - proto, lun=0, dev=dev, sup_prot_ops=TARGET_PROT_ALL)
             port.set_tg_pt_gp(dev.default_tg_pt_gp)
             self._cli_ports[key] = port
         return port

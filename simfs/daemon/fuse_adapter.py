@@ -62,7 +62,9 @@ class ThreadStatePins:
             libc = ctypes.CDLL(None, use_errno=True)
             self._tgkill = libc.tgkill
             self._tgkill.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-            self._known = threading._active  # type: ignore[attr-defined]  # threads Python started
+            # the threads Python started: CPython's private registry, looked up by name
+            # since it may be missing (AttributeError: no pinning then)
+            self._known = getattr(threading, "_active")
         except (AttributeError, OSError):
             return
         self.enabled = True

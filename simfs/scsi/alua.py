@@ -8,9 +8,9 @@
   ``core.events.alua_state_changed`` so that every I_T nexus reaching a LUN of a group
   that changed state gets 2Ah/06h ASYMMETRIC ACCESS STATE CHANGED (core_alua_queue_state_change_ua).
   The engine calls :func:`state_check` for every parsed command; it installs the hook
-  lazily and records which nexuses have reached which device (the kernel walks each
-  LUN's se_dev_entry list; simfs has no ACLs yet, so "a nexus that has sent a command
-  to the device" stands in for "a node ACL with the LUN mapped").
+  lazily. Like the kernel it walks each LUN's mappings (se_dev_entry); it also records
+  which nexuses made without a node ACL (the ``simfs scsi`` CLI, tests) have reached
+  which device, and gives them the UA too.
 
 Kernel facts settled here (modern target_core_alua.c / target_core_transport.c):
 
@@ -92,9 +92,9 @@ def _seen(dev: "SeDevice") -> dict:
     return state.of(dev).nexuses
 
 
-def nexuses(dev: "SeDevice") -> list:
-    """The keys of every I_T nexus that reached ``dev`` (target_dev_ua_allocate's list)."""
-    return list(_seen(dev))
+def nexuses(dev: "SeDevice") -> list["Nexus"]:
+    """Every I_T nexus that reached ``dev`` (target_dev_ua_allocate's list)."""
+    return list(_seen(dev).values())
 
 
 def note_nexus(nexus: "Nexus", dev: "SeDevice") -> None:
@@ -118,7 +118,7 @@ def queue_state_change_ua(gp) -> None:
         origin = None
     seen = list(_seen(dev).values())
     o_lun, o_initiator = origin if origin is not None else (None, None)
-    keys = []
+    targets: list = []
     for lun in list(gp.members):
         if origin is not None and o_lun is lun:
             continue  # tg_pt_gp_alua_lun: the LUN the STPG came in on
@@ -128,15 +128,15 @@ def queue_state_change_ua(gp) -> None:
             if (origin is not None and deve.lacl is not None and deve.acl.name == o_initiator
                     and deve.acl.tpg is getattr(o_lun, "tpg", None)):
                 continue
-            keys.append((deve.acl.name, None, id(lun)))
+            targets.append(deve)
         # nexuses without a node ACL (CLI, tests), as they reached the LUN
         for nexus in seen:
             if nexus.port is not lun or nexus.acl is not None:
                 continue
             if origin is not None and nexus.initiator == o_initiator:
                 continue
-            keys.append(nexus.key())
-    uas.allocate_many(keys, *ASYMMETRIC_ACCESS_STATE_CHANGED)
+            targets.append(nexus)
+    uas.allocate_many(targets, *ASYMMETRIC_ACCESS_STATE_CHANGED)
 
 
 def install(target) -> None:

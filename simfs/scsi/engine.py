@@ -22,6 +22,7 @@ from simfs.scsi.ua import INTLCK_ESTABLISH_UA, PREVIOUS_RESERVATION_CONFLICT_STA
 from simfs.scsi import ua as ua_mod
 
 if TYPE_CHECKING:
+    from simfs.core.acl import DevEntry
     from simfs.core.core import TargetCore
     from simfs.core.device import SeDevice
 
@@ -78,8 +79,10 @@ def scsi_state(dev: "SeDevice") -> DeviceState:
     return state.of(dev)
 
 
-def _install_tmr_hooks(core: "TargetCore") -> None:
-    """The engine's side of the core's task management (simfs.core.tmr)."""
+def _install_core_hooks(core: "TargetCore") -> None:
+    """The engine's side of what the core starts (simfs.core.core.CoreEvents): task
+    management (simfs.core.tmr), unit attentions on mappings, APTPL on a new mapping,
+    a LUN's ALUA secondary state."""
     events = core.events
 
     def release_spc2(dev: "SeDevice") -> None:
@@ -90,12 +93,17 @@ def _install_tmr_hooks(core: "TargetCore") -> None:
     def dev_ua_allocate(dev: "SeDevice", asc: int, ascq: int) -> None:
         # target_dev_ua_allocate: every mapping of every LUN of the device, whether or not
         # a session used it yet; nexuses without a node ACL (CLI, tests) as they reached it
-        keys = [(deve.acl.name, None, id(lun))
-                for lun in list(getattr(dev, "luns", ())) for deve in list(lun.deves)]
-        state.of(dev).ua.allocate_many([*keys, *alua.nexuses(dev)], asc, ascq)
+        deves = [deve for lun in list(getattr(dev, "luns", ())) for deve in list(lun.deves)]
+        state.of(dev).ua.allocate_many([*deves, *alua.nexuses(dev)], asc, ascq)
+
+    def ua_allocate(deve: "DevEntry", asc: int, ascq: int) -> None:
+        ua_mod.allocate(deve.ua_list, asc, ascq)
 
     events.release_spc2_reservation = release_spc2
     events.dev_ua_allocate = dev_ua_allocate
+    events.ua_allocate = ua_allocate
+    events.check_aptpl_registration = pr.check_aptpl_registration
+    events.set_secondary_state = alua.set_secondary_state
 
 
 class ScsiEngine:
@@ -106,7 +114,7 @@ class ScsiEngine:
         if core.engine is None:
             core.engine = self  # fabrics and the control socket submit through it
         alua.install(core)
-        _install_tmr_hooks(core)
+        _install_core_hooks(core)
 
     @property
     def _lock(self):
@@ -155,7 +163,7 @@ class ScsiEngine:
         except ReservationConflict:
             with self._lock:
                 if dev.attrib.emulate_ua_intlck_ctrl == INTLCK_ESTABLISH_UA:
-                    st.ua.allocate(nexus.key(), *PREVIOUS_RESERVATION_CONFLICT_STATUS)
+                    st.ua.allocate(nexus, *PREVIOUS_RESERVATION_CONFLICT_STATUS)
             return Result(status=S.RESERVATION_CONFLICT)
         except StatusError as e:
             return Result(status=e.status)
@@ -258,4 +266,4 @@ class ScsiEngine:
         return scsi_state(dev).ua
 
     def request_sense_ua(self, nexus: Nexus, dev: "SeDevice") -> Optional[tuple[int, int]]:
-        return scsi_state(dev).ua.clear_for_request_sense(nexus.key())
+        return scsi_state(dev).ua.clear_for_request_sense(nexus)

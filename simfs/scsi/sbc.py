@@ -31,6 +31,7 @@ from simfs.scsi import faults, sense
 from simfs.scsi import status as S
 from simfs.scsi.command import DATA_IN, DATA_NONE, DATA_OUT
 from simfs.scsi.sense import SenseError, StatusError
+from simfs.scsi.vpd import sup_prot_pass
 from simfs.core.backend import BackendDevice, ExecOps
 
 if TYPE_CHECKING:
@@ -77,12 +78,6 @@ def target_check_wce(dev) -> bool:
 
 def target_check_fua(dev) -> bool:
     return target_check_wce(dev) and dev.attrib.emulate_fua_write > 0
-
-
-def _sup_prot_ops(cmd: "Command") -> bool:
-    """Whether the session passes T10-PI (DIN_PASS|DOUT_PASS): tcm_loop's sessions do,
-    iSCSI over TCP does not."""
-    return cmd.nexus.port.fabric == "loopback"
 
 
 class _Parse:
@@ -412,7 +407,7 @@ def _execute_readcapacity_16(cmd: "Command") -> bytes:
     buf = bytearray(32)
     buf[0:8] = (dev.get_blocks() & (2**64 - 1)).to_bytes(8, "big")
     buf[8:12] = _bs(dev).to_bytes(4, "big")
-    if _sup_prot_ops(cmd):
+    if sup_prot_pass(cmd):
         pi_type = a.pi_prot_type
         if pi_type:
             buf[12] = (pi_type - 1) << 1 | 0x1

@@ -155,7 +155,7 @@ def emulate_request_sense(cmd: "Command") -> bytes:
         # no buffer to map (transport_kmap_data_sg): the pending UA is not cleared
         raise sense.LOGICAL_UNIT_COMMUNICATION_FAILURE()
     desc = vpd.sense_desc_format(dev)
-    ua = scsi_state(dev).ua.clear_for_request_sense(cmd.nexus.key())
+    ua = scsi_state(dev).ua.clear_for_request_sense(cmd.nexus)
     if ua is not None:
         buf = build_sense_buffer(desc, S.UNIT_ATTENTION, ua[0], ua[1])
     else:

@@ -21,9 +21,10 @@ if TYPE_CHECKING:
 class DeviceState:
     """The engine's state of one device."""
 
-    def __init__(self) -> None:
-        #: pending unit attentions, per I_T nexus
-        self.ua = UnitAttentions()
+    def __init__(self, dev: Optional["SeDevice"] = None) -> None:
+        #: pending unit attentions: the device's mappings' queues, and those of nexuses
+        #: made without a node ACL
+        self.ua = UnitAttentions(dev)
         #: serialises data commands on the device against each other
         self.io_lock = threading.Lock()
         #: persistent/SPC-2 reservation state the tree does not show (made by pr.runtime)
@@ -45,7 +46,7 @@ def of(dev: "SeDevice") -> DeviceState:
         with _lock:
             st = _states.get(dev)
             if st is None:
-                st = _states[dev] = DeviceState()
+                st = _states[dev] = DeviceState(dev)
     return st
 
 

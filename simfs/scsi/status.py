@@ -1,5 +1,10 @@
 """SCSI status codes, sense keys and the operation codes the engine knows (SAM-5, SPC-4, SBC-3)."""
 
+# SCSI protocol identifiers (SPC-4 table 362), kept with the other T10 tables in the core
+from simfs.core.t10.spc import (PROTO_1394, PROTO_ADT, PROTO_ATA, PROTO_FCP,  # noqa: F401
+                                PROTO_ISCSI, PROTO_SAS, PROTO_SOP, PROTO_SPI, PROTO_SRP,
+                                PROTO_SSA, PROTO_UAS)
+
 # status (SAM-5 table 32)
 GOOD = 0x00
 CHECK_CONDITION = 0x02
@@ -98,16 +103,3 @@ MI_REPORT_PRIORITY = 0x0E
 MI_REPORT_TIMESTAMP = 0x0F
 MI_MANAGEMENT_PROTOCOL_IN = 0x10
 MO_SET_TARGET_PGS = 0x0A
-
-# SCSI protocol identifiers (SPC-4 table 362)
-PROTO_FCP = 0x0
-PROTO_SPI = 0x1
-PROTO_SSA = 0x2
-PROTO_1394 = 0x3
-PROTO_SRP = 0x4
-PROTO_ISCSI = 0x5
-PROTO_SAS = 0x6
-PROTO_ADT = 0x7
-PROTO_ATA = 0x8
-PROTO_UAS = 0x9
-PROTO_SOP = 0xA

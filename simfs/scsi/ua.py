@@ -1,6 +1,8 @@
-"""Unit attention conditions, queued per I_T nexus (the kernel's target_core_ua.c).
+"""Unit attention conditions (the kernel's target_core_ua.c).
 
-Each nexus (initiator + ISID + the LUN it reached) has an ordered queue of (ASC, ASCQ).
+Each mapping of a LUN to a node ACL (the core's ``DevEntry``, the kernel's se_dev_entry)
+has an ordered queue of (ASC, ASCQ), ``ua_list``, which every session of the initiator
+shares; this module places, reports and clears them.
 ``emulate_ua_intlck_ctrl`` decides what reporting does: 0 clears every queued UA and
 reports the first; 1 and 2 report the first and keep it (REQUEST SENSE still clears);
 2 also turns a RESERVATION CONFLICT into a 2Ch/09h UA.
@@ -8,12 +10,14 @@ reports the first; 1 and 2 report the first and keep it (REQUEST SENSE still cle
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import TYPE_CHECKING, Iterable, Optional
+import weakref
+from typing import TYPE_CHECKING, Iterable, Optional, Union
 
 from simfs.scsi import status as S
 
 if TYPE_CHECKING:
+    from simfs.core.acl import DevEntry
+    from simfs.core.device import SeDevice
     from simfs.scsi.command import Command, Nexus
 
 # ASC/ASCQ pairs the core queues
@@ -45,49 +49,110 @@ def _shared(nexus_key: tuple) -> tuple:
     return nexus_key
 
 
+def allocate(q: list[tuple[int, int]], asc: int, ascq: int) -> None:
+    """core_scsi3_ua_allocate: place a new UA in queue ``q`` by the queue's head alone.
+
+    The kernel compares with the first queued UA only: the same UA there is not queued
+    again; behind a 29h head a higher 29h ASCQ goes first, anything else last; behind a
+    2Ah head a 29h (or, as the kernel compares the new ASCQ with the head's ASC, an
+    ASCQ above 2Ah) goes first; behind any other head (3Fh ...) everything goes last.
+    """
+    if not q:
+        q.append((asc, ascq))
+        return
+    head = q[0]
+    if head == (asc, ascq):
+        return
+    if head[0] == 0x29:
+        first = asc == 0x29 and ascq > head[1]
+    elif head[0] == 0x2A:
+        first = asc == 0x29 or ascq > head[0]
+    else:
+        first = False
+    if first:
+        q.insert(0, (asc, ascq))
+    else:
+        q.append((asc, ascq))
+
+
+#: who a UA is for: a mapping (the core's DevEntry), an I_T nexus, or a nexus key
+#: (``Nexus.key()``)
+Where = Union["DevEntry", "Nexus", tuple]
+
+
 class UnitAttentions:
-    """The UA queues of one device, one per initiator and LUN (see :func:`_shared`)."""
+    """The UA queues of one device.
 
-    def __init__(self) -> None:
-        self._queues: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
+    A queue belongs to a mapping, as the kernel's does: the ``ua_list`` of the core's
+    :class:`~simfs.core.acl.DevEntry` for the node ACL and mapped LUN a nexus came through.
+    A nexus made without a node ACL (the ``simfs scsi`` CLI, tests) has no mapping; its
+    queue is kept here, one per initiator and LUN (see :func:`_shared`), unless a node ACL
+    of the same name maps that LUN, whose queue it then shares.
+    """
 
-    def allocate(self, nexus_key: tuple, asc: int, ascq: int) -> None:
-        """core_scsi3_ua_allocate: the new UA is placed by the queue's head alone.
+    def __init__(self, dev: Optional["SeDevice"] = None) -> None:
+        # weak: the engine's state of a device must not keep the device alive
+        self._dev = weakref.ref(dev) if dev is not None else None
+        self._queues: dict[tuple, list[tuple[int, int]]] = {}
 
-        The kernel compares with the first queued UA only: the same UA there is not queued
-        again; behind a 29h head a higher 29h ASCQ goes first, anything else last; behind a
-        2Ah head a 29h (or, as the kernel compares the new ASCQ with the head's ASC, an
-        ASCQ above 2Ah) goes first; behind any other head (3Fh ...) everything goes last.
-        """
-        q = self._queues[_shared(nexus_key)]
-        if not q:
-            q.append((asc, ascq))
-            return
-        head = q[0]
-        if head == (asc, ascq):
-            return
-        if head[0] == 0x29:
-            first = asc == 0x29 and ascq > head[1]
-        elif head[0] == 0x2A:
-            first = asc == 0x29 or ascq > head[0]
+    # -- which queue ------------------------------------------------------------------------
+    def _port_of(self, port_id: int):
+        dev = self._dev() if self._dev is not None else None
+        for lun in list(getattr(dev, "luns", ())):
+            if id(lun) == port_id:
+                return lun
+        return None
+
+    @staticmethod
+    def _deve(initiator: str, port, acl=None, mapped_lun: Optional[int] = None):
+        """The mapping an initiator reaches ``port`` through (transport_lookup_cmd_lun)."""
+        if acl is not None:
+            deve = acl.deves.get(port.lun if mapped_lun is None else mapped_lun)
+            if deve is not None and deve.lun is port:
+                return deve
+        for deve in getattr(port, "deves", ()):
+            if deve.acl.name == initiator:
+                return deve
+        return None
+
+    def _queue(self, where: Where, make: bool) -> Optional[list[tuple[int, int]]]:
+        if isinstance(where, tuple):
+            port = self._port_of(where[2]) if len(where) == 3 else None
+            deve = self._deve(where[0], port) if port is not None else None
+            key = _shared(where)
+        elif hasattr(where, "ua_list"):
+            return where.ua_list  # a mapping
         else:
-            first = False
-        if first:
-            q.insert(0, (asc, ascq))
-        else:
-            q.append((asc, ascq))
+            deve = self._deve(where.initiator, where.port, where.acl, where.mapped_lun)
+            key = _shared(where.key())
+        if deve is not None:
+            return deve.ua_list
+        if make:
+            return self._queues.setdefault(key, [])
+        return self._queues.get(key)
 
-    def allocate_many(self, keys: Iterable[tuple], asc: int, ascq: int) -> None:
-        """One allocation per queue, however many sessions of an initiator ``keys`` hold."""
-        for k in dict.fromkeys(_shared(k) for k in keys):
-            self.allocate(k, asc, ascq)
+    def _made(self, where: Where) -> list[tuple[int, int]]:
+        q = self._queue(where, make=True)
+        assert q is not None  # make=True always finds or makes one
+        return q
 
-    def pending(self, nexus_key: tuple) -> list[tuple[int, int]]:
-        return list(self._queues.get(_shared(nexus_key), ()))
+    # -- the queues ---------------------------------------------------------------------------
+    def allocate(self, where: Where, asc: int, ascq: int) -> None:
+        """core_scsi3_ua_allocate on the queue of ``where`` (see :func:`allocate`)."""
+        allocate(self._made(where), asc, ascq)
 
-    def for_check_condition(self, nexus_key: tuple, intlck: int) -> Optional[tuple[int, int]]:
+    def allocate_many(self, wheres: Iterable[Where], asc: int, ascq: int) -> None:
+        """One allocation per queue, however many sessions of an initiator ``wheres`` hold."""
+        queues = {id(q): q for q in map(self._made, wheres)}
+        for q in queues.values():
+            allocate(q, asc, ascq)
+
+    def pending(self, where: Where) -> list[tuple[int, int]]:
+        return list(self._queue(where, make=False) or ())
+
+    def for_check_condition(self, where: Where, intlck: int) -> Optional[tuple[int, int]]:
         """The UA to report on a blocked command (core_scsi3_ua_for_check_condition)."""
-        q = self._queues.get(_shared(nexus_key))
+        q = self._queue(where, make=False)
         if not q:
             return None
         head = q[0]
@@ -95,25 +160,23 @@ class UnitAttentions:
             q.clear()
         return head
 
-    def clear_for_request_sense(self, nexus_key: tuple) -> Optional[tuple[int, int]]:
+    def clear_for_request_sense(self, where: Where) -> Optional[tuple[int, int]]:
         """REQUEST SENSE reports the first UA and clears them all."""
-        q = self._queues.get(_shared(nexus_key))
+        q = self._queue(where, make=False)
         if not q:
             return None
         head = q[0]
         q.clear()
         return head
 
-    def drop(self, nexus_key: tuple) -> None:
-        self._queues.pop(_shared(nexus_key), None)
+    def drop(self, where: Where) -> None:
+        q = self._queue(where, make=False)
+        if q is not None:
+            q.clear()
 
 
 def check(cmd: "Command", uas: UnitAttentions) -> Optional[tuple[int, int]]:
     """target_scsi3_ua_check: the UA that blocks ``cmd``, or None."""
     if cmd.opcode in UA_EXEMPT:
         return None
-    return uas.for_check_condition(cmd.nexus.key(), cmd.dev.attrib.emulate_ua_intlck_ctrl)
-
-
-def nexus_key(nexus: "Nexus") -> tuple:
-    return nexus.key()
+    return uas.for_check_condition(cmd.nexus, cmd.dev.attrib.emulate_ua_intlck_ctrl)

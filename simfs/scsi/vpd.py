@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Optional
 
+from simfs.core.fabric import TARGET_PROT_DIN_PASS, TARGET_PROT_DOUT_PASS
 from simfs.scsi import sense
 from simfs.scsi import status as S
 
@@ -49,13 +50,9 @@ def check_fua(dev: "SeDevice") -> bool:
 
 
 def sup_prot_pass(cmd: "Command") -> bool:
-    """sess->sup_prot_ops & (TARGET_PROT_DIN_PASS | TARGET_PROT_DOUT_PASS): tcm_loop's
-    sessions pass T10-PI, iSCSI over TCP does not (a port may say so with sup_prot_ops)."""
-    port = cmd.nexus.port
-    flag = getattr(port, "sup_prot_ops", None)
-    if flag is not None:
-        return bool(flag)
-    return port.fabric == "loopback"
+    """sess->sup_prot_ops & (TARGET_PROT_DIN_PASS | TARGET_PROT_DOUT_PASS): whether the
+    fabric passes T10-PI through its sessions (its FabricOps.sup_prot_ops, on the port)."""
+    return bool(cmd.nexus.port.sup_prot_ops & (TARGET_PROT_DIN_PASS | TARGET_PROT_DOUT_PASS))
 
 
 def prot_type(cmd: "Command") -> int:

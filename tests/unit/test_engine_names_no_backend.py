@@ -3,6 +3,7 @@
 no backend's name, constant or log wording appears in simfs/scsi."""
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -29,3 +30,24 @@ def test_the_words_are_found_where_they_belong():
     plugins = SCSI.parents[1] / "plugins" / "backends"
     text = (plugins / "fileio.py").read_text() + (plugins / "iblock.py").read_text()
     assert "fd_do_rw" in text and "FD_MAX_BYTES" in text and "IBLOCK" in text
+
+
+#: fabric names (configfs directory and fabric_name spellings)
+FABRIC_NAMES = {"loopback", "tcm_loop", "iSCSI", "iscsi", "vhost", "qla2xxx", "tcm_fc", "fc",
+                "srpt", "usb_gadget", "xen-pvscsi", "ibmvscsis", "efct", "remote"}
+
+
+def _fabric_literals(text: str) -> list[tuple[int, str]]:
+    return [(n.lineno, n.value) for n in ast.walk(ast.parse(text))
+            if isinstance(n, ast.Constant) and n.value in FABRIC_NAMES]
+
+
+@pytest.mark.parametrize("path", sorted(SCSI.glob("*.py")), ids=lambda p: p.name)
+def test_engine_module_compares_no_fabric_name(path):
+    """What a fabric can do (T10-PI pass-through ...) is its FabricOps' to say, on the port:
+    the engine never tests a fabric's name."""
+    assert _fabric_literals(path.read_text()) == []
+
+
+def test_a_fabric_name_literal_is_found():
+    assert _fabric_literals('if port.fabric == "loopback":\n    pass\n') == [(1, "loopback")]

@@ -73,6 +73,8 @@ def rw16(op, lba, n) -> bytes:
 @dataclass
 class Deve:
     lun: object
+    #: the mapping's unit attentions (the engine reads them on every command)
+    ua_list: list = field(default_factory=list)
 
 
 @dataclass

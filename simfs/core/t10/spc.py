@@ -36,6 +36,19 @@ ALUA_STATE_SUPPORT = {
     ALUA_ACCESS_STATE_TRANSITION: ALUA_T_SUP,
 }
 
+# -- SCSI protocol identifiers (SPC-4 table 362) ------------------------------------------------
+PROTO_FCP = 0x0
+PROTO_SPI = 0x1
+PROTO_SSA = 0x2
+PROTO_1394 = 0x3
+PROTO_SRP = 0x4
+PROTO_ISCSI = 0x5
+PROTO_SAS = 0x6
+PROTO_ADT = 0x7
+PROTO_ATA = 0x8
+PROTO_UAS = 0x9
+PROTO_SOP = 0xA
+
 # -- persistent reservation types (SPC-4 6.15.3, table 214) ---------------------------------------
 PR_TYPE_WRITE_EXCLUSIVE = 1
 PR_TYPE_EXCLUSIVE_ACCESS = 3

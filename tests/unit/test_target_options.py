@@ -1,0 +1,41 @@
+"""The target options (--kernel, --wwn, --listen-any) have one definition: what ``simfs
+mount`` and ``simfs run`` hand on (a command line, a JSON spec) reads back the same."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from simfs.daemon.options import TargetOptions, add_target_options, target_options
+
+
+def _parse(argv: list[str]) -> TargetOptions:
+    p = argparse.ArgumentParser()
+    add_target_options(p)
+    return target_options(p.parse_args(argv))
+
+
+def test_defaults_are_the_newest_kernel_on_loopback_only():
+    assert _parse([]) == TargetOptions()
+
+
+@pytest.mark.parametrize("opts", [
+    TargetOptions(),
+    TargetOptions(kernel="v3.0"),
+    TargetOptions(kernel="6.1", wwns=("qla2xxx=21:00:00:24:ff:00:00:01",), listen_any=True),
+])
+def test_argv_and_json_read_back_the_same(opts):
+    assert _parse(opts.argv()) == opts
+    assert TargetOptions.from_json(opts.to_json()) == opts
+
+
+def test_profile_is_the_older_spelling_of_kernel():
+    assert _parse(["--profile", "modern"]).kernel == _parse(["--kernel", "6.18"]).kernel
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(SystemExit):
+        _parse(["--kernel", "6.1", "--profile", "5.14"])
+    with pytest.raises(ValueError, match="--wwn wants FABRIC=PORT"):
+        _parse(["--wwn", "nosuchfabric=1"])
