@@ -90,7 +90,18 @@ BASELINE: Mapping[str, Any] = {
     "tpg_rtpi": False,
     "iblock_pgr_passthrough": False,
     "pr_non_holder_read_capacity": False,
-    "write_residual_sense": "INVALID FIELD IN CDB",
+    # -- EXTENDED COPY / RECEIVE COPY RESULTS (target_core_xcopy.c) --
+    "xcopy": True,
+    "xcopy_lookup": "devices",
+    "xcopy_failure_sense": "LOGICAL UNIT COMMUNICATION FAILURE",
+    "xcopy_chunk": ("blocks", 1024),
+    "report_supported_opcodes": False,
+    "rcr_3pc_check": False,
+    # -- residuals (target_cmd_size_check) --
+    "residuals": "reject",
+    # -- fabric modules and their TPG files --
+    "fabric_efct": False,
+    "fabric_remote": False,
 }
 
 CHANGES: tuple[Change, ...] = (
@@ -133,12 +144,6 @@ CHANGES: tuple[Change, ...] = (
            "the long-name warning of `emulate_model_alias` says \"truncating to 15 "
            "characters\" (first seen by 5.10)", "log matchers",
            "target_core_configfs.c dev_set_t10_wwn_model_alias"),
-    Change("5.11", "write_residual_sense", "INVALID FIELD IN COMMAND INFORMATION UNIT",
-           "a WRITE data CDB whose transfer length differs from the fabric's is refused "
-           "with 5/0Eh/03h, on every block size",
-           "before: 5/24h/00h INVALID FIELD IN CDB, and any residual of a data CDB on a "
-           "device whose block size is not 512 was refused", "target_core_transport.c "
-           "target_cmd_size_check"),
     Change("6.3", "tpg_rtpi", True,
            "relative target port ids belong to the TPG: `tpgt_N/rtpi` (0 until the TPG is "
            "enabled, then the lowest free id; writable while disabled), and every LUN of a "
@@ -166,6 +171,62 @@ CHANGES: tuple[Change, ...] = (
            "`members` still do)",
            "parsers that stripped the NUL keep working; byte-exact comparisons change",
            "target_core_configfs.c target_lu_gp_members_show", backported=("6.1", "6.12")),
+    # -- EXTENDED COPY / RECEIVE COPY RESULTS (target_core_xcopy.c) --
+    Change("5.7", "xcopy_chunk", ("blocks", 4096),
+           "EXTENDED COPY moves data in chunks of up to 4096 blocks (and each device's "
+           "`hw_max_sectors`) instead of 1024",
+           "a copy that fails part-way has copied more before it stopped",
+           "target_core_xcopy.h XCOPY_MAX_SECTORS"),
+    Change("5.11", "xcopy_lookup", "acl",
+           "EXTENDED COPY finds the other device of a copy only among the LUNs mapped to "
+           "the initiator's ACL (newest mapping first); before, any enabled device of the "
+           "system with `emulate_3pc` was a candidate (CVE-2020-28374)",
+           "on 4.18 an initiator can copy from or to a device it was never given; RHEL 8 "
+           "and the 4.19+/5.4+/5.10+ stable kernels carry the fix",
+           "target_core_xcopy.c target_xcopy_locate_se_dev_e4"),
+    Change("5.15", "xcopy_failure_sense", "specific",
+           "an EXTENDED COPY refused by its parameter list answers the reason (PARAMETER "
+           "LIST LENGTH ERROR, INVALID FIELD IN PARAMETER LIST, TOO MANY ... DESCRIPTORS, "
+           "COPY ABORTED when a device is not reachable or a chunk fails) and logs \"rc: N, "
+           "sense: N, XCOPY operation failed\"",
+           "before, every refusal found after the command was queued answered NOT READY, "
+           "LOGICAL UNIT COMMUNICATION FAILURE (02h/08h/00h) and logged \"Setting X-COPY "
+           "CHECK_CONDITION -> sending response\": initiators retry instead of falling back",
+           "target_core_xcopy.c target_xcopy_do_work"),
+    Change("6.2", "xcopy_chunk", ("bytes", 16 << 20),
+           "EXTENDED COPY chunks are up to 16 MiB (and each device's `hw_max_sectors` * "
+           "`hw_block_size`), whatever the block size",
+           "4096-byte-block devices copied in 4096-block (16 MiB) chunks before too; "
+           "512-byte ones in 2 MiB", "target_core_xcopy.c target_xcopy_do_work",
+           backported=("6.1",)),
+    Change("6.2", "report_supported_opcodes", True,
+           "REPORT SUPPORTED OPERATION CODES is answered (the commands the device takes, "
+           "EXTENDED COPY and RECEIVE COPY RESULTS only while `emulate_3pc` is 1)",
+           "before, MAINTENANCE IN with that service action is INVALID COMMAND OPERATION "
+           "CODE", "target_core_spc.c spc_emulate_report_supp_op_codes"),
+    Change("6.2", "rcr_3pc_check", True,
+           "RECEIVE COPY RESULTS is INVALID COMMAND OPERATION CODE while `emulate_3pc` is 0",
+           "before, it answered OPERATING PARAMETERS whatever `emulate_3pc` said",
+           "target_core_xcopy.c target_do_receive_copy_results"),
+    # -- residuals (target_cmd_size_check) --
+    Change("5.12", "residuals", "signal",
+           "a command whose transfer length differs from the initiator's carries the "
+           "overflow/underflow residual even when it is refused; a WRITE data CDB with a "
+           "residual is refused with 5/0Eh/03h INVALID FIELD IN COMMAND INFORMATION UNIT; a "
+           "write control CDB keeps all the data sent; 4096-byte-block devices take "
+           "residuals like 512-byte ones",
+           "before: such a WRITE was 5/24h/00h INVALID FIELD IN CDB with no residual, a "
+           "write control CDB (PR OUT, MODE SELECT) saw only the CDB's length of the data, "
+           "and any residual on a device whose block size is not 512 was refused (\"Failing "
+           "OVERFLOW/UNDERFLOW for LBA op CDB on non 512-byte sector setup\")",
+           "target_core_transport.c target_cmd_size_check"),
+    # -- fabric modules and their TPG files --
+    Change("5.14", "fabric_efct", True,
+           "the `efct` fabric (Emulex/Broadcom LPe3x FC adapters in target mode)",
+           "`modprobe efct` fails before", "drivers/scsi/elx/efct/efct_lio.c"),
+    Change("6.4", "fabric_remote", True,
+           "the `remote` fabric (tcm_remote: LUNs for another node's initiator, no data path)",
+           "`mkdir target/remote` is EINVAL before", "drivers/target/tcm_remote/tcm_remote.c"),
 )
 
 _DEV_ATTRIB: tuple[File, ...] = (
@@ -339,7 +400,9 @@ class Kernel:
 
 
 #: v3.0 has the 4.18 baseline's values except where the 2009 engine is known to differ
-_LEGACY_VALUES: Mapping[str, Any] = {"dbroot_busy": "fabrics"}
+_LEGACY_VALUES: Mapping[str, Any] = {"dbroot_busy": "fabrics",
+                                     # EXTENDED COPY came with 3.12: opcode 83h is unknown
+                                     "xcopy": False}
 
 
 def _build(name: str) -> Kernel:

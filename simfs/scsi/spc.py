@@ -104,7 +104,8 @@ def parse(cmd: "Command") -> bool:
         if sa == S.MI_REPORT_TARGET_PGS:
             _data_in(cmd, _be32(cdb, 6), None)
             alua.parse_report_target_port_groups(cmd)
-        elif sa == S.MI_REPORT_SUPPORTED_OPERATION_CODES:
+        elif sa == S.MI_REPORT_SUPPORTED_OPERATION_CODES and \
+                dev.core.kernel.has("report_supported_opcodes"):
             _data_in(cmd, _be32(cdb, 6), emulate_report_supp_op_codes)
         else:
             return False
@@ -124,6 +125,7 @@ def parse(cmd: "Command") -> bool:
 def _data_in(cmd: "Command", size: int, execute: Optional[Callable]) -> None:
     cmd.direction = DATA_IN
     cmd.alloc_len = size
+    cmd.data_in_size_check(size)
     if execute is not None:
         cmd.execute = execute
 
