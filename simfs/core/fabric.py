@@ -54,6 +54,9 @@ class FabricOps:
     #: other names ``modprobe`` knows that module by (MODULE_ALIAS)
     aliases: Sequence[str] = ()
     profiles: Sequence[str] = ("modern",)
+    #: a boolean row of simfs.core.kernels the version must have for the module to exist
+    #: (``"fabric_efct"``); empty: every version of ``profiles``
+    kernel_row: str = ""
     wwn_attrs: Sequence[Attribute] = ()
     discovery_attrs: Sequence[Attribute] = ()
     tpg_base_attrs: Sequence[Attribute] = ()
@@ -194,7 +197,8 @@ def fabric_modules(core: "TargetCore") -> dict[str, FabricModule]:
 def available_fabrics(core: "TargetCore") -> dict[str, FabricOps]:
     if core.fabric_plugins is None:
         core.fabric_plugins = {ops.name: ops for ops in discover_fabrics()
-                               if core.profile.family in ops.profiles}
+                               if core.profile.family in ops.profiles
+                               and (not ops.kernel_row or core.kernel.has(ops.kernel_row))}
     return core.fabric_plugins
 
 

@@ -102,6 +102,7 @@ BASELINE: Mapping[str, Any] = {
     # -- fabric modules and their TPG files --
     "fabric_efct": False,
     "fabric_remote": False,
+    "qla2xxx_enable_pins_tpg": True,
 }
 
 CHANGES: tuple[Change, ...] = (
@@ -224,6 +225,11 @@ CHANGES: tuple[Change, ...] = (
     Change("5.14", "fabric_efct", True,
            "the `efct` fabric (Emulex/Broadcom LPe3x FC adapters in target mode)",
            "`modprobe efct` fails before", "drivers/scsi/elx/efct/efct_lio.c"),
+    Change("5.1", "qla2xxx_enable_pins_tpg", False,
+           "enabling a qla2xxx TPG no longer pins it (commit \"scsi: qla2xxx: deadlock by "
+           "configfs_depend_item\", early 2019)",
+           "on 4.18 `rmdir` of an enabled qla2xxx `tpgt_1` is EBUSY: write 0 to `enable` first",
+           "drivers/scsi/qla2xxx/tcm_qla2xxx.c tcm_qla2xxx_tpg_enable_store"),
     Change("6.4", "fabric_remote", True,
            "the `remote` fabric (tcm_remote: LUNs for another node's initiator, no data path)",
            "`mkdir target/remote` is EINVAL before", "drivers/target/tcm_remote/tcm_remote.c"),
@@ -277,6 +283,16 @@ FILES: Mapping[str, tuple[File, ...]] = {
         File("enable", "5.16", why="owned by the core; before, fabrics had their own"),
         File("rtpi", "6.3", why="the TPG's relative target port id"),
     ),
+    # the fabrics' own files of target/<fabric>/<wwn>/tpgt_N (each had its own `enable`
+    # before 5.16: 0 or 1, see plugins/fabrics for what each said about other values)
+    "qla2xxx_tpg_base": (
+        File("enable", until="5.16", why="qla2xxx's own: EEXIST when enabled again"),
+        File("dynamic_sessions"), File("fabric_prot_type")),
+    "srpt_tpg_base": (File("enable", until="5.16", why="srpt's own: a repeat is accepted"),),
+    "usb_gadget_tpg_base": (
+        File("enable", until="5.16", why="usb_gadget's own: a repeat is EINVAL"),
+        File("nexus")),
+    "ibmvscsis_tpg_base": (File("enable", until="5.16", why="ibmvscsis's own"),),
     # target/iscsi/
     "iscsi_wwn": (File("lio_version"),
                   File("cpus_allowed_list", "5.18", why="CPUs for iSCSI RX/TX threads")),
@@ -447,6 +463,10 @@ _GROUP_PATHS = {
     "dev_wwn": ("core/<hba>/<dev>/wwn/", ""),
     "wwn_param": ("target/<fabric>/<wwn>/param/", ""),
     "tpg_base": ("target/<fabric>/<wwn>/tpgt_N/", "after the fabric's own files"),
+    "qla2xxx_tpg_base": ("target/qla2xxx/<wwn>/tpgt_N/", "qla2xxx's own files"),
+    "srpt_tpg_base": ("target/srpt/<wwn>/tpgt_N/", "srpt's own files"),
+    "usb_gadget_tpg_base": ("target/usb_gadget/<wwn>/tpgt_N/", "usb_gadget's own files"),
+    "ibmvscsis_tpg_base": ("target/ibmvscsis/<wwn>/tpgt_N/", "ibmvscsis's own files"),
     "iscsi_wwn": ("target/iscsi/", ""),
     "iscsi_tpg_base": ("target/iscsi/<iqn>/tpgt_N/", "iSCSI's own files"),
     "iscsi_tpg_attrib": ("target/iscsi/<iqn>/tpgt_N/attrib/", ""),
