@@ -82,7 +82,7 @@ def parse(cmd: "Command") -> bool:
         fn(cmd)
     elif op == S.REQUEST_SENSE:
         _need(cmd, 6)
-        _data_in(cmd, cdb[4], emulate_request_sense)
+        _data_in(cmd, cdb[4], emulate_request_sense, size_check=False)
         # the buffer it fills: the fabric's, cut to the CDB's when shorter
         cmd.ctx["data_length"] = (cdb[4] if cmd.fabric_length is None
                                   else cmd.control_size_check(cdb[4]))
@@ -122,10 +122,12 @@ def parse(cmd: "Command") -> bool:
     return True
 
 
-def _data_in(cmd: "Command", size: int, execute: Optional[Callable]) -> None:
+def _data_in(cmd: "Command", size: int, execute: Optional[Callable],
+             size_check: bool = True) -> None:
     cmd.direction = DATA_IN
     cmd.alloc_len = size
-    cmd.data_in_size_check(size)
+    if size_check:
+        cmd.data_in_size_check(size)
     if execute is not None:
         cmd.execute = execute
 
