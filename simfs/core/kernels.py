@@ -288,6 +288,8 @@ FILES: Mapping[str, tuple[File, ...]] = {
     "qla2xxx_tpg_base": (
         File("enable", until="5.16", why="qla2xxx's own: EEXIST when enabled again"),
         File("dynamic_sessions"), File("fabric_prot_type")),
+    "qla2xxx_npiv_tpg_base": (
+        File("enable", until="5.16", why="qla2xxx_npiv's own, as qla2xxx's"),),
     "srpt_tpg_base": (File("enable", until="5.16", why="srpt's own: a repeat is accepted"),),
     "usb_gadget_tpg_base": (
         File("enable", until="5.16", why="usb_gadget's own: a repeat is EINVAL"),
@@ -464,6 +466,7 @@ _GROUP_PATHS = {
     "wwn_param": ("target/<fabric>/<wwn>/param/", ""),
     "tpg_base": ("target/<fabric>/<wwn>/tpgt_N/", "after the fabric's own files"),
     "qla2xxx_tpg_base": ("target/qla2xxx/<wwn>/tpgt_N/", "qla2xxx's own files"),
+    "qla2xxx_npiv_tpg_base": ("target/qla2xxx_npiv/<wwn>/tpgt_N/", "qla2xxx_npiv's own files"),
     "srpt_tpg_base": ("target/srpt/<wwn>/tpgt_N/", "srpt's own files"),
     "usb_gadget_tpg_base": ("target/usb_gadget/<wwn>/tpgt_N/", "usb_gadget's own files"),
     "ibmvscsis_tpg_base": ("target/ibmvscsis/<wwn>/tpgt_N/", "ibmvscsis's own files"),

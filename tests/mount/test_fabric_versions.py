@@ -140,3 +140,41 @@ def test_usb_gadget_enable(m):
     assert m.read(f"{t}/enable") == "1\n"
     refused_unchanged(m, f"echo y > {e}", errno.EINVAL, None, t)  # already on
     m.ok(f"echo 0 > {e}")
+
+
+def test_qla2xxx_npiv(m):
+    """The NPIV template of tcm_qla2xxx: ``<phys>@<wwpn>:<wwnn>``, only on a physical port
+    whose qla2xxx tpgt_1 is enabled."""
+    n = "target/qla2xxx_npiv"
+    m.ok(f"mkdir -p {m.root}/{n}")
+    npiv = "2100001b32a1b2c3:2000001b32a1b2c3"
+    base = f"{m.root}/target/{TPGS['qla2xxx']}/enable"
+    refused_unchanged(m, f"mkdir {m.root}/{n}/{QLA}", errno.EINVAL,
+                      "Unable to locate NPIV '@' separator", n)
+    refused_unchanged(m, f"mkdir {m.root}/{n}/{QLA}@{npiv}", errno.EINVAL,
+                      "qla2xxx base_lport or tpg_1 not available", n)
+    m.ok(f"echo 1 > {base}")
+    for bad in (f"{QLA}@{npiv[:-1]}", f"{QLA}@{npiv.replace(':', '-')}",
+                f"{QLA}@{npiv[:-1]}g", f"21:00:00:24:ff:31:4c:49@{npiv}"):
+        refused_unchanged(m, f"mkdir {m.root}/{n}/{bad}", errno.EINVAL, None, n)
+    w = f"{n}/{QLA}@{npiv.upper()}"  # either case after the '@'
+    m.ok(f"mkdir {m.root}/{w} && mkdir {m.root}/{w}/tpgt_7")
+    refused_unchanged(m, f"mkdir {m.root}/{w}/tpgt_65536", errno.EINVAL, None, w)
+    t = f"{m.root}/{w}/tpgt_7"
+    want = ["enable"] + (["rtpi"] if kernels.get(m.profile).has("tpg_rtpi") else [])
+    assert files(t) == want
+    assert os.listdir(f"{t}/attrib") == []
+    if m.profile in OWN_ENABLE:
+        refused_unchanged(m, f"echo 3 > {t}/enable", errno.EINVAL,
+                          "Illegal value for tpg_enable: 3", w)
+        m.ok(f"echo 1 > {t}/enable")
+        refused_unchanged(m, f"echo 1 > {t}/enable", errno.EEXIST, None, w)
+        m.ok(f"echo 0 > {t}/enable")
+    m.ok(f"mkdir {t}/acls/21:00:00:24:ff:00:00:01")
+    # the core logs the ACL added, then deleted when the fabric refuses its name
+    refused(m, f"mkdir {t}/acls/iqn.1994-05.com.redhat:x", errno.EINVAL,
+            r"qla2xxx_npiv_TPG\[7\] - Deleted ACL with TCQ Depth: 1 for qla2xxx_npiv "
+            r"Initiator Node: iqn\.1994-05\.com\.redhat:x")
+    assert not os.path.exists(f"{t}/acls/iqn.1994-05.com.redhat:x")
+    m.ok(f"rmdir {t}/acls/21:00:00:24:ff:00:00:01 {t} {m.root}/{w}")
+    m.ok(f"echo 0 > {base}")

@@ -9,7 +9,7 @@ from simfs.core.dev_attrib import PASSTHROUGH_PR_ATTRIB_ATTRS, SBC_ATTRIB_ATTRS
 from simfs.core.fabric import WWN_PARAM_ATTRS
 from simfs.core.tpg import ENABLE_ATTR, RTPI_ATTR
 from simfs.core.wwn import WWN_ATTRS
-from simfs_plugins.fabrics import ibmvscsis, iscsi, qla2xxx, srpt, usb_gadget
+from simfs_plugins.fabrics import ibmvscsis, iscsi, qla2xxx, qla2xxx_npiv, srpt, usb_gadget
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "kernels.md"
 
@@ -49,6 +49,7 @@ def test_every_listed_file_has_an_implementation(name):
         "iscsi_wwn": iscsi.WWN_ATTRS, "iscsi_tpg_base": iscsi.TPG_BASE_ATTRS,
         "iscsi_tpg_attrib": iscsi.TPG_ATTRIB_ATTRS, "iscsi_acl_attrib": iscsi.ACL_ATTRIB_ATTRS,
         "qla2xxx_tpg_base": qla2xxx.FABRIC.tpg_base_attrs,
+        "qla2xxx_npiv_tpg_base": qla2xxx_npiv.FABRIC.tpg_base_attrs,
         "srpt_tpg_base": srpt.FABRIC.tpg_base_attrs,
         "usb_gadget_tpg_base": usb_gadget.FABRIC.tpg_base_attrs,
         "ibmvscsis_tpg_base": ibmvscsis.FABRIC.tpg_base_attrs,
