@@ -286,15 +286,22 @@ FILES: Mapping[str, tuple[File, ...]] = {
     # the fabrics' own files of target/<fabric>/<wwn>/tpgt_N (each had its own `enable`
     # before 5.16: 0 or 1, see plugins/fabrics for what each said about other values)
     "qla2xxx_tpg_base": (
-        File("enable", until="5.16", why="qla2xxx's own: EEXIST when enabled again"),
+        File("enable", until="5.16",
+             why="the core's `enable` replaces it, listed last; the own one took 0 or 1 "
+                 "only, EEXIST when enabled again"),
         File("dynamic_sessions"), File("fabric_prot_type")),
-    "qla2xxx_npiv_tpg_base": (
-        File("enable", until="5.16", why="qla2xxx_npiv's own, as qla2xxx's"),),
-    "srpt_tpg_base": (File("enable", until="5.16", why="srpt's own: a repeat is accepted"),),
+    "qla2xxx_npiv_tpg_base": (File("enable", until="5.16", why="as qla2xxx's"),),
+    "srpt_tpg_base": (
+        File("enable", until="5.16",
+             why="the core's `enable` replaces it; the own one took 0 or 1 only"),),
     "usb_gadget_tpg_base": (
-        File("enable", until="5.16", why="usb_gadget's own: a repeat is EINVAL"),
+        File("enable", until="5.16",
+             why="the core's `enable` replaces it, listed last; writing the current state "
+                 "to the own one was EINVAL"),
         File("nexus")),
-    "ibmvscsis_tpg_base": (File("enable", until="5.16", why="ibmvscsis's own"),),
+    "ibmvscsis_tpg_base": (
+        File("enable", until="5.16",
+             why="the core's `enable` replaces it; the own one took 0 or 1 only"),),
     # target/iscsi/
     "iscsi_wwn": (File("lio_version"),
                   File("cpus_allowed_list", "5.18", why="CPUs for iSCSI RX/TX threads")),

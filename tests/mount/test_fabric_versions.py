@@ -95,7 +95,7 @@ def test_qla2xxx_enable(m):
     refused_unchanged(m, f"echo 1 > {e}", errno.EEXIST, None, t)
     if m.profile == "4.18":
         # enabling took a configfs dependency on the TPG
-        refused_unchanged(m, f"rmdir {m.root}/{t}", errno.EBUSY, None, f"target/qla2xxx")
+        refused_unchanged(m, f"rmdir {m.root}/{t}", errno.EBUSY, None, "target/qla2xxx")
     m.ok(f"echo 0 > {e}")
     assert m.read(f"{t}/enable") == "0\n"
     m.ok(f"echo 1 > {e} && echo 0 > {e}")

@@ -24,7 +24,6 @@ from test_xcopy import (INVALID_OPCODE, LUCF, NOT_REACHABLE, INVALID_CDB, Env, c
 
 IU = (S.ILLEGAL_REQUEST, 0x0E, 0x03)
 OLD = ("4.18",)
-NEW_SENSE = ("6.1", "6.12", "6.18")
 
 
 @pytest.fixture(params=kernels.VERSIONS)
