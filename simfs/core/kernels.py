@@ -103,6 +103,7 @@ BASELINE: Mapping[str, Any] = {
     "fabric_efct": False,
     "fabric_remote": False,
     "qla2xxx_enable_pins_tpg": True,
+    "vhost_version_space": False,
 }
 
 CHANGES: tuple[Change, ...] = (
@@ -230,6 +231,11 @@ CHANGES: tuple[Change, ...] = (
            "configfs_depend_item\", early 2019)",
            "on 4.18 `rmdir` of an enabled qla2xxx `tpgt_1` is EBUSY: write 0 to `enable` first",
            "drivers/scsi/qla2xxx/tcm_qla2xxx.c tcm_qla2xxx_tpg_enable_store"),
+    Change("6.17", "vhost_version_space", True,
+           "`target/vhost/version` reads `... on Linux/x86_64 on <release>`",
+           "before, the space before the second `on` was missing (`Linux/x86_64on 6.12.0`) "
+           "(a typo fix of June 2025, first seen after 6.12)",
+           "drivers/vhost/scsi.c vhost_scsi_wwn_version_show"),
     Change("6.4", "fabric_remote", True,
            "the `remote` fabric (tcm_remote: LUNs for another node's initiator, no data path)",
            "`mkdir target/remote` is EINVAL before", "drivers/target/tcm_remote/tcm_remote.c"),

@@ -178,3 +178,13 @@ def test_qla2xxx_npiv(m):
     assert not os.path.exists(f"{t}/acls/iqn.1994-05.com.redhat:x")
     m.ok(f"rmdir {t}/acls/21:00:00:24:ff:00:00:01 {t} {m.root}/{w}")
     m.ok(f"echo 0 > {base}")
+
+
+def test_vhost_version_string(m):
+    """vhost's wwn-level version: the space before the second "on" came with 6.17."""
+    modprobe(m, "tcm_vhost")
+    m.ok(f"mkdir -p {m.root}/target/vhost")
+    sysname, machine, release = os.uname()[0], os.uname()[4], os.uname()[2]
+    sep = " on" if m.profile == "6.18" else "on"
+    assert m.read("target/vhost/version") == \
+        f"TCM_VHOST fabric module v0.1 on {sysname}/{machine}{sep} {release}\n"

@@ -100,6 +100,7 @@ def test_engine_and_fabric_rows_per_version():
     assert row["fabric_efct"] == [False, True, True, True, True]
     assert row["fabric_remote"] == [False, False, False, True, True]
     assert row["qla2xxx_enable_pins_tpg"] == [True, False, False, False, False]
+    assert row["vhost_version_space"] == [False, False, False, False, True]
     assert not v["v3.0"].has("xcopy") and all(v[n].has("xcopy") for n in kernels.VERSIONS)
     assert v["4.18"].files("qla2xxx_tpg_base") == ("enable", "dynamic_sessions",
                                                   "fabric_prot_type")
