@@ -58,6 +58,7 @@ def _store_enable(g: Group, buf: bytes) -> None:
 class Efct(FabricOps):
     name = "efct"
     fabric_name = "efct"
+    kernel_row = "fabric_efct"  # the driver came with 5.14
     module = "efct"
     tpg_base_attrs = (Attribute("enable", _show_enable, _store_enable),)
     tpg_attrib_attrs = tuple(lib.bool_attrib(n, "%u", lambda e: e) for n in ATTRIB_DEFAULTS)

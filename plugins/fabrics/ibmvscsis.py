@@ -21,6 +21,7 @@ from simfs.configfs import Attribute, ConfigfsError
 from simfs.core import kparse
 from simfs.core.fabric import FabricModule, FabricOps, SeWwn, hardware_ports, register_template
 from simfs.scsi import status as S
+from simfs_plugins.fabrics import fabric_lib as lib
 
 if TYPE_CHECKING:
     from simfs.core.tpg import SePortalGroup
@@ -34,6 +35,11 @@ class Ibmvscsis(FabricOps):
     module = "ibmvscsis"
     wwn_attrs = (Attribute("version", lambda g: f"{IBMVSCSIS_VERSION}\n"),)
     has_enable = True
+    #: ibmvscsis_tpg_enable_store (before 5.16; dev_err lines)
+    tpg_base_attrs = (lib.own_enable_attr(lib.OwnEnable(
+        bad_number="Unable to extract srpt_tpg_store_enable",
+        bad_value="Illegal value for srpt_tpg_store_enable", dev_prefix="ibmvscsis")),)
+    versioned = {"tpg_base": "ibmvscsis_tpg_base"}
 
     def hw_port(self, value: str) -> str:
         v = value.strip().lower()

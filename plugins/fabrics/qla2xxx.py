@@ -5,7 +5,8 @@ target mode. The HBAs are the machine's: ``simfs mount --wwn qla2xxx=21:00:00:24
 
 * ``mkdir qla2xxx/<wwpn>``: ``xx:xx:xx:xx:xx:xx:xx:xx`` in lower-case hex, and an HBA with
   that port name must exist → else EINVAL. The target port's name is ``naa.<16 hex>``.
-* ``tpgt_1`` only (non-NPIV mode); ``enable``; ``dynamic_sessions`` (read-only: initiators
+* ``tpgt_1`` only (non-NPIV mode); ``enable`` (before 5.16 the module's own: 0 or 1,
+  EEXIST when already enabled, and on 4.18 an enabled TPG cannot be removed); ``dynamic_sessions`` (read-only: initiators
   logged in through demo mode); ``fabric_prot_type`` (0, 1 or 3).
 * ``attrib/``: generate_node_acls, cache_dynamic_acls, demo_mode_write_protect,
   demo_mode_login_only (1 by default), prod_mode_write_protect (0); each takes 0 or 1,
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
 QLA2XXX_VERSION = "10.02.09.400-k"
 TCM_QLA2XXX_NAMELEN = 32
 USHRT_MAX = 0xFFFF
+#: tcm_qla2xxx_tpg_enable_store (before 5.16); until early 2019 enabling also pinned the TPG
+OWN_ENABLE = lib.OwnEnable(bad_number="kstrtoul() returned {rc}",
+                           bad_value="Illegal value for tpg_enable: {val}",
+                           again_on=errno.EEXIST, pin_row="qla2xxx_enable_pins_tpg")
 ATTRIB_DEFAULTS = {"generate_node_acls": 1, "cache_dynamic_acls": 1,
                    "demo_mode_write_protect": 1, "prod_mode_write_protect": 0,
                    "demo_mode_login_only": 1}
@@ -58,8 +63,10 @@ class Qla2xxx(FabricOps):
     fabric_name = "qla2xxx"
     module = "tcm_qla2xxx"
     wwn_attrs = (Attribute("version", _version),)
-    tpg_base_attrs = (Attribute("dynamic_sessions", _dynamic_sessions),
+    tpg_base_attrs = (lib.own_enable_attr(OWN_ENABLE),
+                      Attribute("dynamic_sessions", _dynamic_sessions),
                       lib.prot_type_attr("qla2xxx"))
+    versioned = {"tpg_base": "qla2xxx_tpg_base"}
     tpg_attrib_attrs = tuple(lib.bool_attrib(n, "%d", lambda e: errno.EINVAL)
                              for n in ATTRIB_DEFAULTS)
     has_enable = True

@@ -31,6 +31,7 @@ PREFIXES = (("naa.", S.PROTO_SAS, 0), ("fc.", S.PROTO_FCP, 3), ("0x", S.PROTO_SR
 class Remote(FabricOps):
     name = "remote"
     fabric_name = "remote"
+    kernel_row = "fabric_remote"  # tcm_remote came with 6.4
     module = "tcm_remote"
     wwn_attrs = (Attribute("version", lambda g: f"TCM Remote Fabric module {TCM_REMOTE_VERSION}\n"),)
 

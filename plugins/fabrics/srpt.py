@@ -158,6 +158,11 @@ class Srpt(FabricOps):
                                  _store_rdma_cm_port),)
     tpg_attrib_attrs = ATTRIB
     has_enable = True
+    #: srpt_tpg_enable_store (before 5.16)
+    tpg_base_attrs = (lib.own_enable_attr(lib.OwnEnable(
+        bad_number="Unable to extract srpt_tpg_store_enable",
+        bad_value="Illegal value for srpt_tpg_store_enable: {val}")),)
+    versioned = {"tpg_base": "srpt_tpg_base"}
 
     def hw_port(self, value: str) -> str:
         v = value.strip().lower()

@@ -54,7 +54,12 @@ class UsbGadget(lib.NexusFabricOps):
     module = "usb_f_tcm"
     aliases = ("tcm_usb_gadget",)
     wwn_attrs = (Attribute("version", lambda g: "usb-gadget fabric module\n"),)
-    tpg_base_attrs = (lib.nexus_attr(NEXUS),)
+    #: tcm_usbg_tpg_enable_store (before 5.16): strtobool, a repeat is EINVAL
+    tpg_base_attrs = (lib.own_enable_attr(lib.OwnEnable(parse="strtobool",
+                                                        again_on=errno.EINVAL,
+                                                        again_off=errno.EINVAL, fmt="%u")),
+                      lib.nexus_attr(NEXUS))
+    versioned = {"tpg_base": "usb_gadget_tpg_base"}
     has_enable = True
 
     def hw_port(self, value: str) -> str:

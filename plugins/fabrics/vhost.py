@@ -36,8 +36,11 @@ NEXUS = lib.NexusRules(
 
 
 def _version(g) -> str:
-    sysname, machine, release = g.obj.core.profile.uname()
-    return f"TCM_VHOST fabric module {VHOST_SCSI_VERSION} on {sysname}/{machine} on {release}\n"
+    core = g.obj.core
+    sysname, machine, release = core.profile.uname()
+    # until 6.17 the string lacked the space before the second "on" ("x86_64on 6.1.0")
+    on = " on" if core.kernel.has("vhost_version_space") else "on"
+    return f"TCM_VHOST fabric module {VHOST_SCSI_VERSION} on {sysname}/{machine}{on} {release}\n"
 
 
 class Vhost(lib.EmulatedPortFabricOps):

@@ -62,6 +62,9 @@ class FabricOps:
     #: other names ``modprobe`` knows that module by (MODULE_ALIAS)
     aliases: Sequence[str] = ()
     profiles: Sequence[str] = ("modern",)
+    #: a boolean row of simfs.core.kernels the version must have for the module to exist
+    #: (``"fabric_efct"``); empty: every version of ``profiles``
+    kernel_row: str = ""
     wwn_attrs: Sequence[Attribute] = ()
     discovery_attrs: Sequence[Attribute] = ()
     tpg_base_attrs: Sequence[Attribute] = ()
@@ -206,13 +209,9 @@ def available_fabrics(core: "TargetCore") -> dict[str, FabricOps]:
     """The fabric plugins this kernel has: a fabric module the version table dates (efct,
     remote) only from the release that brought it."""
     if core.fabric_plugins is None:
-        from simfs.core.kernels import FILES
-        dated = {f.name for f in FILES["fabric_modules"]}
-        here = set(core.kernel.files("fabric_modules"))
         core.fabric_plugins = {ops.name: ops for ops in discover_fabrics()
                                if core.profile.family in ops.profiles
-                               and (core.kernel.legacy or ops.name not in dated
-                                    or ops.name in here)}
+                               and (not ops.kernel_row or core.kernel.has(ops.kernel_row))}
     return core.fabric_plugins
 
 

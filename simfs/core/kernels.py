@@ -90,7 +90,6 @@ BASELINE: Mapping[str, Any] = {
     "tpg_rtpi": False,
     "iblock_pgr_passthrough": False,
     "pr_non_holder_read_capacity": False,
-    "write_residual_sense": "INVALID FIELD IN CDB",
     # rows v3.0 overrides (see LEGACY_ROWS); every modern version has these values
     "dev_info_status": "Status: {status}  Max Queue Depth: {max}  SectorSize: {block_size}  "
                        "HwMaxSectors: {hw_max_sectors}\n        ",
@@ -106,6 +105,20 @@ BASELINE: Mapping[str, Any] = {
     "control_needs_known_key": False,
     "control_parser": "match_token",
     "fileio_control_tokens": ("fd_dev_name", "fd_dev_size", "fd_buffered_io", "fd_async_io"),
+    # -- EXTENDED COPY / RECEIVE COPY RESULTS (target_core_xcopy.c) --
+    "xcopy": True,
+    "xcopy_lookup": "devices",
+    "xcopy_failure_sense": "LOGICAL UNIT COMMUNICATION FAILURE",
+    "xcopy_chunk": ("blocks", 1024),
+    "report_supported_opcodes": False,
+    "rcr_3pc_check": False,
+    # -- residuals (target_cmd_size_check) --
+    "residuals": "reject",
+    # -- fabric modules and their TPG files --
+    "fabric_efct": False,
+    "fabric_remote": False,
+    "qla2xxx_enable_pins_tpg": True,
+    "vhost_version_space": False,
 }
 
 CHANGES: tuple[Change, ...] = (
@@ -148,12 +161,6 @@ CHANGES: tuple[Change, ...] = (
            "the long-name warning of `emulate_model_alias` says \"truncating to 15 "
            "characters\" (first seen by 5.10)", "log matchers",
            "target_core_configfs.c dev_set_t10_wwn_model_alias"),
-    Change("5.11", "write_residual_sense", "INVALID FIELD IN COMMAND INFORMATION UNIT",
-           "a WRITE data CDB whose transfer length differs from the fabric's is refused "
-           "with 5/0Eh/03h, on every block size",
-           "before: 5/24h/00h INVALID FIELD IN CDB, and any residual of a data CDB on a "
-           "device whose block size is not 512 was refused", "target_core_transport.c "
-           "target_cmd_size_check"),
     Change("6.3", "tpg_rtpi", True,
            "relative target port ids belong to the TPG: `tpgt_N/rtpi` (0 until the TPG is "
            "enabled, then the lowest free id; writable while disabled), and every LUN of a "
@@ -181,6 +188,72 @@ CHANGES: tuple[Change, ...] = (
            "`members` still do)",
            "parsers that stripped the NUL keep working; byte-exact comparisons change",
            "target_core_configfs.c target_lu_gp_members_show", backported=("6.1", "6.12")),
+    # -- EXTENDED COPY / RECEIVE COPY RESULTS (target_core_xcopy.c) --
+    Change("5.7", "xcopy_chunk", ("blocks", 4096),
+           "EXTENDED COPY moves data in chunks of up to 4096 blocks (and each device's "
+           "`hw_max_sectors`) instead of 1024",
+           "a copy that fails part-way has copied more before it stopped",
+           "target_core_xcopy.h XCOPY_MAX_SECTORS"),
+    Change("5.11", "xcopy_lookup", "acl",
+           "EXTENDED COPY finds the other device of a copy only among the LUNs mapped to "
+           "the initiator's ACL (newest mapping first); before, any enabled device of the "
+           "system with `emulate_3pc` was a candidate (CVE-2020-28374)",
+           "on 4.18 an initiator can copy from or to a device it was never given; RHEL 8 "
+           "and the 4.19+/5.4+/5.10+ stable kernels carry the fix",
+           "target_core_xcopy.c target_xcopy_locate_se_dev_e4"),
+    Change("5.15", "xcopy_failure_sense", "specific",
+           "an EXTENDED COPY refused by its parameter list answers the reason (PARAMETER "
+           "LIST LENGTH ERROR, INVALID FIELD IN PARAMETER LIST, TOO MANY ... DESCRIPTORS, "
+           "COPY ABORTED when a device is not reachable or a chunk fails) and logs \"rc: N, "
+           "sense: N, XCOPY operation failed\"",
+           "before, every refusal found after the command was queued answered NOT READY, "
+           "LOGICAL UNIT COMMUNICATION FAILURE (02h/08h/00h) and logged \"Setting X-COPY "
+           "CHECK_CONDITION -> sending response\": initiators retry instead of falling back",
+           "target_core_xcopy.c target_xcopy_do_work"),
+    Change("6.2", "xcopy_chunk", ("bytes", 16 << 20),
+           "EXTENDED COPY chunks are up to 16 MiB (and each device's `hw_max_sectors` * "
+           "`hw_block_size`), whatever the block size",
+           "4096-byte-block devices copied in 4096-block (16 MiB) chunks before too; "
+           "512-byte ones in 2 MiB", "target_core_xcopy.c target_xcopy_do_work",
+           backported=("6.1",)),
+    Change("6.2", "report_supported_opcodes", True,
+           "REPORT SUPPORTED OPERATION CODES is answered (the commands the device takes, "
+           "EXTENDED COPY and RECEIVE COPY RESULTS only while `emulate_3pc` is 1)",
+           "before, MAINTENANCE IN with that service action is INVALID COMMAND OPERATION "
+           "CODE", "target_core_spc.c spc_emulate_report_supp_op_codes"),
+    Change("6.2", "rcr_3pc_check", True,
+           "RECEIVE COPY RESULTS is INVALID COMMAND OPERATION CODE while `emulate_3pc` is 0",
+           "before, it answered OPERATING PARAMETERS whatever `emulate_3pc` said",
+           "target_core_xcopy.c target_do_receive_copy_results"),
+    # -- residuals (target_cmd_size_check) --
+    Change("5.12", "residuals", "signal",
+           "a command whose transfer length differs from the initiator's carries the "
+           "overflow/underflow residual even when it is refused; a WRITE data CDB with a "
+           "residual is refused with 5/0Eh/03h INVALID FIELD IN COMMAND INFORMATION UNIT; a "
+           "write control CDB keeps all the data sent; 4096-byte-block devices take "
+           "residuals like 512-byte ones",
+           "before: such a WRITE was 5/24h/00h INVALID FIELD IN CDB with no residual, a "
+           "write control CDB (PR OUT, MODE SELECT) saw only the CDB's length of the data, "
+           "and any residual on a device whose block size is not 512 was refused (\"Failing "
+           "OVERFLOW/UNDERFLOW for LBA op CDB on non 512-byte sector setup\")",
+           "target_core_transport.c target_cmd_size_check"),
+    # -- fabric modules and their TPG files --
+    Change("5.14", "fabric_efct", True,
+           "the `efct` fabric (Emulex/Broadcom LPe3x FC adapters in target mode)",
+           "`modprobe efct` fails before", "drivers/scsi/elx/efct/efct_lio.c"),
+    Change("5.1", "qla2xxx_enable_pins_tpg", False,
+           "enabling a qla2xxx TPG no longer pins it (commit \"scsi: qla2xxx: deadlock by "
+           "configfs_depend_item\", early 2019)",
+           "on 4.18 `rmdir` of an enabled qla2xxx `tpgt_1` is EBUSY: write 0 to `enable` first",
+           "drivers/scsi/qla2xxx/tcm_qla2xxx.c tcm_qla2xxx_tpg_enable_store"),
+    Change("6.17", "vhost_version_space", True,
+           "`target/vhost/version` reads `... on Linux/x86_64 on <release>`",
+           "before, the space before the second `on` was missing (`Linux/x86_64on 6.12.0`) "
+           "(a typo fix of June 2025, first seen after 6.12)",
+           "drivers/vhost/scsi.c vhost_scsi_wwn_version_show"),
+    Change("6.4", "fabric_remote", True,
+           "the `remote` fabric (tcm_remote: LUNs for another node's initiator, no data path)",
+           "`mkdir target/remote` is EINVAL before", "drivers/target/tcm_remote/tcm_remote.c"),
 )
 
 _DEV_ATTRIB: tuple[File, ...] = (
@@ -221,15 +294,6 @@ FILES: Mapping[str, tuple[File, ...]] = {
         File("vpd_assoc_logical_unit"), File("vpd_assoc_target_port"),
         File("vpd_assoc_scsi_target_device"),
     ),
-    # -- fabric modules by version (rtslib round trips) ----------------------------------
-    # target/<fabric>: the fabric modules of simfs's own plugins this kernel has (a fabric
-    # plugin from another package is not listed here and is offered on every version)
-    "fabric_modules": (
-        File("iscsi"), File("loopback"), File("vhost"), File("fc"), File("qla2xxx"),
-        File("srpt"), File("usb_gadget"), File("xen-pvscsi"), File("ibmvscsis"),
-        File("efct", "5.14", why="the Emulex/Broadcom FC target driver (drivers/scsi/elx)"),
-        File("remote", "6.4", why="tcm_remote: a target of configfs alone, no data path"),
-    ),
     # target/<fabric>/<wwn>/param (the group itself exists from 5.12)
     "wwn_param": (
         File("cmd_completion_affinity", "5.12", why="CPU that completes commands"),
@@ -240,6 +304,25 @@ FILES: Mapping[str, tuple[File, ...]] = {
         File("enable", "5.16", why="owned by the core; before, fabrics had their own"),
         File("rtpi", "6.3", why="the TPG's relative target port id"),
     ),
+    # the fabrics' own files of target/<fabric>/<wwn>/tpgt_N (each had its own `enable`
+    # before 5.16: 0 or 1, see plugins/fabrics for what each said about other values)
+    "qla2xxx_tpg_base": (
+        File("enable", until="5.16",
+             why="the core's `enable` replaces it, listed last; the own one took 0 or 1 "
+                 "only, EEXIST when enabled again"),
+        File("dynamic_sessions"), File("fabric_prot_type")),
+    "qla2xxx_npiv_tpg_base": (File("enable", until="5.16", why="as qla2xxx's"),),
+    "srpt_tpg_base": (
+        File("enable", until="5.16",
+             why="the core's `enable` replaces it; the own one took 0 or 1 only"),),
+    "usb_gadget_tpg_base": (
+        File("enable", until="5.16",
+             why="the core's `enable` replaces it, listed last; writing the current state "
+                 "to the own one was EINVAL"),
+        File("nexus")),
+    "ibmvscsis_tpg_base": (
+        File("enable", until="5.16",
+             why="the core's `enable` replaces it; the own one took 0 or 1 only"),),
     # target/iscsi/
     "iscsi_wwn": (File("lio_version"),
                   File("cpus_allowed_list", "5.18", why="CPUs for iSCSI RX/TX threads")),
@@ -379,6 +462,8 @@ class LegacyRow:
 
 
 LEGACY_ROWS: tuple[LegacyRow, ...] = (
+    LegacyRow("xcopy", False, "no EXTENDED COPY or RECEIVE COPY RESULTS: opcodes 83h and 84h "
+              "are INVALID COMMAND OPERATION CODE (target_core_xcopy.c came with 3.12)"),
     LegacyRow("dbroot_busy", "fabrics", "no dbroot file at all; the value only keeps the "
               "shared code on its oldest rule"),
     LegacyRow("dev_info_status",
@@ -515,9 +600,13 @@ _GROUP_PATHS = {
     "dev_attrib_passthrough": ("core/<hba>/<dev>/attrib/", "pscsi, user"),
     "dev_attrib_passthrough_pr": ("core/<hba>/<dev>/attrib/", "user, after the above"),
     "dev_wwn": ("core/<hba>/<dev>/wwn/", ""),
-    "fabric_modules": ("target/", "fabric modules"),
     "wwn_param": ("target/<fabric>/<wwn>/param/", ""),
     "tpg_base": ("target/<fabric>/<wwn>/tpgt_N/", "after the fabric's own files"),
+    "qla2xxx_tpg_base": ("target/qla2xxx/<wwn>/tpgt_N/", "qla2xxx's own files"),
+    "qla2xxx_npiv_tpg_base": ("target/qla2xxx_npiv/<wwn>/tpgt_N/", "qla2xxx_npiv's own files"),
+    "srpt_tpg_base": ("target/srpt/<wwn>/tpgt_N/", "srpt's own files"),
+    "usb_gadget_tpg_base": ("target/usb_gadget/<wwn>/tpgt_N/", "usb_gadget's own files"),
+    "ibmvscsis_tpg_base": ("target/ibmvscsis/<wwn>/tpgt_N/", "ibmvscsis's own files"),
     "iscsi_wwn": ("target/iscsi/", ""),
     "iscsi_tpg_base": ("target/iscsi/<iqn>/tpgt_N/", "iSCSI's own files"),
     "iscsi_tpg_attrib": ("target/iscsi/<iqn>/tpgt_N/attrib/", ""),

@@ -644,7 +644,8 @@ class ConnectionMachine:
         sense = res.sense or b""
         data = res.data or b""
         resid_flags, residual, keep = residuals(task.read, task.write, task.edtl, len(data),
-                                                status, lambda: self._cdb_length(task))
+                                                status, lambda: self._cdb_length(task)) \
+            if getattr(res, "residual", True) else (0, 0, len(data))  # refused before set
         if keep < len(data):
             data = memoryview(data)[:keep] if keep else b""
         datasn = 0

@@ -104,21 +104,58 @@ class Command:
     def control_size_check(self, size: int) -> int:
         """target_cmd_size_check for a control CDB asking for ``size`` bytes: returns the
         length the command then works with. A write keeps the longer length the fabric
-        received (the kernel does not cut data-out), a write CDB asking for more than
-        arrived is refused; a read is cut to the CDB's length."""
+        received (the kernel does not cut data-out; before 5.12 it did), a write CDB asking
+        for more than arrived is refused; a read is cut to the CDB's length."""
         have = self.data_length
         if size == have:
             return size
-        log = self.dev.log
-        log.warn(f"TARGET_CORE[{self.nexus.port.fabric}]: Expected Transfer Length: {have} "
-                 f"does not match SCSI CDB Length: {size} for SAM Opcode: 0x{self.opcode:02x}")
+        self.warn_length_mismatch(have, size)
         direction = self.data_direction
         if direction == DATA_OUT and size > have:
-            log.err("Rejecting overflow for WRITE control CDB")
-            raise sense.INVALID_CDB_FIELD()
-        if direction == DATA_IN and size < have:
+            self.dev.log.err("Rejecting overflow for WRITE control CDB")
+            raise self.residual_refused(sense.INVALID_CDB_FIELD())
+        self.check_residual_block_size()
+        if size < have and (direction == DATA_IN or self.residuals_refused):
             return size
         return have
+
+    @property
+    def residuals_refused(self) -> bool:
+        """Before 5.12 (the table's ``residuals`` row): residuals of refused commands were
+        not signalled, written data was cut to the CDB's length, and devices whose block
+        size is not 512 refused every residual."""
+        return self.dev.core.kernel.value("residuals") == "reject"
+
+    def warn_length_mismatch(self, have: int, size: int) -> None:
+        """target_cmd_size_check's warning when the fabric's length is not the CDB's."""
+        self.dev.log.warn(f"TARGET_CORE[{self.nexus.port.fabric}]: Expected Transfer Length: "
+                          f"{have} does not match SCSI CDB Length: {size} for SAM Opcode: "
+                          f"0x{self.opcode:02x}")
+
+    def residual_refused(self, e: "sense.SenseError") -> "sense.SenseError":
+        """``e``, marked as answered without the residual where the kernel refused before
+        setting it (before 5.12)."""
+        if self.residuals_refused:
+            e.residual = False
+        return e
+
+    def check_residual_block_size(self) -> None:
+        """Before 5.12 a residual on a device whose block size is not 512 was refused
+        (whatever the command: reads, SYNCHRONIZE CACHE and control CDBs too)."""
+        dev = self.dev
+        if self.residuals_refused and dev.attrib.block_size != 512:
+            dev.log.err(f"Failing OVERFLOW/UNDERFLOW for LBA op CDB on non 512-byte sector "
+                        f"setup subsystem plugin: {dev.backend.name}")
+            raise self.residual_refused(sense.INVALID_CDB_FIELD())
+
+    def data_in_size_check(self, size: int) -> None:
+        """target_cmd_size_check for a data-in CDB whose length the fabric announced: the
+        warning (the fabric reports the residual itself) and the pre-5.12 block size rule."""
+        have = self.fabric_length
+        if have is None or have == size:
+            return
+        self.warn_length_mismatch(have, size)
+        self.check_residual_block_size()
 
     @property
     def service_action(self) -> int:
@@ -132,6 +169,9 @@ class Result:
     status: int = S.GOOD
     data: bytes = b""
     sense: bytes = b""
+    #: False when the command was refused before its residual was set (pre-5.12 kernels):
+    #: the fabric then reports no overflow/underflow
+    residual: bool = True
 
     @property
     def ok(self) -> bool:

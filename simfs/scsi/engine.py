@@ -169,7 +169,8 @@ class ScsiEngine:
             return Result(status=e.status)
         except SenseError as e:
             return Result(status=S.CHECK_CONDITION,
-                          sense=sense.build_sense(e, descriptor=self._desc_sense(dev)))
+                          sense=sense.build_sense(e, descriptor=self._desc_sense(dev)),
+                          residual=e.residual)
         self._account(cmd)
         data = data or b""
         if cmd.alloc_len is not None:

@@ -194,20 +194,25 @@ def _size_check(p: _Parse, size: int) -> int:
         data_length = len(cmd.data_out)
         cmd.direction = DATA_OUT
     elif cmd.direction == DATA_IN:
+        # the fabric reports a read's residual; only the pre-5.12 block size rule is here
+        cmd.data_in_size_check(size)
         data_length = size
     else:
         data_length = 0
     if size != data_length:
-        p.log.warn(f"TARGET_CORE[{cmd.nexus.port.fabric}]: Expected Transfer Length: "
-                   f"{data_length} does not match SCSI CDB Length: {size} for SAM Opcode: "
-                   f"0x{cmd.opcode:02x}")
+        cmd.warn_length_mismatch(data_length, size)
+        old = cmd.residuals_refused
         if out:
             if p.data_cdb:
                 p.log.err("Rejecting underflow/overflow for WRITE data CDB")
-                raise INVALID_FIELD_IN_COMMAND_IU()
+                raise cmd.residual_refused(sense.INVALID_CDB_FIELD() if old
+                                           else INVALID_FIELD_IN_COMMAND_IU())
             if size > data_length:
                 p.log.err("Rejecting overflow for WRITE control CDB")
-                raise sense.INVALID_CDB_FIELD()
+                raise cmd.residual_refused(sense.INVALID_CDB_FIELD())
+        cmd.check_residual_block_size()
+        if out and old:
+            data_length = size  # before 5.12 an underflow cut the data to the CDB's length
     return data_length
 
 

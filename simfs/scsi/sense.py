@@ -21,6 +21,8 @@ class SenseError(Exception):
         self.key, self.asc, self.ascq, self.info = key, asc, ascq, info
         #: the kernel's sense_reason_t number (some log lines print it), 0 when unknown
         self.tcm = tcm
+        #: False when the kernel refused the command before setting its residual
+        self.residual = True
 
 
 class ReservationConflict(Exception):

@@ -82,7 +82,7 @@ def parse(cmd: "Command") -> bool:
         fn(cmd)
     elif op == S.REQUEST_SENSE:
         _need(cmd, 6)
-        _data_in(cmd, cdb[4], emulate_request_sense)
+        _data_in(cmd, cdb[4], emulate_request_sense, size_check=False)
         # the buffer it fills: the fabric's, cut to the CDB's when shorter
         cmd.ctx["data_length"] = (cdb[4] if cmd.fabric_length is None
                                   else cmd.control_size_check(cdb[4]))
@@ -104,7 +104,8 @@ def parse(cmd: "Command") -> bool:
         if sa == S.MI_REPORT_TARGET_PGS:
             _data_in(cmd, _be32(cdb, 6), None)
             alua.parse_report_target_port_groups(cmd)
-        elif sa == S.MI_REPORT_SUPPORTED_OPERATION_CODES:
+        elif sa == S.MI_REPORT_SUPPORTED_OPERATION_CODES and \
+                dev.core.kernel.has("report_supported_opcodes"):
             _data_in(cmd, _be32(cdb, 6), emulate_report_supp_op_codes)
         else:
             return False
@@ -121,9 +122,12 @@ def parse(cmd: "Command") -> bool:
     return True
 
 
-def _data_in(cmd: "Command", size: int, execute: Optional[Callable]) -> None:
+def _data_in(cmd: "Command", size: int, execute: Optional[Callable],
+             size_check: bool = True) -> None:
     cmd.direction = DATA_IN
     cmd.alloc_len = size
+    if size_check:
+        cmd.data_in_size_check(size)
     if execute is not None:
         cmd.execute = execute
 

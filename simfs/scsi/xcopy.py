@@ -12,7 +12,8 @@ unknown descriptor types, a device that cannot be found (COPY ABORTED, COPY TARG
 NOT REACHABLE, which tells the initiator to fall back to reads and writes).
 
 The copy runs as the kernel's work item does: READ(16) then WRITE(16) pass-through commands
-in chunks of at most 16 MiB (and each device's hw_max_sectors * hw_block_size), each parsed
+in chunks of at most 16 MiB (and each device's hw_max_sectors * hw_block_size; 1024 or 4096
+blocks in older kernels: the ``xcopy_chunk`` row of simfs.core.kernels), each parsed
 by SBC (LBA range) and checked for ALUA state and reservations on a session of its own that
 no initiator owns. The first failing chunk ends the copy with COPY ABORTED; chunks already
 written stay written.
@@ -43,6 +44,7 @@ XCOPY_HDR_LEN = 16
 XCOPY_TARGET_DESC_LEN = 32
 XCOPY_SEGMENT_DESC_LEN = 28
 XCOPY_NAA_IEEE_REGEX_LEN = 16
+#: the newest kernels' chunk limit (the table's ``xcopy_chunk`` row says each version's)
 XCOPY_MAX_BYTES = 16 << 20
 #: SPC-4 table 150: CSCD descriptor IDs above this name no descriptor in the list
 XCOPY_CSCD_DESC_ID_LIST_OFF_MAX = 0x07FF
@@ -99,7 +101,10 @@ class XcopyOp:
 def parse(cmd: Command) -> bool:
     """spc_parse_cdb's EXTENDED COPY and RECEIVE COPY RESULTS: both carry their length in
     CDB bytes 10-13 and are parsed whatever emulate_3pc says (it is checked when they run,
-    after the unit attention, ALUA and reservation checks)."""
+    after the unit attention, ALUA and reservation checks). Kernels before 3.12 (v3.0) know
+    neither opcode."""
+    if not cmd.dev.core.kernel.has("xcopy"):
+        return False
     size = _be(cmd.cdb, 10, 4)
     if cmd.opcode == S.EXTENDED_COPY:
         cmd.ctx["data_length"] = _control_size_check(cmd, size)
@@ -121,13 +126,12 @@ def _control_size_check(cmd: Command, size: int) -> int:
     cmd.direction = DATA_OUT if have else DATA_NONE
     if size == have:
         return size
-    cmd.dev.log.warn(f"TARGET_CORE[{cmd.nexus.port.fabric}]: Expected Transfer Length: {have} "
-                     f"does not match SCSI CDB Length: {size} for SAM Opcode: "
-                     f"0x{cmd.opcode:02x}")
-    if have and size > have:
-        cmd.dev.log.err("Rejecting overflow for WRITE control CDB")
-        raise sense.INVALID_CDB_FIELD()
-    return min(size, have)
+    if not have:
+        # nothing sent: the length stays 0 (and the copy does nothing)
+        cmd.warn_length_mismatch(have, size)
+        cmd.check_residual_block_size()
+        return 0
+    return cmd.control_size_check(size)
 
 
 # -- EXTENDED COPY ------------------------------------------------------------------------------
@@ -158,8 +162,15 @@ def _prepare_xcopy(cmd: Command) -> None:
 
 def _work_failed(cmd: Command, rc: int, e: SenseError) -> SenseError:
     """target_xcopy_do_work's failure path: one warning, then CHECK CONDITION with the
-    reason found (target_complete_cmd_with_sense)."""
-    cmd.dev.log.warn(f"target_xcopy_do_work: rc: {rc}, sense: {e.tcm}, XCOPY operation failed")
+    reason found (target_complete_cmd_with_sense). Before 5.15 the reason was dropped: the
+    command completed with a bare CHECK CONDITION, which the core turns into LOGICAL UNIT
+    COMMUNICATION FAILURE."""
+    log = cmd.dev.log
+    if cmd.dev.core.kernel.value("xcopy_failure_sense") != "specific":
+        log.warn(f"target_xcopy_do_work: rc: {rc}, Setting X-COPY CHECK_CONDITION -> sending "
+                 "response")
+        return sense.LOGICAL_UNIT_COMMUNICATION_FAILURE()
+    log.warn(f"target_xcopy_do_work: rc: {rc}, sense: {e.tcm}, XCOPY operation failed")
     return e
 
 
@@ -331,7 +342,13 @@ def _parse_tiddesc_e4(cmd: Command, xop: XcopyOp, desc: bytes, index: int,
 def _candidates(cmd: Command) -> Iterator["SeDevice"]:
     """The devices the lookup considers: those mapped to the session's node ACL, newest
     mapping first (its lun_entry_hlist). A nexus without an ACL (``simfs scsi``, tests)
-    sees the LUNs of its portal group, as a demo-mode ACL would."""
+    sees the LUNs of its portal group, as a demo-mode ACL would. Before 5.11 the kernel
+    walked every enabled device of the system, in device index order."""
+    if cmd.dev.core.kernel.value("xcopy_lookup") == "devices":
+        devices = [d for hba in cmd.dev.core.hbas.values() for d in hba.devices.values()
+                   if d.configured]
+        yield from sorted(devices, key=lambda d: d.dev_index)
+        return
     acl = cmd.nexus.acl
     if acl is not None:
         for mapped in acl.report_luns():
@@ -375,12 +392,20 @@ def _execute_xcopy(cmd: Command) -> None:
     assert src is not None and dst is not None
     log, kptr = cmd.dev.log, cmd.dev.core.profile.kptr
     sa, da = src.attrib, dst.attrib
-    max_bytes = min(sa.hw_max_sectors * sa.hw_block_size, da.hw_max_sectors * da.hw_block_size,
-                    XCOPY_MAX_BYTES)
     bs = sa.block_size
     nolb, src_lba, dst_lba = xop.nolb, xop.src_lba, xop.dst_lba
-    log.debug(f"target_xcopy_do_work: nolb: {nolb}, max_blocks: {max_bytes // bs} end_lba: "
-              f"{src_lba + nolb}")
+    unit, limit = cmd.dev.core.kernel.value("xcopy_chunk")
+    if unit == "bytes":
+        max_bytes = min(sa.hw_max_sectors * sa.hw_block_size,
+                        da.hw_max_sectors * da.hw_block_size, limit)
+        log.debug(f"target_xcopy_do_work: nolb: {nolb}, max_blocks: {max_bytes // bs} "
+                  f"end_lba: {src_lba + nolb}")
+    else:
+        # XCOPY_MAX_SECTORS: a count of blocks, whatever their size (u16 at most)
+        max_nolb = min(sa.hw_max_sectors, da.hw_max_sectors, limit, 0xFFFF)
+        max_bytes = max_nolb * bs
+        log.debug(f"target_xcopy_do_work: nolb: {nolb}, max_nolb: {max_nolb} end_lba: "
+                  f"{src_lba + nolb}")
     copied = 0
     while nolb:
         cur_bytes = min(max_bytes, nolb * bs)
@@ -441,7 +466,7 @@ def _execute_rcr(cmd: Command) -> bytes:
     dev, cdb, log = cmd.dev, cmd.cdb, cmd.dev.log
     sa, list_id = cdb[1] & 0x1F, cdb[2]
     n = cmd.alloc_len or 0
-    if not dev.attrib.emulate_3pc:
+    if dev.core.kernel.has("rcr_3pc_check") and not dev.attrib.emulate_3pc:
         log.debug("Third-party copy operations explicitly disabled")
         raise sense.UNSUPPORTED_SCSI_OPCODE()
     log.debug(f"Entering target_do_receive_copy_results: SA: 0x{sa:02x}, List ID: "

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(shutil.which("iscsi-ls") is None,
 
 # iscsi-test-cu tests a real kernel target fails the same way (each checked against the
 # kernel's source): VERIFY is a no-op (no BYTCHK compare, no VRPROTECT/DPO checks); a
-# write whose length differs from the CDB's is refused with 0E/03 since 5.11, so the
+# write whose length differs from the CDB's is refused with 0E/03 since 5.12, so the
 # write-residual tests and COMPARE AND WRITE with NoLB 256 (0 in the CDB) fail; a DataSN
 # error at ErrorRecoveryLevel 0 drops the connection.
 KERNEL_FAILS = {

@@ -111,7 +111,7 @@ def test_chap_one_way_mutual_and_wrong_password(target):
 FAMILIES = {
     "Inquiry": set(), "TestUnitReady": set(), "Read10": set(), "Write10": set(),
     "ReadCapacity16": set(), "iSCSIcmdsn": set(), "iSCSITMF": set(),
-    # target_cmd_size_check (v5.11+): a WRITE data CDB whose EDTL differs from the CDB is
+    # target_cmd_size_check (v5.12+): a WRITE data CDB whose EDTL differs from the CDB is
     # CHECK CONDITION ILLEGAL REQUEST 0E/03 (residual flags/counts still right); libiscsi
     # expects GOOD
     "iSCSIResiduals": {"Write10Residuals", "Write12Residuals", "Write16Residuals",

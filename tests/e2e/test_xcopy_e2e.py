@@ -3,7 +3,10 @@
 Two fileio devices with unit serials (so VPD page 83h carries the NAA designator copies
 are addressed by, as targetcli always sets one), both mapped to the initiators' ACLs.
 libiscsi's ExtendedCopy and ReceiveCopyResults families run against LUN 0; a raw initiator
-copies between the two LUNs and reads the result back.
+copies between the two LUNs and reads the result back. Every kernel version whose EXTENDED
+COPY differs runs: 4.18 (any device of the system can be copied to, every failure found by
+the work item is LOGICAL UNIT COMMUNICATION FAILURE), 5.14 (ACL lookup, same failures),
+6.1 and 6.18.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ import pytest
 
 from helpers import RawInitiator, free_port, mount, umount, wait_port
 
+from simfs.core import kernels
+
 IQN = "iqn.2026-12.org.simfs:xcopy"
 INIT_A = "iqn.2026-12.org.example:host-a"
 INIT_B = "iqn.2026-12.org.example:host-b"
@@ -26,13 +31,21 @@ pytestmark = pytest.mark.skipif(shutil.which("iscsi-test-cu") is None,
                                 reason="libiscsi-bin is not installed")
 
 # The kernel keeps no copy state (target_do_receive_copy_results answers OPERATING
-# PARAMETERS only): COPY STATUS after an EXTENDED COPY is INVALID FIELD IN CDB.
+# PARAMETERS only): COPY STATUS after an EXTENDED COPY is INVALID FIELD IN CDB, on every
+# version. Before 5.15 every refusal of the parameter list is LOGICAL UNIT COMMUNICATION
+# FAILURE (02h/08h/00h), which the descriptor tests do not accept (0394b5048efd's message
+# names ValidTgtDescr too: libiscsi 1.19's version of it passes either way).
 KERNEL_FAILS = {"ReceiveCopyResults.CopyStatus"}
+KERNEL_FAILS_BEFORE_5_15 = KERNEL_FAILS | {
+    "ExtendedCopy.ParamHdr", "ExtendedCopy.DescrLimits", "ExtendedCopy.DescrType",
+    "ExtendedCopy.ValidSegDescr"}
+VERSIONS = ("4.18", "5.14", "6.1", "6.18")
+OLD_SENSE = ("4.18", "5.14")
 
 
-@pytest.fixture(scope="module")
-def target(tmp_path_factory):
-    m = mount("modern")
+@pytest.fixture(scope="module", params=VERSIONS)
+def target(request, tmp_path_factory):
+    m = mount(request.param)
     d = tmp_path_factory.mktemp("xcopy")
     port = free_port()
     t = f"{m.root}/target"
@@ -75,9 +88,15 @@ def test_libiscsi_families(target, family, count):
     failed, out = _cu(port, family)
     ran = re.search(r"tests\s+\d+\s+(\d+)", out)
     assert ran and int(ran.group(1)) == count, out[-3000:]
-    assert failed <= KERNEL_FAILS, f"{sorted(failed)}\n{out[-4000:]}\n{m.dmesg()[-4000:]}"
+    fails = KERNEL_FAILS_BEFORE_5_15 if m.profile in OLD_SENSE else KERNEL_FAILS
+    want = {f for f in fails if family.endswith("." + f.split(".")[0])}
+    assert failed == want, f"{sorted(failed)}\n{out[-4000:]}\n{m.dmesg()[-4000:]}"
     # implemented as the kernel implements them: nothing is skipped as "not implemented"
-    assert "[SKIPPED]" not in out, out[-4000:]
+    skips = [ln.strip() for ln in out.splitlines() if "[SKIPPED]" in ln]
+    if not kernels.get(m.profile).has("report_supported_opcodes"):
+        # libiscsi looks at REPORT SUPPORTED OPERATION CODES first (6.2+), then goes on
+        skips = [ln for ln in skips if "REPORT_SUPPORTED_OPCODES is not implemented" not in ln]
+    assert not skips, out[-4000:]
 
 
 def _naa(ini: RawInitiator, lun: int) -> bytes:
@@ -134,11 +153,13 @@ def test_copy_between_two_luns(target):
         assert data[512:-512] == payload
         assert data[:512] == bytes(512) and data[-512:] == bytes(512)
         # a designator no device of this ACL has: COPY ABORTED, COPY TARGET DEVICE NOT
-        # REACHABLE (0Ah/0Dh/02h), and the destination is left as it was
+        # REACHABLE (0Ah/0Dh/02h) (before 5.15: LOGICAL UNIT COMMUNICATION FAILURE), and
+        # the destination is left as it was
         cdb, params = _xcopy(bytes([0x60]) + bytes(15), naa1, 64, 0, 7000)
         status, _, rsp = ini.scsi(cdb, write=params, lun=1)
         sense = rsp.data[2:]  # SCSI Response data: 2-byte sense length, then sense
-        assert status == 2 and (sense[2] & 0x0F, sense[12], sense[13]) == (0x0A, 0x0D, 0x02)
+        want = (0x02, 0x08, 0x00) if m.profile in OLD_SENSE else (0x0A, 0x0D, 0x02)
+        assert status == 2 and (sense[2] & 0x0F, sense[12], sense[13]) == want
         status, data, _ = ini.scsi(_rw16(0x88, 7000, 64), read_len=64 * 512, lun=1)
         assert status == 0 and data == bytes(64 * 512)
     finally:
@@ -148,4 +169,47 @@ def test_copy_between_two_luns(target):
         assert f.read(64 * 512) == payload
     log = m.dmesg()
     assert "Unable to locate 0xe4 descriptor for EXTENDED_COPY" in log
-    assert "target_xcopy_do_work: rc: 0, sense: 24, XCOPY operation failed" in log
+    if m.profile in OLD_SENSE:
+        assert ("target_xcopy_do_work: rc: 0, Setting X-COPY CHECK_CONDITION -> sending "
+                "response") in log
+    else:
+        assert "target_xcopy_do_work: rc: 0, sense: 24, XCOPY operation failed" in log
+
+
+def test_device_outside_the_acl(target):
+    """A device enabled but mapped to nobody: 4.18 copies into it (it looked at every
+    device of the system, CVE-2020-28374); later kernels do not find it."""
+    m, port, d = target
+    serial = "6a1f2e3d-0003-4c5b-9a8e-7d6c5b4a3923"
+    dev = f"{m.root}/target/core/fileio_0/f2"
+    m.ok(f"mkdir -p {dev} && echo fd_dev_name={d}/other.img,fd_dev_size={SIZE} > "
+         f"{dev}/control && echo {serial} > {dev}/wwn/vpd_unit_serial && "
+         f"echo 1 > {dev}/enable")
+    ini = RawInitiator(port, target=IQN, initiator=INIT_A)
+    try:
+        ini.full_login()
+        payload = os.urandom(8 * 512)
+        assert ini.scsi(_rw16(0x8A, 0, 8), write=payload, lun=0)[0] == 0
+        naa0 = _naa(ini, 0)
+        # the NAA designator of the unmapped device: same company id, its own serial hash
+        other = _naa_for(serial, naa0)
+        cdb, params = _xcopy(naa0, other, 8, 0, 0)
+        status, _, _ = ini.scsi(cdb, write=params, lun=0)
+    finally:
+        ini.close()
+    with open(d / "other.img", "rb") as f:
+        copied = f.read(8 * 512) == payload
+    if m.profile == "4.18":
+        assert status == 0 and copied
+    else:
+        assert status == 2 and not copied
+    m.ok(f"rmdir {dev}")
+
+
+def _naa_for(serial: str, like: bytes) -> bytes:
+    """The NAA designator VPD page 83h reports for a device with ``serial``: ``like``'s
+    NAA type and company id, then the serial's first 25 hex digits."""
+    digits = [int(c, 16) for c in serial if c in "0123456789abcdefABCDEF"][:25]
+    nibbles = [like[i // 2] >> 4 if i % 2 == 0 else like[i // 2] & 0xF for i in range(7)]
+    nibbles += digits + [0] * (32 - 7 - len(digits))
+    return bytes((nibbles[i] << 4) | nibbles[i + 1] for i in range(0, 32, 2))

@@ -9,7 +9,7 @@ from simfs.core.dev_attrib import PASSTHROUGH_PR_ATTRIB_ATTRS, SBC_ATTRIB_ATTRS
 from simfs.core.fabric import WWN_PARAM_ATTRS, discover_fabrics
 from simfs.core.tpg import ENABLE_ATTR, RTPI_ATTR
 from simfs.core.wwn import WWN_ATTRS
-from simfs_plugins.fabrics import iscsi
+from simfs_plugins.fabrics import ibmvscsis, iscsi, qla2xxx, qla2xxx_npiv, srpt, usb_gadget
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "kernels.md"
 
@@ -48,7 +48,11 @@ def test_every_listed_file_has_an_implementation(name):
         "wwn_param": WWN_PARAM_ATTRS, "tpg_base": (ENABLE_ATTR, RTPI_ATTR),
         "iscsi_wwn": iscsi.WWN_ATTRS, "iscsi_tpg_base": iscsi.TPG_BASE_ATTRS,
         "iscsi_tpg_attrib": iscsi.TPG_ATTRIB_ATTRS, "iscsi_acl_attrib": iscsi.ACL_ATTRIB_ATTRS,
-        "fabric_modules": tuple(discover_fabrics()),
+        "qla2xxx_tpg_base": qla2xxx.FABRIC.tpg_base_attrs,
+        "qla2xxx_npiv_tpg_base": qla2xxx_npiv.FABRIC.tpg_base_attrs,
+        "srpt_tpg_base": srpt.FABRIC.tpg_base_attrs,
+        "usb_gadget_tpg_base": usb_gadget.FABRIC.tpg_base_attrs,
+        "ibmvscsis_tpg_base": ibmvscsis.FABRIC.tpg_base_attrs,
     }
     assert set(impls) == set(kernels.FILES)
     for group, attrs in impls.items():
@@ -81,3 +85,23 @@ def test_profile_names_still_work():
     assert V3_0.family == "v3.0" and V3_0.engine_version == "v3.0.0"
     assert get_profile("6.1").core_version == "v5.0"
     assert len(V3_0.kptr(object())) == 8 and len(MODERN.kptr(object())) == 16
+
+
+def test_engine_and_fabric_rows_per_version():
+    v = {n: kernels.get(n) for n in kernels.names()}
+    row = {key: [v[n].value(key) for n in kernels.VERSIONS] for key in kernels.BASELINE}
+    assert row["xcopy_lookup"] == ["devices", "acl", "acl", "acl", "acl"]
+    assert row["xcopy_failure_sense"][1:3] == ["LOGICAL UNIT COMMUNICATION FAILURE", "specific"]
+    # XCOPY_MAX_SECTORS 1024, 4096 (5.7); XCOPY_MAX_BYTES (6.2, in Debian's 6.1.y too)
+    assert [c[1] for c in row["xcopy_chunk"]] == [1024, 4096, 16 << 20, 16 << 20, 16 << 20]
+    assert row["rcr_3pc_check"] == row["report_supported_opcodes"] == \
+        [False, False, False, True, True]
+    assert row["residuals"] == ["reject", "signal", "signal", "signal", "signal"]
+    assert row["fabric_efct"] == [False, True, True, True, True]
+    assert row["fabric_remote"] == [False, False, False, True, True]
+    assert row["qla2xxx_enable_pins_tpg"] == [True, False, False, False, False]
+    assert row["vhost_version_space"] == [False, False, False, False, True]
+    assert not v["v3.0"].has("xcopy") and all(v[n].has("xcopy") for n in kernels.VERSIONS)
+    assert v["4.18"].files("qla2xxx_tpg_base") == ("enable", "dynamic_sessions",
+                                                  "fabric_prot_type")
+    assert v["6.1"].files("usb_gadget_tpg_base") == ("nexus",)

@@ -353,3 +353,62 @@ def refuse_acl(acl: "NodeAcl", err: int, reason: Optional[str] = None,
     tpg.log.debug(f"{tpg.fabric_name}_TPG[{tpg.tpgt}] - Deleted ACL with TCQ Depth: "
                   f"{acl.queue_depth} for {tpg.fabric_name} Initiator Node: {acl.name}")
     return ConfigfsError(err, None)
+
+
+# -- a fabric's own tpgt_N/enable (before 5.16) ----------------------------------------------------
+@dataclass(frozen=True)
+class OwnEnable:
+    """How one fabric's ``enable`` store behaved before the core's generic one (5.16)
+    replaced them: how it parses, what it logs, and what a repeat of the current state
+    does."""
+
+    #: "kstrtoul" (base 0, then 0 or 1) or "strtobool"
+    parse: str = "kstrtoul"
+    #: log line when the number does not parse ({rc}: kstrtoul's return), None: no line
+    bad_number: Optional[str] = None
+    #: log line for a number other than 0 and 1 ({val})
+    bad_value: Optional[str] = None
+    #: errno of enabling an enabled TPG (0: accepted, nothing done)
+    again_on: int = 0
+    #: errno of disabling a disabled TPG
+    again_off: int = 0
+    #: show format of the state (0/1)
+    fmt: str = "%d"
+    #: the log lines carry dev_err's "<driver> <device>: " prefix (the wwn's name)
+    dev_prefix: str = ""
+    #: the table row that says enabling pins the TPG (configfs_depend_item: rmdir EBUSY)
+    pin_row: str = ""
+
+
+def own_enable_attr(rules: OwnEnable) -> Attribute:
+    """``tpgt_N/enable`` as the fabric kept it itself before 5.16 (see :class:`OwnEnable`);
+    the state change goes through the core's TPG enable like the later generic file."""
+
+    def show(g: Group) -> str:
+        return rules.fmt % int(obj(g).enabled) + "\n"
+
+    def store(g: Group, buf: bytes) -> None:
+        tpg: "SePortalGroup" = obj(g)
+        pre = f"{rules.dev_prefix} {tpg.wwn.name}: " if rules.dev_prefix else ""
+        if rules.parse == "strtobool":
+            op = kparse.kstrtobool(buf)
+        else:
+            try:
+                val = kparse.kstrtoul(buf, 0)
+            except ConfigfsError as e:
+                line = rules.bad_number.format(rc=-e.errno) if rules.bad_number else None
+                raise ConfigfsError(errno.EINVAL, pre + line if line else None) from None
+            if val not in (0, 1):
+                line = rules.bad_value.format(val=val) if rules.bad_value else None
+                raise ConfigfsError(errno.EINVAL, pre + line if line else None)
+            op = bool(val)
+        if op == tpg.enabled:
+            err = rules.again_on if op else rules.again_off
+            if err:
+                raise ConfigfsError(err, None)
+            return
+        tpg.set_enabled(op)
+        if rules.pin_row and tpg.core.kernel.has(rules.pin_row):
+            g.pinned_by += 1 if op else -1  # type: ignore[attr-defined]
+
+    return Attribute("enable", show, store)
