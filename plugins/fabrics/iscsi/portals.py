@@ -123,6 +123,59 @@ def portals_changed_later(core: "TargetCore") -> None:
     threading.Thread(target=run, name="simfs-iscsi-portals", daemon=True).start()
 
 
+IP_FREEBIND = 15  # linux/in.h (the socket module does not name it)
+
+
+def _overlaps(a: IscsiNp, b: IscsiNp) -> bool:
+    """Whether two listening sockets on these addresses collide (EADDRINUSE): the same port
+    and one address covers the other (a wildcard; an IPv6 wildcard takes IPv4 too, as
+    the kernel's np sockets are not IPV6_V6ONLY)."""
+    if a.port != b.port:
+        return False
+    ia, ib = ipaddress.ip_address(a.ip), ipaddress.ip_address(b.ip)
+    if ia.version == ib.version:
+        return ia == ib or ia.is_unspecified or ib.is_unspecified
+    v6, v4 = (ia, ib) if ia.version == 6 else (ib, ia)
+    mapped = v6.ipv4_mapped  # type: ignore[union-attr]
+    return v6.is_unspecified or (mapped is not None and (v4.is_unspecified or mapped == v4))
+
+
+def setup_np(core: "TargetCore", np: IscsiNp, probe: bool = True) -> None:
+    """iscsit_setup_np: a new np's socket binds and listens at mkdir, with SO_REUSEADDR and
+    IP_FREEBIND (an address not configured here binds all the same). A port another np
+    holds, or another program listens on, fails here: the kernel logs "kernel_bind()
+    failed: -98" and the mkdir fails (EINVAL, the generic make_np's errno).
+
+    The server listens only for enabled TPGs, so simfs checks its own portals by rule and,
+    when the TPG is enabled (``probe``), the rest of the machine with a probe socket on the
+    addresses the server will listen on (``core.events.iscsi_listen_hosts``: the loopback
+    addresses for a wildcard portal unless ``--listen-any``; none without an iSCSI server).
+    A disabled TPG's portal is not probed: several simfs nodes on one host hold the same
+    tree with only their own TPG enabled (docs/multinode.md)."""
+    for tpg in all_tpgs(core, "iscsi"):
+        if any(_overlaps(np, other) for other in tpg.nps):
+            raise ConfigfsError(errno.EINVAL, f"kernel_bind() failed: -{errno.EADDRINUSE}")
+    for host in core.events.iscsi_listen_hosts(np.ip) if probe else ():
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.setsockopt(socket.IPPROTO_IPV6 if family == socket.AF_INET6
+                                else socket.IPPROTO_IP, IP_FREEBIND, 1)
+            except OSError:
+                pass  # IPv6 freebind needs 4.15+: the bind below then decides
+            try:
+                sock.bind((host, np.port))
+            except OSError as e:
+                raise ConfigfsError(errno.EINVAL,
+                                    f"kernel_bind() failed: -{e.errno}") from None
+            try:
+                sock.listen(1)
+            except OSError as e:
+                raise ConfigfsError(errno.EINVAL,
+                                    f"kernel_listen() failed: -{e.errno}") from None
+
+
 def make_np(tpg: "SePortalGroup", name: str) -> IscsiNp:
     """lio_target_call_addnptotpg."""
     ip, port, family = parse_portal(name)
@@ -133,7 +186,9 @@ def make_np(tpg: "SePortalGroup", name: str) -> IscsiNp:
         if any(n.key() == np.key() for n in other.nps):
             raise ConfigfsError(errno.EEXIST, f"Network Portal: {_pisc(np)} already "
                                 f"exists on a different TPG on {tpg.wwn.name}")
+    # iscsit_add_np: an np already listening is shared (iscsit_get_np), else a new socket
     if not any(n.key() == np.key() for t in all_tpgs(tpg.core, "iscsi") for n in t.nps):
+        setup_np(tpg.core, np, probe=tpg.enabled)
         tpg.log.debug(f"CORE[0] - Added Network Portal: {np.sockaddr_text()} on iSCSI/TCP")
     tpg.log.debug(f"CORE[{tpg.wwn.name}] - Added Network Portal: {np.sockaddr_text()},"
                   f"{tpg.tpgt} on iSCSI/TCP")
@@ -141,6 +196,7 @@ def make_np(tpg: "SePortalGroup", name: str) -> IscsiNp:
     if tpg.enabled:
         portals_changed_later(tpg.core)
     return np
+
 
 def drop_np(tpg: "SePortalGroup", np: IscsiNp) -> None:
     """lio_target_call_delnpfromtpg."""
