@@ -399,3 +399,51 @@ kill %1
     assert "address: 127.0.0.1 (TCP)  cid: 0 connection-state: LOGGED_IN" in r.stdout
     assert ("[('Normal', 'LOGGED_IN', [{'cid': 0, 'cstate': 'LOGGED_IN', 'address': "
             "'127.0.0.1', 'transport': 'TCP'}])]") in r.stdout
+
+
+def _read_keys(ini: RawInitiator) -> list[int]:
+    """PERSISTENT RESERVE IN, READ KEYS (a unit attention first is taken and retried)."""
+    cdb = bytes([0x5E, 0x00, 0, 0, 0, 0, 0, 0, 64, 0])
+    for _ in range(4):
+        status, data, _ = ini.scsi(cdb, read_len=64)
+        if status == 0:
+            n = int.from_bytes(data[4:8], "big")
+            return [int.from_bytes(data[8 + i:16 + i], "big") for i in range(0, n, 8)]
+    raise AssertionError(f"READ KEYS kept failing: status 0x{status:02x}")
+
+
+def test_aptpl_registration_comes_back_at_a_demo_mode_login():
+    """core_tpg_check_initiator_node_acl maps a demo-mode ACL's LUNs at login, and mapping
+    brings back the APTPL registration waiting for the initiator: another initiator's READ
+    KEYS sees it right after the login, before the registered initiator sent any command."""
+    m = mount("modern")
+    try:
+        port = free_port()
+        t = f"{m.root}/target"
+        tgt = "iqn.2026-12.org.simfs:aptpl"
+        tpg = f"{t}/iscsi/{tgt}/tpgt_1"
+        meta = (f"initiator_node={RAW},sa_res_key=0xabcd,mapped_lun=0,target_node={tgt},"
+                "tpgt=1,target_lun=0")
+        # the registration exists before any session (metadata, as after a reboot)
+        m.ok(f"mkdir -p {t}/core/rd_mcp_0/a && echo rd_pages=256 > {t}/core/rd_mcp_0/a/control"
+             f" && echo 1 > {t}/core/rd_mcp_0/a/enable && "
+             f"echo '{meta}' > {t}/core/rd_mcp_0/a/pr/res_aptpl_metadata && "
+             f"mkdir -p {tpg}/lun/lun_0 && ln -s {t}/core/rd_mcp_0/a {tpg}/lun/lun_0/l && "
+             f"mkdir {tpg}/np/127.0.0.1:{port} && echo 0 > {tpg}/attrib/authentication && "
+             f"echo 1 > {tpg}/attrib/generate_node_acls && echo 1 > {tpg}/enable")
+        wait_port(port)
+        regs = "target/core/rd_mcp_0/a/pr/res_pr_registered_i_pts"
+        assert "abcd" not in m.read(regs)   # a pre-registration is not a registration yet
+        owner = RawInitiator(port)
+        owner.target = tgt
+        owner.full_login()       # and not one command
+        assert "abcd" in m.read(regs)
+        other = RawInitiator(port)
+        other.target, other.initiator = tgt, "iqn.2026-01.test:other"
+        other.full_login()
+        assert _read_keys(other) == [0xABCD]
+        assert _read_keys(owner) == [0xABCD]
+        owner.close()
+        other.close()
+    finally:
+        umount(m)

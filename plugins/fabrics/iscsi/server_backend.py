@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING, Any, Optional
 
+from simfs.scsi import pr
 from simfs.scsi import status as S
 from simfs.scsi.command import Nexus, Result
 from simfs.scsi.engine import ScsiEngine
@@ -76,6 +77,16 @@ def np_matches(np: IscsiNp, portal: tuple) -> bool:
     # a v4-mapped address arriving on an IPv6 wildcard socket
     return mine.is_unspecified and mine.version == 6 and getattr(want, "ipv4_mapped", None) \
         is not None
+
+
+def _aptpl_at_login(acl: "NodeAcl") -> None:
+    """A demo-mode ACL has its LUNs mapped when the login makes it (core_tpg_add_node_to_devs
+    -> core_scsi3_check_aptpl_registration): APTPL registrations waiting for the initiator
+    come back then, before its first command, so another nexus sees them at once."""
+    for mapped_lun, deve in list(acl.deves.items()):
+        dev = deve.lun.dev
+        if dev is not None and dev.pr.pre_registrations:
+            pr.check_aptpl_registration(dev, deve.lun, acl.name, mapped_lun)
 
 
 def _engine(core: "TargetCore"):
@@ -167,7 +178,6 @@ class TpgView:
     def _nexus_loss(self, isid: Optional[str]) -> None:
         """I_T nexus loss: an SPC-2 reservation this session held is released (the kernel
         releases a closing session's reservations, target_release_reservation)."""
-        from simfs.scsi import pr
         for deve in list(self.acl.deves.values()):
             dev = deve.lun.dev
             if dev is None:
@@ -335,4 +345,6 @@ class TreeIscsiBackend:
                 log.err(why)
                 raise LoginRefused(ISCSI_STATUS_CLS_INITIATOR_ERR,
                                    ISCSI_LOGIN_STATUS_TGT_FORBIDDEN, why)
+            if acl.dynamic:
+                _aptpl_at_login(acl)
             return TpgView(self, tpg, acl)
