@@ -10,9 +10,9 @@ from simfs.configfs import ConfigfsError, Group
 from simfs.scsi import status as S
 from simfs.core import kparse
 from simfs.core.idr import Idr
-from simfs.core.fabric import FabricModule, FabricOps, FixedGroup, SeWwn, register_template
+from simfs.core.fabric import FabricModule, FabricOps, SeWwn, register_template
 
-from simfs_plugins.fabrics.iscsi import portals
+from simfs_plugins.fabrics.iscsi import portals, stats
 from simfs_plugins.fabrics.iscsi.acl_configfs import (ACL_ATTRIB_ATTRS, ACL_AUTH_ATTRS,
                                                       ACL_BASE_ATTRS, ACL_PARAM_ATTRS)
 from simfs_plugins.fabrics.iscsi.auth import DISCOVERY_ATTRS, NodeAuth
@@ -72,6 +72,7 @@ class Iscsi(FabricOps):
         # tiqn_idr: the lowest free index from 0, iSCSI's own (not the SCSI-MIB counters)
         wwn.private["tiqn_index"] = fmod.state.setdefault("tiqn_idr", Idr()).alloc(
             wwn, 0, 0x7FFFFFFF)
+        wwn.private["stats"] = stats.TiqnStats()
         fmod.log.debug(f"CORE[0] - Added iSCSI Target IQN: {name}")
         fmod.log.debug(f"LIO_Target_ConfigFS: REGISTER -> {name}")
         fmod.log.debug(f"LIO_Target_ConfigFS: REGISTER -> Allocated Node: {name}")
@@ -84,9 +85,7 @@ class Iscsi(FabricOps):
         wwn.log.debug(f"CORE[0] - Deleted iSCSI Target IQN: {wwn.name}")
 
     def wwn_stat_groups(self, wwn: SeWwn) -> list[Group]:
-        return [FixedGroup(n, wwn) for n in ("iscsi_instance", "iscsi_sess_err",
-                                            "iscsi_tgt_attr", "iscsi_login_stats",
-                                            "iscsi_logout_stats")]
+        return stats.wwn_stat_groups(wwn)
 
     # tpg
     def make_tpg(self, wwn: SeWwn, name: str) -> int:
@@ -169,7 +168,7 @@ class Iscsi(FabricOps):
         acl.private["auth"] = NodeAuth()
 
     def acl_stat_groups(self, acl: "NodeAcl") -> list[Group]:
-        return [FixedGroup("iscsi_sess_stats", acl)]
+        return stats.acl_stat_groups(acl)
 
     def initiator_sid(self, isid: Optional[str]) -> str:
         return isid or ""

@@ -14,7 +14,9 @@ from simfs.scsi.command import Nexus, Result
 from simfs.scsi.engine import ScsiEngine
 from simfs.core import tmr
 from simfs.core.fabric import all_tpgs, fabric_modules
+from simfs.core.idr import Idr
 
+from simfs_plugins.fabrics.iscsi import stats
 from simfs_plugins.fabrics.iscsi.auth import NodeAuth
 from simfs_plugins.fabrics.iscsi.constants import (NA_AUTHENTICATION_INHERITED,
                                                    NA_NOPIN_RESPONSE_TIMEOUT, NA_NOPIN_TIMEOUT)
@@ -169,11 +171,25 @@ class TpgView:
         with self._lock():
             sess = self.tpg.add_session(self.acl, _isid_text(isid))
             sess.fabric_sess = session
+            stats.tiqn_stats(self.tpg.wwn).login(0, 0)  # iscsit_collect_login_stats: accepted
+            # session_index: the lowest free id of the module's sess_ida
+            ida = self.tpg.wwn.fmod.state.setdefault("sess_ida", Idr())
+            st = stats.sess_stats(self.acl, sess.isid)
+            st.index = ida.alloc(st, 0, 0x7FFFFFFF) or 0
 
     def session_removed(self, isid: Any) -> None:
         with self._lock():
             self._nexus_loss(_isid_text(isid))
+            st = self.acl.private.get("sess_stats", {}).pop(_isid_text(isid), None)
+            ida = self.tpg.wwn.fmod.state.get("sess_ida")
+            if st is not None and ida is not None and ida.get(st.index) is st:
+                ida.remove(st.index)
             self.tpg.remove_session(self.acl, _isid_text(isid))
+
+    def logout_received(self, reason: int) -> None:
+        """A Logout Request arrived (iscsit_handle_logout_cmd counts it by reason)."""
+        with self._lock():
+            stats.tiqn_stats(self.tpg.wwn).logout(reason)
 
     def _nexus_loss(self, isid: Optional[str]) -> None:
         """I_T nexus loss: an SPC-2 reservation this session held is released (the kernel
@@ -243,6 +259,7 @@ class TpgView:
         res = engine.submit(nexus, port.dev, cdb, data_out, data_length=data_length,
                             data_direction=data_direction)
         with lock:
+            self._count(isid, data_out, res, data_length)
             port.cmd_pdus += 1
             if deve is not None:
                 deve.total_cmds += 1
@@ -256,6 +273,21 @@ class TpgView:
                     if deve is not None:
                         deve.read_bytes += len(res.data)
         return res
+
+
+    def _count(self, isid: Any, data_out: bytes, res: Result,
+               data_length: Optional[int]) -> None:
+        """The session's counters (iscsi_sess_stats): a command PDU in, its data; a SCSI
+        Response PDU out unless the status rode on the last Data-In (a good read)."""
+        st = self.acl.private.get("sess_stats", {}).get(_isid_text(isid))
+        if st is None:
+            return
+        st.cmd_pdus += 1
+        st.rx_data_octets += len(data_out)
+        sent = len(res.data) if data_length is None else min(len(res.data), data_length)
+        st.tx_data_octets += sent
+        if not (sent and res.status == S.GOOD):
+            st.rsp_pdus += 1
 
 
 class TreeIscsiBackend:
@@ -317,6 +349,20 @@ class TreeIscsiBackend:
                 if printed:
                     out.append((wwn.name, addrs))
         return out
+
+    def login_failed(self, target_name: str, tpg: Any, initiator: str, peer: Any,
+                     status_class: int, status_detail: int) -> None:
+        """A login refusal was sent: counted on the IQN once the login had found its TPG
+        (iscsit_collect_login_stats through iscsit_snmp_get_tiqn), which an ACL refusal
+        (0x0202, raised by :meth:`login` itself) also had."""
+        with self._lock():
+            wwn = getattr(getattr(tpg, "tpg", None), "wwn", None)
+            if wwn is None and (status_class, status_detail) == (
+                    ISCSI_STATUS_CLS_INITIATOR_ERR, ISCSI_LOGIN_STATUS_TGT_FORBIDDEN):
+                fmod = fabric_modules(self.core).get("iscsi")
+                wwn = fmod.wwns.get(target_name) if fmod is not None else None
+            if wwn is not None and "stats" in wwn.private:
+                stats.tiqn_stats(wwn).login(status_class, status_detail, initiator, peer)
 
     def login(self, target_name: str, portal: tuple, initiator: str) -> TpgView:
         """iscsi_target_locate_portal for a Normal session; raises :class:`LoginRefused`."""
