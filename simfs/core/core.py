@@ -59,6 +59,9 @@ class CoreEvents:
             lambda lun, explicit, offline: False
         #: the set of iSCSI portals changed (the daemon's iSCSI server listens)
         self.iscsi_portals_changed: Callable[[], None] = lambda: None
+        #: where the iSCSI server would listen for a portal address (none without a server):
+        #: the fabric checks at np mkdir that those addresses can be bound
+        self.iscsi_listen_hosts: Callable[[str], list[str]] = lambda ip: []
 
     def alua_state_changed(self, gp: TgPtGp) -> None:
         """A target port group changed state: the engine queues 2Ah/06h unit attentions."""

@@ -101,6 +101,7 @@ def _iscsi_server(core: TargetCore, log: KernelLog, listen_any: bool = False):
         return None  # the v3.0 engine's iSCSI fabric was a separate module (LIO-Target)
     try:
         from simfs.iscsi import IscsiServer
+        from simfs.iscsi.server import listen_hosts
         from simfs_plugins.fabrics.iscsi import TreeIscsiBackend
     except ImportError as e:
         log.warn(f"simfs: iSCSI server unavailable: {e}")
@@ -109,6 +110,7 @@ def _iscsi_server(core: TargetCore, log: KernelLog, listen_any: bool = False):
     server = IscsiServer(backend, klog=log, listen_any=listen_any)
     # called from configfs stores (np/, enable): never wait for the server thread there
     core.events.iscsi_portals_changed = lambda: server.request_sync(backend.portals())
+    core.events.iscsi_listen_hosts = lambda ip: listen_hosts(ip, listen_any)
     return server
 
 

@@ -66,6 +66,8 @@ class LoginContext:
     cmdsn_depth: Callable[[Any], int] = lambda tpg: 64
     #: kernel-style log lines
     log: Reporter = field(default_factory=Reporter)
+    #: the initiator's address (the target's login statistics keep a refused one)
+    peer: Any = None
 
 
 class LoginMachine:
@@ -127,6 +129,10 @@ class LoginMachine:
             self.failure or f"status 0x{e.status_class:02x}{e.status_detail:02x}"
         # iscsi_target_login_sess_out: every failed login of a new session
         log.err("iSCSI Login negotiation failed.")
+        count = getattr(self.ctx.backend, "login_failed", None)  # iscsit_collect_login_stats
+        if count is not None and e.send and not self.discovery:
+            count(self.target_name, self.tpg, self.initiator_name, self.ctx.peer,
+                  e.status_class, e.status_detail)
         if not e.send:
             return LoginResult(state="fail")
         return LoginResult(bhs=self._rsp(0, e.status_class, e.status_detail, 0),

@@ -835,6 +835,9 @@ class ConnectionMachine:
     # -- Logout -----------------------------------------------------------------------------------
     def on_logout(self, req: P.Pdu) -> None:
         reason = req.logout_reason
+        count = getattr(self.sess.tpg, "logout_received", None)  # the IQN's logout stats
+        if count is not None and not self.sess.discovery:
+            count(reason)
         resp = P.LOGOUT_SUCCESS
         if reason == P.LOGOUT_CLOSE_CONNECTION and req.cid != self.cid:
             resp = P.LOGOUT_CID_NOT_FOUND

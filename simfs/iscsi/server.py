@@ -317,7 +317,7 @@ class IscsiServer:
         ctx = LoginContext(backend=self.backend, portal=portal,
                            find_session=self._find_session, reinstate=self._reinstate,
                            new_tsih=self._new_tsih, cmdsn_depth=self._cmdsn_depth,
-                           log=self.report)
+                           log=self.report, peer=peername)
         m = LoginMachine(ctx)
         ok = False
         try:

@@ -399,3 +399,156 @@ kill %1
     assert "address: 127.0.0.1 (TCP)  cid: 0 connection-state: LOGGED_IN" in r.stdout
     assert ("[('Normal', 'LOGGED_IN', [{'cid': 0, 'cstate': 'LOGGED_IN', 'address': "
             "'127.0.0.1', 'transport': 'TCP'}])]") in r.stdout
+
+
+def _read_keys(ini: RawInitiator) -> list[int]:
+    """PERSISTENT RESERVE IN, READ KEYS (a unit attention first is taken and retried)."""
+    cdb = bytes([0x5E, 0x00, 0, 0, 0, 0, 0, 0, 64, 0])
+    for _ in range(4):
+        status, data, _ = ini.scsi(cdb, read_len=64)
+        if status == 0:
+            n = int.from_bytes(data[4:8], "big")
+            return [int.from_bytes(data[8 + i:16 + i], "big") for i in range(0, n, 8)]
+    raise AssertionError(f"READ KEYS kept failing: status 0x{status:02x}")
+
+
+def test_aptpl_registration_comes_back_at_a_demo_mode_login():
+    """core_tpg_check_initiator_node_acl maps a demo-mode ACL's LUNs at login, and mapping
+    brings back the APTPL registration waiting for the initiator: another initiator's READ
+    KEYS sees it right after the login, before the registered initiator sent any command."""
+    m = mount("modern")
+    try:
+        port = free_port()
+        t = f"{m.root}/target"
+        tgt = "iqn.2026-12.org.simfs:aptpl"
+        tpg = f"{t}/iscsi/{tgt}/tpgt_1"
+        meta = (f"initiator_node={RAW},sa_res_key=0xabcd,mapped_lun=0,target_node={tgt},"
+                "tpgt=1,target_lun=0")
+        # the registration exists before any session (metadata, as after a reboot)
+        m.ok(f"mkdir -p {t}/core/rd_mcp_0/a && echo rd_pages=256 > {t}/core/rd_mcp_0/a/control"
+             f" && echo 1 > {t}/core/rd_mcp_0/a/enable && "
+             f"echo '{meta}' > {t}/core/rd_mcp_0/a/pr/res_aptpl_metadata && "
+             f"mkdir -p {tpg}/lun/lun_0 && ln -s {t}/core/rd_mcp_0/a {tpg}/lun/lun_0/l && "
+             f"mkdir {tpg}/np/127.0.0.1:{port} && echo 0 > {tpg}/attrib/authentication && "
+             f"echo 1 > {tpg}/attrib/generate_node_acls && echo 1 > {tpg}/enable")
+        wait_port(port)
+        regs = "target/core/rd_mcp_0/a/pr/res_pr_registered_i_pts"
+        assert "abcd" not in m.read(regs)   # a pre-registration is not a registration yet
+        owner = RawInitiator(port)
+        owner.target = tgt
+        owner.full_login()       # and not one command
+        assert "abcd" in m.read(regs)
+        other = RawInitiator(port)
+        other.target, other.initiator = tgt, "iqn.2026-01.test:other"
+        other.full_login()
+        assert _read_keys(other) == [0xABCD]
+        assert _read_keys(owner) == [0xABCD]
+        owner.close()
+        other.close()
+    finally:
+        umount(m)
+
+
+STAT_FILES = {
+    "iscsi_instance": ["inst", "min_ver", "max_ver", "portals", "nodes", "sessions",
+                       "fail_sess", "fail_type", "fail_rem_name", "disc_time", "description",
+                       "vendor", "version"],
+    "iscsi_sess_err": ["inst", "digest_errors", "cxn_errors", "format_errors"],
+    "iscsi_tgt_attr": ["inst", "indx", "login_fails", "last_fail_time", "last_fail_type",
+                       "fail_intr_name", "fail_intr_addr_type", "fail_intr_addr"],
+    "iscsi_login_stats": ["inst", "indx", "accepts", "other_fails", "redirects",
+                          "authorize_fails", "authenticate_fails", "negotiate_fails"],
+    "iscsi_logout_stats": ["inst", "indx", "normal_logouts", "abnormal_logouts"],
+}
+
+
+def test_fabric_statistics_count_logins_sessions_and_logouts():
+    """iscsi_target_stat.c: the IQN's statistics groups hold the kernel's files, in its
+    order, and count what happens on the wire: a refused login (the ACL's 0x0202), an
+    accepted one, the session's commands and data, a Close Session logout."""
+    m = mount("modern")
+    try:
+        port = free_port()
+        t = f"{m.root}/target"
+        tgt = "iqn.2026-12.org.simfs:stats"
+        w = f"target/iscsi/{tgt}"
+        tpg = f"{t}/iscsi/{tgt}/tpgt_1"
+        m.ok(f"mkdir -p {t}/core/rd_mcp_0/s && echo rd_pages=256 > {t}/core/rd_mcp_0/s/control"
+             f" && echo 1 > {t}/core/rd_mcp_0/s/enable && mkdir -p {tpg}/lun/lun_0 && "
+             f"ln -s {t}/core/rd_mcp_0/s {tpg}/lun/lun_0/l && mkdir -p {tpg}/acls/{RAW}/lun_0 && "
+             f"ln -s {tpg}/lun/lun_0 {tpg}/acls/{RAW}/lun_0/m && "
+             f"mkdir {tpg}/np/127.0.0.1:{port} && echo 0 > {tpg}/attrib/authentication && "
+             f"mkdir -p {tpg}/acls/{CHAP_INI} && echo 1 > {tpg}/acls/{CHAP_INI}/attrib/authentication"
+             f" && echo -n chapuser > {tpg}/acls/{CHAP_INI}/auth/userid && "
+             f"echo -n chapsecret12 > {tpg}/acls/{CHAP_INI}/auth/password && "
+             f"echo 1 > {tpg}/enable")
+        wait_port(port)
+        fs = f"{w}/fabric_statistics"
+        for group, files in STAT_FILES.items():
+            assert os.listdir(f"{m.root}/{fs}/{group}") == files, group
+
+        def stat(path: str) -> str:
+            return m.read(f"{fs}/{path}").rstrip("\n")
+        assert [stat(f"iscsi_instance/{f}") for f in STAT_FILES["iscsi_instance"]] == [
+            "0", "0", "0", "1", "1", "0", "0", "0", "None", "0", "Storage Engine Target",
+            "Datera, Inc. iSCSI-Target", "v4.1.0"]
+        assert [stat(f"iscsi_tgt_attr/{f}") for f in STAT_FILES["iscsi_tgt_attr"]] == [
+            "0", "1", "0", "0", "0", "None", "ipv4", "(einval)"]
+        sess = f"{w}/tpgt_1/acls/{RAW}/fabric_statistics/iscsi_sess_stats"
+        assert os.listdir(f"{m.root}/{sess}") == [
+            "inst", "node", "indx", "cmd_pdus", "rsp_pdus", "txdata_octs", "rxdata_octs",
+            "conn_digest_errors", "conn_timeout_errors"]
+        assert m.read(f"{sess}/inst") == "0\n" and m.read(f"{sess}/cmd_pdus") == ""
+
+        assert inq(port, tgt, STRANGER).returncode != 0      # no ACL: 0x0202
+        assert stat("iscsi_login_stats/authorize_fails") == "1"
+        assert stat("iscsi_tgt_attr/login_fails") == "1"
+        assert stat("iscsi_tgt_attr/last_fail_type") == "4"   # ISCSI_LOGIN_FAIL_AUTHORIZE
+        assert stat("iscsi_tgt_attr/fail_intr_name") == STRANGER
+        assert stat("iscsi_tgt_attr/fail_intr_addr") == "127.0.0.1"
+        assert int(stat("iscsi_tgt_attr/last_fail_time")) > 0
+
+        assert inq(port, tgt, CHAP_INI, "chapuser%wrongsecret1@").returncode != 0  # 0x0201
+        assert stat("iscsi_login_stats/authenticate_fails") == "1"
+        assert stat("iscsi_tgt_attr/last_fail_type") == "5"   # ISCSI_LOGIN_FAIL_AUTHENTICATE
+        assert stat("iscsi_tgt_attr/fail_intr_name") == CHAP_INI
+        assert stat("iscsi_tgt_attr/login_fails") == "2"
+        assert inq(port, "iqn.2026-12.org.simfs:nowhere", RAW).returncode != 0  # no such IQN
+        assert stat("iscsi_tgt_attr/login_fails") == "2"      # not this IQN's failure
+
+        ini = RawInitiator(port)
+        ini.target = tgt
+        ini.full_login()
+        assert stat("iscsi_login_stats/accepts") == "1"
+        assert stat("iscsi_instance/sessions") == "1"
+        assert m.read(f"{sess}/node") == "1\n" and m.read(f"{sess}/cmd_pdus") == "0\n"
+        rsp_pdus = 0
+        for cdb, n in ((bytes(6), 0),                                   # TEST UNIT READY
+                       (bytes([0x12, 0, 0, 0, 36, 0]), 36),             # INQUIRY
+                       (bytes([0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0]), 512)):  # READ(10)
+            status, data, pdu = ini.scsi(cdb, read_len=n)
+            assert status == 0 and len(data) == n
+            rsp_pdus += pdu.opcode == P.OP_SCSI_RSP
+        assert m.read(f"{sess}/cmd_pdus") == "3\n"
+        assert m.read(f"{sess}/txdata_octs") == f"{36 + 512}\n"
+        assert m.read(f"{sess}/rxdata_octs") == "0\n"
+        assert m.read(f"{sess}/rsp_pdus") == f"{rsp_pdus}\n"
+        # Logout Request, reason 0 (close the session), immediate
+        bhs = bytearray(48)
+        bhs[0], bhs[1] = P.OP_LOGOUT_REQ | 0x40, 0x80
+        bhs[16:20] = (0x7777).to_bytes(4, "big")
+        bhs[24:28] = ini.cmdsn.to_bytes(4, "big")
+        bhs[28:32] = ini.statsn.to_bytes(4, "big")
+        ini.send(bhs)
+        assert ini.recv().opcode == P.OP_LOGOUT_RSP
+        ini.close()
+        for _ in range(100):
+            if stat("iscsi_instance/sessions") == "0":
+                break
+            time.sleep(0.05)
+        assert stat("iscsi_logout_stats/normal_logouts") == "1"
+        assert stat("iscsi_logout_stats/abnormal_logouts") == "0"
+        assert stat("iscsi_instance/sessions") == "0"
+        assert m.read(f"{sess}/cmd_pdus") == ""
+    finally:
+        umount(m)

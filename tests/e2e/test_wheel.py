@@ -62,7 +62,7 @@ def test_build_makes_sdist_and_wheel_with_plugins_and_entry_points(dist):
         names = set(whl.namelist())
         entry_points = whl.read(f"simfs-{version}.dist-info/entry_points.txt").decode()
     for module in ("simfs/cli/main.py", "simfs/pytest_plugin.py", "simfs/daemon/__init__.py",
-                   "simfs_plugins/backends/fileio.py", "simfs_plugins/fabrics/iscsi.py"):
+                   "simfs_plugins/backends/fileio.py", "simfs_plugins/fabrics/iscsi/__init__.py"):
         assert module in names
     assert not any(n.startswith(("plugins/", "tests/")) for n in names)
     assert "[pytest11]\nsimfs = simfs.pytest_plugin\n" in entry_points

@@ -7,10 +7,12 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import socket
 
 import pytest
 
-from test_fabric_tree import logged, refused
+from helpers import free_port
+from test_fabric_tree import kernel_lines, logged, refused
 
 _n = itertools.count()
 I = "target/iscsi"
@@ -239,21 +241,22 @@ def test_enable(m, t):
 
 # -- np/ ----------------------------------------------------------------------------------------
 def test_np_ipv4_and_ipv6(m, t):
-    lines = logged(m, f"mkdir {P(m, t)}/np/127.0.0.1:3260")
+    port, port6 = free_port(), free_port()
+    lines = logged(m, f"mkdir {P(m, t)}/np/127.0.0.1:{port}")
     w = t.split("/")[2]
-    assert lines[0] == f"LIO_Target_ConfigFS: REGISTER -> {w} TPGT: 1 PORTAL: 127.0.0.1:3260"
-    assert f"CORE[{w}] - Added Network Portal: 127.0.0.1:3260,1 on iSCSI/TCP" in lines
+    assert lines[0] == f"LIO_Target_ConfigFS: REGISTER -> {w} TPGT: 1 PORTAL: 127.0.0.1:{port}"
+    assert f"CORE[{w}] - Added Network Portal: 127.0.0.1:{port},1 on iSCSI/TCP" in lines
     assert lines[-1] == "LIO_Target_ConfigFS: addnptotpg done!"
-    m.ok(f"mkdir '{P(m, t)}/np/[::1]:3261'")
-    assert sorted(os.listdir(P(m, f"{t}/np/127.0.0.1:3260"))) == ["cxgbit", "iser"]
-    assert m.read(f"{t}/np/127.0.0.1:3260/iser") == "0\n"
-    refused(m, f"echo 2 > {P(m, t)}/np/127.0.0.1:3260/iser", errno.EINVAL,
+    m.ok(f"mkdir '{P(m, t)}/np/[::1]:{port6}'")
+    assert sorted(os.listdir(P(m, f"{t}/np/127.0.0.1:{port}"))) == ["cxgbit", "iser"]
+    assert m.read(f"{t}/np/127.0.0.1:{port}/iser") == "0\n"
+    refused(m, f"echo 2 > {P(m, t)}/np/127.0.0.1:{port}/iser", errno.EINVAL,
             "Illegal value for tpg_enable: 2")
-    refused(m, f"echo 1 > {P(m, t)}/np/127.0.0.1:3260/iser", errno.EINVAL,
+    refused(m, f"echo 1 > {P(m, t)}/np/127.0.0.1:{port}/iser", errno.EINVAL,
             "Unable to request_module for ib_isert")
-    m.ok(f"echo 0 > {P(m, t)}/np/127.0.0.1:3260/cxgbit")
-    lines = logged(m, f"rmdir {P(m, t)}/np/127.0.0.1:3260")
-    assert lines[0] == f"LIO_Target_ConfigFS: DEREGISTER -> {w} TPGT: 1 PORTAL: 127.0.0.1:3260"
+    m.ok(f"echo 0 > {P(m, t)}/np/127.0.0.1:{port}/cxgbit")
+    lines = logged(m, f"rmdir {P(m, t)}/np/127.0.0.1:{port}")
+    assert lines[0] == f"LIO_Target_ConfigFS: DEREGISTER -> {w} TPGT: 1 PORTAL: 127.0.0.1:{port}"
 
 
 @pytest.mark.parametrize("name, log", [
@@ -270,13 +273,60 @@ def test_np_refused(m, t, name, log):
 
 
 def test_np_same_portal_on_another_tpg_of_the_iqn(m):
+    port = free_port()
     w = P(m, f"{I}/iqn.2003-01.org.linux-iscsi.sim:dup{next(_n)}")
-    m.ok(f"mkdir -p {w}/tpgt_1/np/0.0.0.0:3260 {w}/tpgt_2")
-    refused(m, f"mkdir {w}/tpgt_2/np/0.0.0.0:3260", errno.EINVAL,
+    m.ok(f"mkdir -p {w}/tpgt_1/np/0.0.0.0:{port} {w}/tpgt_2")
+    refused(m, f"mkdir {w}/tpgt_2/np/0.0.0.0:{port}", errno.EINVAL,
             rf"Network Portal: 0\.0\.0\.0 already exists on a different TPG on "
             rf"{os.path.basename(w)}")
     # another IQN may share it
-    m.ok(f"mkdir -p {w}x/tpgt_1/np/0.0.0.0:3260")
+    m.ok(f"mkdir -p {w}x/tpgt_1/np/0.0.0.0:{port}")
+
+
+def test_np_port_in_use(m):
+    """iscsit_setup_np: a port another program listens on fails the mkdir (kernel_bind's
+    -EADDRINUSE, EINVAL from the generic make_np) and leaves no directory; a wildcard
+    portal binds where the server listens (127.0.0.1 without --listen-any). The TPG is
+    enabled: a disabled TPG's portal is not bound until the TPG is (simfs listens for
+    enabled TPGs only)."""
+    w = P(m, f"{I}/iqn.2003-01.org.linux-iscsi.sim:busy{next(_n)}")
+    m.ok(f"mkdir -p {w}/tpgt_1 {w}/tpgt_2 && echo 1 > {w}/tpgt_1/enable")
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen(1)
+        port = other.getsockname()[1]
+        for name in (f"127.0.0.1:{port}", f"0.0.0.0:{port}"):
+            mark = m.log_mark()
+            refused(m, f"mkdir {w}/tpgt_1/np/{name}", errno.EINVAL,
+                    f"kernel_bind\\(\\) failed: -{errno.EADDRINUSE}")
+            lines = kernel_lines(m.log_since(mark))
+            assert lines[0] == (f"LIO_Target_ConfigFS: REGISTER -> {os.path.basename(w)} "
+                                f"TPGT: 1 PORTAL: {name}")
+            assert not any("Added Network Portal" in ln for ln in lines), lines
+            assert os.listdir(f"{w}/tpgt_1/np") == []
+        m.ok(f"mkdir {w}/tpgt_2/np/127.0.0.1:{port}")   # a disabled TPG's portal
+    m.ok(f"rmdir {w}/tpgt_2/np/127.0.0.1:{port}")
+    m.ok(f"mkdir {w}/tpgt_1/np/127.0.0.1:{port}")   # free again
+    assert os.listdir(f"{w}/tpgt_1/np") == [f"127.0.0.1:{port}"]
+
+
+def test_np_shared_between_iqns_and_overlapping_portals(m):
+    """The kernel shares one np (one socket) between TPGs of different IQNs on the same
+    address (iscsit_get_np); another address that overlaps it on the same port (a
+    wildcard, or IPv6's wildcard that takes IPv4 too) cannot bind."""
+    port = free_port()
+    a = P(m, f"{I}/iqn.2003-01.org.linux-iscsi.sim:sa{next(_n)}/tpgt_1")
+    b = P(m, f"{I}/iqn.2003-01.org.linux-iscsi.sim:sb{next(_n)}")
+    m.ok(f"mkdir -p {a}/np/127.0.0.1:{port} {b}/tpgt_1 {b}/tpgt_2 && echo 1 > {a}/enable")
+    lines = logged(m, f"mkdir {b}/tpgt_1/np/127.0.0.1:{port}")   # shared: nothing to bind
+    assert f"CORE[0] - Added Network Portal: 127.0.0.1:{port} on iSCSI/TCP" not in lines
+    for name in (f"0.0.0.0:{port}", f"[::]:{port}"):
+        refused(m, f"mkdir '{b}/tpgt_2/np/{name}'", errno.EINVAL,
+                f"kernel_bind\\(\\) failed: -{errno.EADDRINUSE}")
+    assert os.listdir(f"{b}/tpgt_2/np") == []
+    m.ok(f"mkdir {b}/tpgt_2/np/127.0.0.2:{port}")   # another address on the same port
+    m.ok(f"rmdir {a}/np/127.0.0.1:{port} {b}/tpgt_1/np/127.0.0.1:{port} "
+         f"{b}/tpgt_2/np/127.0.0.2:{port}")
 
 
 # -- ACLs -------------------------------------------------------------------------------------------
