@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from simfs.core.acl import NodeAcl
     from simfs.core.tpg import SePortalGroup
 
-USHRT_MAX = 0xFFFF
 ATTRIB_DEFAULTS = {"generate_node_acls": 1, "cache_dynamic_acls": 1,
                    "demo_mode_write_protect": 1, "prod_mode_write_protect": 0,
                    "demo_mode_login_only": 1, "session_deletion_wait": 1}
@@ -78,14 +77,7 @@ class Efct(FabricOps):
         return wwn
 
     def make_tpg(self, wwn: SeWwn, name: str) -> int:
-        if not name.startswith("tpgt_"):
-            raise ConfigfsError(errno.EINVAL, None)
-        try:
-            tpgt = kparse.kstrtoul(name[5:], 10)
-        except ConfigfsError:
-            raise ConfigfsError(errno.EINVAL, None) from None
-        if tpgt > USHRT_MAX:
-            raise ConfigfsError(errno.EINVAL, None)
+        tpgt = lib.fc_tpgt(name)
         return tpgt
 
     def init_tpg(self, tpg: "SePortalGroup") -> None:

@@ -20,7 +20,6 @@ import errno
 from typing import TYPE_CHECKING
 
 from simfs.configfs import Attribute, ConfigfsError, Group
-from simfs.core import kparse
 from simfs.core.fabric import (FabricModule, FabricOps, SeWwn, hardware_ports, obj,
                                register_template)
 from simfs.scsi import status as S
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
 
 QLA2XXX_VERSION = "10.02.09.400-k"
 TCM_QLA2XXX_NAMELEN = 32
-USHRT_MAX = 0xFFFF
 #: tcm_qla2xxx_tpg_enable_store (before 5.16); until early 2019 enabling also pinned the TPG
 OWN_ENABLE = lib.OwnEnable(bad_number="kstrtoul() returned {rc}",
                            bad_value="Illegal value for tpg_enable: {val}",
@@ -93,14 +91,7 @@ class Qla2xxx(FabricOps):
         return wwn
 
     def make_tpg(self, wwn: SeWwn, name: str) -> int:
-        if not name.startswith("tpgt_"):
-            raise ConfigfsError(errno.EINVAL, None)
-        try:
-            tpgt = kparse.kstrtoul(name[5:], 10)
-        except ConfigfsError:
-            raise ConfigfsError(errno.EINVAL, None) from None
-        if tpgt > USHRT_MAX:
-            raise ConfigfsError(errno.EINVAL, None)
+        tpgt = lib.fc_tpgt(name)
         if tpgt != 1:
             raise ConfigfsError(errno.ENOSYS, "In non NPIV mode, a single TPG=1 is used for HW "
                                 "port mappings")

@@ -20,7 +20,6 @@ import errno
 from typing import TYPE_CHECKING
 
 from simfs.configfs import ConfigfsError
-from simfs.core import kparse
 from simfs.core.fabric import (FabricModule, FabricOps, SeWwn, fabric_modules, hardware_ports,
                                register_template)
 from simfs.scsi import status as S
@@ -97,14 +96,7 @@ class Qla2xxxNpiv(FabricOps):
         return wwn
 
     def make_tpg(self, wwn: SeWwn, name: str) -> int:
-        if not name.startswith("tpgt_"):
-            raise ConfigfsError(errno.EINVAL, None)
-        try:
-            tpgt = kparse.kstrtoul(name[5:], 10)
-        except ConfigfsError:
-            raise ConfigfsError(errno.EINVAL, None) from None
-        if tpgt > qla2xxx.USHRT_MAX:
-            raise ConfigfsError(errno.EINVAL, None)
+        tpgt = lib.fc_tpgt(name)
         return tpgt
 
     def init_tpg(self, tpg: "SePortalGroup") -> None:

@@ -485,7 +485,8 @@ def test_fabric_statistics_count_logins_sessions_and_logouts():
         wait_port(port)
         fs = f"{w}/fabric_statistics"
         for group, files in STAT_FILES.items():
-            assert os.listdir(f"{m.root}/{fs}/{group}") == files, group
+            # configfs lists newest first: the kernel's attribute table reversed
+            assert os.listdir(f"{m.root}/{fs}/{group}") == files[::-1], group
 
         def stat(path: str) -> str:
             return m.read(f"{fs}/{path}").rstrip("\n")
@@ -495,7 +496,7 @@ def test_fabric_statistics_count_logins_sessions_and_logouts():
         assert [stat(f"iscsi_tgt_attr/{f}") for f in STAT_FILES["iscsi_tgt_attr"]] == [
             "0", "1", "0", "0", "0", "None", "ipv4", "(einval)"]
         sess = f"{w}/tpgt_1/acls/{RAW}/fabric_statistics/iscsi_sess_stats"
-        assert os.listdir(f"{m.root}/{sess}") == [
+        assert os.listdir(f"{m.root}/{sess}")[::-1] == [
             "inst", "node", "indx", "cmd_pdus", "rsp_pdus", "txdata_octs", "rxdata_octs",
             "conn_digest_errors", "conn_timeout_errors"]
         assert m.read(f"{sess}/inst") == "0\n" and m.read(f"{sess}/cmd_pdus") == ""

@@ -24,8 +24,9 @@ OWN_ENABLE = ("4.18", "5.14")  # before the generic enable of 5.16
 
 
 def files(path: str) -> list[str]:
-    """The regular files of a directory in readdir order (the kernel's attribute order)."""
-    return [e for e in os.listdir(path) if os.path.isfile(os.path.join(path, e))]
+    """The regular files of a directory in the order of the kernel's attribute table
+    (configfs lists newest first: readdir shows the table reversed)."""
+    return [e for e in reversed(os.listdir(path)) if os.path.isfile(os.path.join(path, e))]
 
 
 @pytest.fixture(scope="module", params=kernels.VERSIONS)

@@ -49,6 +49,23 @@ def loop_tpgt(name: str) -> int:
     return tpgt
 
 
+# -- the FC drivers' TPG names (tcm_qla2xxx, its NPIV ports, efct) ------------------------------
+USHRT_MAX = 0xFFFF
+
+
+def fc_tpgt(name: str) -> int:
+    """``tpgt_`` then N in base 10, N <= USHRT_MAX; anything else EINVAL, no log line."""
+    if not name.startswith("tpgt_"):
+        raise ConfigfsError(errno.EINVAL, None)
+    try:
+        tpgt = kparse.kstrtoul(name[5:], 10)
+    except ConfigfsError:
+        raise ConfigfsError(errno.EINVAL, None) from None
+    if tpgt > USHRT_MAX:
+        raise ConfigfsError(errno.EINVAL, None)
+    return tpgt
+
+
 # -- FC world wide names --------------------------------------------------------------------------
 class WwnSyntax(ValueError):
     """A refused WWN; ``debug`` is the parser's pr_debug line (err, len, pos, byte)."""
