@@ -208,9 +208,24 @@ class RawInitiator:
                     self.statsn = p.u32(24) + 1
                     return p.bhs[3], bytes(data), p
                 continue
+            if p.opcode == P.OP_NOOP_IN:
+                self.answer_nop_in(p)
+                continue
             assert p.opcode == P.OP_SCSI_RSP, p
             self.statsn = p.u32(24) + 1
             return p.bhs[3], bytes(data), p
+
+    def answer_nop_in(self, p):
+        """A target's ping (NOP-In, ITT 0xffffffff) asks for a NOP-Out with its TTT, as
+        every initiator answers it (RFC 7143 11.19); a target drops a silent connection."""
+        ttt = p.u32(20)
+        if ttt == 0xFFFFFFFF:
+            return
+        h = bytearray(P.BHS_LEN)
+        h[0], h[1] = P.OP_NOOP_OUT | 0x40, 0x80       # immediate, final
+        for off, v in ((16, 0xFFFFFFFF), (20, ttt), (24, self.cmdsn), (28, self.statsn)):
+            h[off:off + 4] = v.to_bytes(4, "big")
+        self.send(h)
 
     def close(self):
         self.sock.close()
@@ -252,4 +267,20 @@ def venv_with(d: Path, package: Path) -> Path:
                        capture_output=True, text=True)
     if r.returncode:
         pytest.skip(f"pip cannot build {package.name} here: {r.stderr[-300:]}")
+    return d
+
+
+def saved_config(d):
+    """An rtslib-fb saveconfig JSON with every list of objects in one order.
+
+    rtslib-fb saves objects in readdir order, and configfs lists a directory newest first;
+    a restore makes them in the saved order, so on the kernel too the second save lists
+    siblings (backstores, targets, LUNs, ACLs) in another order than the first.
+    """
+    import json
+    if isinstance(d, dict):
+        return {k: saved_config(v) for k, v in d.items()}
+    if isinstance(d, list):
+        items = [saved_config(v) for v in d]
+        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
     return d
