@@ -11,6 +11,8 @@ from __future__ import annotations
 import struct
 from typing import Optional
 
+from simfs.core.t10.sam import int_to_scsilun, scsilun_to_int
+
 BHS_LEN = 48
 RSVD_TAG = 0xFFFFFFFF
 
@@ -147,20 +149,9 @@ def pad_len(n: int) -> int:
 PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")
 
 
-def lun_to_int(b) -> int:
-    """scsilun_to_int: the kernel's 8-byte LUN to integer (address method bits kept)."""
-    return (((b[0] << 8) | b[1]) | (((b[2] << 8) | b[3]) << 16)
-            | (((b[4] << 8) | b[5]) << 32) | (((b[6] << 8) | b[7]) << 48))
-
-
-def int_to_lun(lun: int) -> bytes:
-    """int_to_scsilun: the inverse of :func:`lun_to_int`."""
-    out = bytearray(8)
-    for i in range(0, 8, 2):
-        out[i] = (lun >> 8) & 0xFF
-        out[i + 1] = lun & 0xFF
-        lun >>= 16
-    return bytes(out)
+#: the kernel's 8-byte LUN and back (scsilun_to_int / int_to_scsilun), as the core has them
+lun_to_int = scsilun_to_int
+int_to_lun = int_to_scsilun
 
 
 class Pdu:
