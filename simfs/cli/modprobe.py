@@ -5,8 +5,9 @@ Like the kernel, a mount autoloads only iscsi_target_mod and tcm_loop (``mkdir
 target/iscsi``, ``target/loopback``); ``mkdir target/vhost`` is EINVAL until
 ``modprobe tcm_vhost`` (vhost_scsi) — rtslib-fb does exactly that: mkdir, modprobe on
 failure, mkdir again. The fabric modules: vhost_scsi (tcm_vhost), tcm_fc, tcm_qla2xxx,
-ib_srpt, usb_f_tcm (tcm_usb_gadget), xen-scsiback, ibmvscsis, efct, tcm_remote. Any other
-module name succeeds quietly, as before (target_core_mod, configfs: simfs itself).
+ib_srpt, usb_f_tcm (tcm_usb_gadget), xen-scsiback, ibmvscsis, efct (5.14+), tcm_remote
+(6.4+); on an older ``--kernel`` those two are "not found", as modprobe says on such a
+machine. Any other module name succeeds quietly (target_core_mod, configfs: simfs itself).
 
 Inside ``simfs run`` the target modules are loaded, as its /proc/modules says (rtslib-fb
 reads that list and runs modprobe only for a module it does not find there): every fabric
@@ -60,19 +61,26 @@ def load_all(mount_state_dir: Path) -> None:
 
 
 def shim(argv: list[str]) -> int:
-    """modprobe [-q] [-v] [-a] [-r] MODULE [PARAM=VALUE...]: always succeeds."""
+    """modprobe [-q] [-v] [-a] [-r] MODULE [PARAM=VALUE...]: succeeds, but for a fabric
+    module of a later kernel than the mount's (modprobe's "Module X not found", exit 1)."""
     sdir, args = Path(argv[0]), argv[1:]
     opts = [x for x in args if x.startswith("-")]
     names = [x for x in args if not x.startswith("-")]
     if any(o in ("-r", "--remove") for o in opts) or not names:
         return 0
     modules = names if any(o in ("-a", "--all") for o in opts) else names[:1]
+    quiet = any(o in ("-q", "--quiet") for o in opts)
+    rc = 0
     for module in modules:
         try:
-            _load(sdir, module)
+            rep = _load(sdir, module)
         except OSError:
-            pass
-    return 0
+            continue
+        if rep.get("not_found"):  # a fabric module this kernel version does not have yet
+            if not quiet:
+                print(f"modprobe: {rep['error']}", file=sys.stderr)
+            rc = 1
+    return rc
 
 
 if __name__ == "__main__":

@@ -66,9 +66,19 @@ class ControlServer(UnixServer):
 
     def _modprobe(self, req: dict) -> dict:
         """``modprobe MODULE`` for a fabric module: its fabrics register (simfs/cli/modprobe.py)."""
-        from simfs.core.fabric import load_module
+        from simfs.core.fabric import discover_fabrics, load_module
+        module = str(req["module"])
         with self.core.tree_lock:
-            return {"ok": True, "fabrics": load_module(self.core, str(req["module"]))}
+            loaded = load_module(self.core, module)
+        want = module.replace("-", "_")
+        if not loaded and any(want in {n.replace("-", "_") for n in (ops.module, *ops.aliases)}
+                              for ops in discover_fabrics()):
+            # a fabric module of a later kernel (efct before 5.14, tcm_remote before 6.4):
+            # this kernel's /lib/modules has no such file
+            release = self.core.kernel.uname()[2]
+            return {"error": f"FATAL: Module {module} not found in directory "
+                             f"/lib/modules/{release}", "not_found": True}
+        return {"ok": True, "fabrics": loaded}
 
     def _device(self, name: str) -> "SeDevice":
         hba_name, _, dev_name = name.strip("/").partition("/")

@@ -316,11 +316,21 @@ targetcli ls > {tmp_path}/ls_seed.txt 2>&1 || echo "exit $?" >> {tmp_path}/ls_se
     ("4.18", "efct", "efct", False), ("5.14", "efct", "efct", True),
     ("6.1", "tcm_remote", "remote", False), ("6.12", "tcm_remote", "remote", True)])
 def test_fabric_modules_by_version(version, module, fabric, present):
-    """A fabric module the kernel does not have yet: modprobe finds nothing to register and
+    """A fabric module the kernel does not have yet: modprobe does not find it (exit 1, its
+    FATAL line; the shim `simfs run` puts on PATH says the same, -q keeps it quiet) and
     ``mkdir target/<fabric>`` is EINVAL with target_core_register_fabric's lines."""
     m = mount(version)
     try:
-        assert sh(f"simfs modprobe {m.root} {module}").returncode == 0
+        r = sh(f"simfs modprobe {m.root} {module}")
+        shim = sh(f"{sys.executable} -m simfs.cli.modprobe {m.state_dir} {module}")
+        quiet = sh(f"{sys.executable} -m simfs.cli.modprobe {m.state_dir} -q {module}")
+        if present:
+            assert r.returncode == shim.returncode == quiet.returncode == 0, r.stderr
+        else:
+            assert r.returncode == shim.returncode == quiet.returncode == 1
+            assert f"FATAL: Module {module} not found in directory /lib/modules/" in r.stderr
+            assert shim.stderr.startswith(f"modprobe: FATAL: Module {module} not found")
+            assert quiet.stderr == ""
         r = sh(f"mkdir {m.root}/target/{fabric}")
         if present:
             assert r.returncode == 0, r.stderr
