@@ -245,13 +245,19 @@ def _autoload(core: "TargetCore", name: str) -> None:
     ops.load(fmod)
 
 
-def load_module(core: "TargetCore", module: str) -> list[str]:
-    """``modprobe MODULE``: register the fabrics that module provides (modprobe treats ``-``
-    and ``_`` alike). Returns their names; [] when no fabric plugin is that module."""
+def provides_module(ops: FabricOps, module: str) -> bool:
+    """Whether the fabric plugin ``ops`` is kernel module ``module`` (modprobe treats ``-``
+    and ``_`` alike)."""
     want = module.replace("-", "_")
+    return want in {n.replace("-", "_") for n in (ops.module, *ops.aliases)}
+
+
+def load_module(core: "TargetCore", module: str) -> list[str]:
+    """``modprobe MODULE``: register the fabrics that module provides. Returns their names;
+    [] when no fabric plugin of this kernel is that module."""
     loaded = []
     for ops in available_fabrics(core).values():
-        if want not in {n.replace("-", "_") for n in (ops.module, *ops.aliases)}:
+        if not provides_module(ops, module):
             continue
         if ops.name not in fabric_modules(core):
             fmod = FabricModule(core, ops)

@@ -66,13 +66,11 @@ class ControlServer(UnixServer):
 
     def _modprobe(self, req: dict) -> dict:
         """``modprobe MODULE`` for a fabric module: its fabrics register (simfs/cli/modprobe.py)."""
-        from simfs.core.fabric import discover_fabrics, load_module
+        from simfs.core.fabric import discover_fabrics, load_module, provides_module
         module = str(req["module"])
         with self.core.tree_lock:
             loaded = load_module(self.core, module)
-        want = module.replace("-", "_")
-        if not loaded and any(want in {n.replace("-", "_") for n in (ops.module, *ops.aliases)}
-                              for ops in discover_fabrics()):
+        if not loaded and any(provides_module(ops, module) for ops in discover_fabrics()):
             # a fabric module of a later kernel (efct before 5.14, tcm_remote before 6.4):
             # this kernel's /lib/modules has no such file
             release = self.core.kernel.uname()[2]

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from simfs.configfs import ConfigfsError
 from simfs.configfs.node import Group, Symlink
 from simfs.configfs.tree import AttrRef
+from simfs.core.profile import get_profile
 from simfs.testing import Sim
 
 LONG = os.environ.get("SIMFS_FUZZ_LONG") == "1"
@@ -50,19 +51,25 @@ class _NoSleepTime:
         return None
 
 
-def build(tmp):
-    """A tree holding one of every object type."""
-    sim = Sim(state_dir=tmp / "state")
+def build(tmp, version: str = ""):
+    """A tree holding one of every object type (of ``version``; the default one if none).
+
+    The default version must have every fabric plugin; an older one builds the fabrics it
+    has, and v3.0 (no TCMU, no per-device port groups, no fabric of target_core_mod's own)
+    its backends and LU groups."""
+    sim = Sim(state_dir=tmp / "state", **({"profile": get_profile(version)} if version else {}))
     (tmp / "state" / "var" / "target" / "pr").mkdir(parents=True, exist_ok=True)
     (tmp / "state" / "var" / "target" / "alua").mkdir(parents=True, exist_ok=True)
     sim.rd_device()
     sim.fileio_device(tmp / "f0.img", size=1 << 20, buffered=True)
-    for hba, dev in (("iblock_0", "ib0"), ("pscsi_0", "ps0"), ("user_0", "u0"),
-                     ("rd_mcp_1", "rd_off")):
+    hbas = [("iblock_0", "ib0"), ("pscsi_0", "ps0"), ("user_0", "u0"), ("rd_mcp_1", "rd_off")]
+    for hba, dev in hbas if version != "v3.0" else [h for h in hbas if h[0] != "user_0"]:
         sim.mkdir(f"/target/core/{hba}")
         sim.mkdir(f"/target/core/{hba}/{dev}")
     sim.mkdir("/target/core/alua/lu_gps/lg1")
     sim.write("/target/core/alua/lu_gps/lg1/lu_gp_id", "7")
+    if version == "v3.0":
+        return sim
     sim.mkdir("/target/core/rd_mcp_0/rd0/alua/tg1")
     sim.write("/target/core/rd_mcp_0/rd0/alua/tg1/tg_pt_gp_id", "3")
     sim.mkdir("/target/core/fileio_0/f0/alua/tg_new")  # no id yet
@@ -75,7 +82,7 @@ def build(tmp):
     sim.tree.symlink(f"{tpg}/lun/lun_0/rd0", "/target/core/rd_mcp_0/rd0")
     sim.tree.symlink(f"{tpg}/acls/iqn.2026-12.org.example:a/lun_0/m", f"{tpg}/lun/lun_0")
     sim.write("/target/loopback/naa.5001405000000042/tpgt_1/nexus", "naa.5001405000000043")
-    _other_fabrics(sim)
+    _other_fabrics(sim, every=not version)
     return sim
 
 
@@ -93,7 +100,8 @@ FABRIC_TPGS = {
 }
 
 
-def _other_fabrics(sim) -> None:
+def _other_fabrics(sim, every: bool = True) -> None:
+    """One TPG of each other fabric: all of them (``every``), or those the version has."""
     from simfs.core import fabric
     fabric.set_hardware_ports(sim.core, [
         "qla2xxx=21:00:00:24:ff:31:4c:48", "efct=10:00:00:10:9b:1a:2b:3c",
@@ -101,9 +109,15 @@ def _other_fabrics(sim) -> None:
         "ibmvscsis=30000003", "usb_gadget=tcm.0"])
     for module in ("tcm_vhost", "xen-scsiback", "tcm_usb_gadget", "tcm_qla2xxx", "efct",
                    "tcm_fc", "ib_srpt", "ibmvscsis", "tcm_remote"):
-        assert fabric.load_module(sim.core, module)
+        loaded = fabric.load_module(sim.core, module)
+        assert loaded or not every, module
     for tpg, initiator in FABRIC_TPGS.items():
-        _mkdir_p(sim, f"{tpg}/lun/lun_0")
+        try:
+            _mkdir_p(sim, f"{tpg}/lun/lun_0")
+        except ConfigfsError:
+            if every:
+                raise
+            continue                    # this version has no such fabric
         sim.tree.symlink(f"{tpg}/lun/lun_0/rd0", "/target/core/rd_mcp_0/rd0")
         if initiator and "nexus" in sim.tree.lookup(tpg).entries():
             sim.write(f"{tpg}/nexus", initiator)  # a LUN is linked: NULL is refused

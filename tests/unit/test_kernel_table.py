@@ -6,7 +6,7 @@ import pytest
 
 from simfs.core import kernels
 from simfs.core.dev_attrib import PASSTHROUGH_PR_ATTRIB_ATTRS, SBC_ATTRIB_ATTRS
-from simfs.core.fabric import WWN_PARAM_ATTRS, discover_fabrics
+from simfs.core.fabric import WWN_PARAM_ATTRS
 from simfs.core.tpg import ENABLE_ATTR, RTPI_ATTR
 from simfs.core.wwn import WWN_ATTRS
 from simfs_plugins.fabrics import ibmvscsis, iscsi, qla2xxx, qla2xxx_npiv, srpt, usb_gadget
