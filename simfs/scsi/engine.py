@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional
 
 import contextlib
 
-from simfs.scsi import alua, faults, pr, sbc, sense, spc, state, xcopy
+from simfs.scsi import alua, fastpath, faults, pr, sbc, sense, spc, state, xcopy
 from simfs.scsi import status as S
 from simfs.scsi.command import DATA_IN, DATA_OUT, Command, Nexus, Result
 from simfs.scsi.sense import ReservationConflict, SenseError, StatusError
@@ -134,7 +134,17 @@ class ScsiEngine:
         A fabric passes what its transport announced: ``data_length`` (the expected transfer
         length) and ``data_direction`` (DATA_IN/DATA_OUT/DATA_NONE); without them the data
         sent stands for both and a read-only LUN refuses what the CDB makes a write."""
-        res = self._submit(nexus, dev, cdb, data_out, data_length, data_direction)
+        res = None
+        if cdb and cdb[0] in fastpath.OPCODES:
+            try:
+                res = fastpath.submit(self._lock, nexus, dev, cdb, data_out, data_length,
+                                      data_direction)
+            except StatusError as e:
+                res = Result(status=e.status)
+            except SenseError as e:
+                res = self._sense_result(dev, e)
+        if res is None:
+            res = self._submit(nexus, dev, cdb, data_out, data_length, data_direction)
         if self.trace is not None:
             self.trace.scsi(nexus, dev, cdb, res)
         return res
@@ -168,9 +178,7 @@ class ScsiEngine:
         except StatusError as e:
             return Result(status=e.status)
         except SenseError as e:
-            return Result(status=S.CHECK_CONDITION,
-                          sense=sense.build_sense(e, descriptor=self._desc_sense(dev)),
-                          residual=e.residual)
+            return self._sense_result(dev, e)
         self._account(cmd)
         data = data or b""
         if cmd.alloc_len is not None:
@@ -245,6 +253,11 @@ class ScsiEngine:
         for key in sorted(devs):
             stack.enter_context(scsi_state(devs[key]).io_lock)
         return stack
+
+    def _sense_result(self, dev: "SeDevice", e: SenseError) -> Result:
+        return Result(status=S.CHECK_CONDITION,
+                      sense=sense.build_sense(e, descriptor=self._desc_sense(dev)),
+                      residual=e.residual)
 
     @staticmethod
     def _desc_sense(dev: "SeDevice") -> bool:

@@ -399,6 +399,19 @@ def prefetch(dev: "SeDevice") -> None:
         pr_store.prefetch(dev, runtime(dev))
 
 
+def quiet_for(dev: "SeDevice", nexus: Nexus, key: tuple) -> bool:
+    """True when no reservation can stop a command from ``nexus`` (``key`` its
+    ``nexus.key()``; the engine's fast path): the device does no PR emulation, or keeps its
+    state here (no shared store), has met this nexus before (:func:`check_reservation`
+    remembers it) and has neither a persistent nor an SPC-2 reservation."""
+    if _skip(dev):
+        return True
+    rt = state.of(dev).pr
+    if rt is None or key not in rt.seen or pr_store.store_of(dev) is not None:
+        return False
+    return rt.spc2 is None and dev.pr.holder is None
+
+
 def check_reservation(cmd: "Command", note: bool = True) -> bool:
     """True when ``cmd`` must end in RESERVATION CONFLICT (target_check_reservation).
 

@@ -232,7 +232,9 @@ def _check_io_size(dev, length: int) -> None:
         raise sense.LOGICAL_UNIT_COMMUNICATION_FAILURE()
 
 
-def _backend_read(dev, lba: int, nbytes: int) -> bytes:
+def backend_read(dev, lba: int, nbytes: int) -> bytes:
+    """``nbytes`` from block ``lba`` of the backend (zeros past a short read); a storage
+    failure raises the SenseError the initiator gets, logged as the backend logs it."""
     _check_io_size(dev, nbytes)
     if not nbytes:
         return b""
@@ -248,7 +250,9 @@ def _backend_read(dev, lba: int, nbytes: int) -> bytes:
     return bytes(data)
 
 
-def _backend_write(dev, lba: int, data: bytes, fua: bool) -> None:
+def backend_write(dev, lba: int, data: bytes, fua: bool) -> None:
+    """``data`` to block ``lba`` of the backend (any bytes-like object); a storage failure
+    raises the SenseError the initiator gets, logged as the backend logs it."""
     _check_io_size(dev, len(data))
     if not data:
         return
@@ -280,9 +284,9 @@ def _execute_rw(cmd: "Command") -> Optional[bytes]:
     dev = cmd.dev
     ctx = cmd.ctx
     if ctx["write"]:
-        _backend_write(dev, ctx["lba"], cmd.data_out, ctx["fua"])
+        backend_write(dev, ctx["lba"], cmd.data_out, ctx["fua"])
         return None
-    return _backend_read(dev, ctx["lba"], ctx["data_length"])
+    return backend_read(dev, ctx["lba"], ctx["data_length"])
 
 
 def _noop(cmd: "Command") -> None:
@@ -387,14 +391,14 @@ def _execute_compare_and_write(cmd: "Command") -> None:
         return None
     nolb = ctx["sectors"]
     n = nolb * _bs(dev)
-    current = _backend_read(dev, ctx["lba"], n)
+    current = backend_read(dev, ctx["lba"], n)
     verify = cmd.data_out[:n]
     if current != verify:
         off = next(i for i in range(n) if current[i] != verify[i])
         dev.log.warn(f"Detected MISCOMPARE at offset {off}")
         raise sense.MISCOMPARE_VERIFY(info=off)
     dev.log.debug("COMPARE AND WRITE read data matches compare data")
-    _backend_write(dev, ctx["lba"], cmd.data_out[n:2 * n], ctx["fua"])
+    backend_write(dev, ctx["lba"], cmd.data_out[n:2 * n], ctx["fua"])
     return None
 
 

@@ -150,6 +150,10 @@ class UnitAttentions:
     def pending(self, where: Where) -> list[tuple[int, int]]:
         return list(self._queue(where, make=False) or ())
 
+    def has_pending(self, where: Where) -> bool:
+        """Whether any UA is queued for ``where`` (without copying the queue)."""
+        return bool(self._queue(where, make=False))
+
     def for_check_condition(self, where: Where, intlck: int) -> Optional[tuple[int, int]]:
         """The UA to report on a blocked command (core_scsi3_ua_for_check_condition)."""
         q = self._queue(where, make=False)
