@@ -133,6 +133,8 @@ class ConnectionMachine:
         #: why the connection goes (None: a logout, or the peer went)
         self.close_reason: Optional[str] = None
         self.out: list = []
+        #: bytes in ``out`` (the driver writes them out once this grows large)
+        self.out_bytes = 0
         self.actions: list = []
         # input: one buffer, parsed from _rpos to _rlen; a PDU whose header is parsed
         # waits in _pending for its data; a Data-Out payload may go to _direct instead
@@ -291,6 +293,7 @@ class ConnectionMachine:
         if self.hd:
             out.append(D.digest(bhs))
         n = len(data)
+        self.out_bytes += 48 + n
         if n:
             out.append(data)
             pad = P.PADDING[n & 3]
@@ -302,6 +305,7 @@ class ConnectionMachine:
     def take_output(self) -> list:
         """The buffers queued since the last call, in order (to be written as they are)."""
         out, self.out = self.out, []
+        self.out_bytes = 0
         return out
 
     def take_actions(self) -> list:

@@ -28,6 +28,8 @@ IOV_MAX = 1024
 _INLINE_OPS = frozenset((0x28, 0x2A, 0x88, 0x8A))
 #: bytes waiting in the transport before the connection stops reading (back pressure)
 WRITE_HIGH = 1 << 20
+#: responses queued beyond this many bytes are written before the next command runs
+FLUSH_BYTES = 1 << 16
 
 
 class Session:
@@ -184,10 +186,12 @@ class Connection(asyncio.BufferedProtocol):
                     self._execute(a)
                 else:
                     self._manage(a)
-                # each response leaves as soon as it is made: the initiator works on it
-                # while the next command runs here (a batch held back to the end would
-                # make the two sides take turns)
-                self.flush()
+                # the responses to the commands that arrived together leave together (one
+                # writev: the socket's cost is per call more than per byte), except that
+                # a large transfer goes as soon as it is made, so the initiator takes it
+                # in while the next command runs here
+                if m.out_bytes >= FLUSH_BYTES:
+                    self.flush()
         self.flush()
         if m.closing and not self._lost:
             self.transport.close()
