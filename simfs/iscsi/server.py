@@ -28,6 +28,11 @@ import threading
 import time
 from typing import Any, Iterable, Optional
 
+try:  # the event loop in C: ~5 us less Python per wake-up (docs/performance.md, "iSCSI")
+    import uvloop
+except ImportError:  # pragma: no cover - a dependency; asyncio's own loop does the same work
+    uvloop = None
+
 from simfs.iscsi import pdu as P
 from simfs.iscsi.login import LoginContext, LoginMachine
 from simfs.iscsi.report import Reporter, addr_text
@@ -101,7 +106,7 @@ class IscsiServer:
         self._ready.wait()
 
     def _run(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
         self.completions = Completions(self.loop)
         self._ready.set()
