@@ -35,21 +35,29 @@ class DeviceState:
         self.nexuses: dict[tuple, Any] = {}
 
 
-_states: "weakref.WeakKeyDictionary[SeDevice, DeviceState]" = weakref.WeakKeyDictionary()
+#: id(device) -> its state; an entry leaves when its device is collected (a finalizer), so
+#: an id is never found again for another device. Not a WeakKeyDictionary: its lookups
+#: build a weak reference each time, and every command looks its device up a few times.
+_states: dict[int, DeviceState] = {}
 _lock = threading.Lock()
+
+
+def _forget(key: int) -> None:
+    _states.pop(key, None)
 
 
 def of(dev: "SeDevice") -> DeviceState:
     """The engine state of ``dev`` (made once, on first use)."""
-    st = _states.get(dev)
+    st = _states.get(id(dev))
     if st is None:
         with _lock:
-            st = _states.get(dev)
+            st = _states.get(id(dev))
             if st is None:
-                st = _states[dev] = DeviceState(dev)
+                st = _states[id(dev)] = DeviceState(dev)
+                weakref.finalize(dev, _forget, id(dev))
     return st
 
 
 def peek(dev: "SeDevice") -> Optional[DeviceState]:
     """The engine state of ``dev`` if any command or fault ever made one."""
-    return _states.get(dev)
+    return _states.get(id(dev))

@@ -107,6 +107,8 @@ class TpgView:
         self.tpgt = tpg.tpgt
         self.target_name = tpg.wwn.name
         self.initiator = acl.name
+        #: (ISID, LUN) -> (port, Nexus): the nexus commands of that LUN run on
+        self._nexus_cache: dict = {}
         with self._lock():
             self.params: dict[str, str] = dict(tpg.private["params"])
             ta = tpg_attrib(tpg)
@@ -242,7 +244,7 @@ class TpgView:
                 e = sense.NON_EXISTENT_LUN()
                 return Result(status=S.CHECK_CONDITION, sense=sense.build_sense(e))
             # A nexus is immutable: one per (ISID, LUN, port) serves every command.
-            cache = self.__dict__.setdefault("_nexus_cache", {})
+            cache = self._nexus_cache
             key = (isid, lun)
             hit = cache.get(key)
             if hit is not None and hit[0] is port and hit[1].read_only == read_only:
@@ -258,35 +260,37 @@ class TpgView:
             engine = _engine(self.core)
         res = engine.submit(nexus, port.dev, cdb, data_out, data_length=data_length,
                             data_direction=data_direction)
+        n_out = len(data_out)
+        n_in = len(res.data)
+        ok = res.status == S.GOOD
         with lock:
-            self._count(isid, data_out, res, data_length)
+            self._count(nexus.isid, n_out, n_in, ok, data_length)
             port.cmd_pdus += 1
             if deve is not None:
                 deve.total_cmds += 1
-            if res.ok:
-                if data_out:
-                    port.rx_data_octets += len(data_out)
+            if ok:
+                if n_out:
+                    port.rx_data_octets += n_out
                     if deve is not None:
-                        deve.write_bytes += len(data_out)
-                if res.data:
-                    port.tx_data_octets += len(res.data)
+                        deve.write_bytes += n_out
+                if n_in:
+                    port.tx_data_octets += n_in
                     if deve is not None:
-                        deve.read_bytes += len(res.data)
+                        deve.read_bytes += n_in
         return res
 
-
-    def _count(self, isid: Any, data_out: bytes, res: Result,
+    def _count(self, isid: Optional[str], n_out: int, n_in: int, ok: bool,
                data_length: Optional[int]) -> None:
         """The session's counters (iscsi_sess_stats): a command PDU in, its data; a SCSI
         Response PDU out unless the status rode on the last Data-In (a good read)."""
-        st = self.acl.private.get("sess_stats", {}).get(_isid_text(isid))
+        st = self.acl.private.get("sess_stats", {}).get(isid)
         if st is None:
             return
         st.cmd_pdus += 1
-        st.rx_data_octets += len(data_out)
-        sent = len(res.data) if data_length is None else min(len(res.data), data_length)
+        st.rx_data_octets += n_out
+        sent = n_in if data_length is None else min(n_in, data_length)
         st.tx_data_octets += sent
-        if not (sent and res.status == S.GOOD):
+        if not (sent and ok):
             st.rsp_pdus += 1
 
 
