@@ -106,6 +106,8 @@ class Connection(asyncio.BufferedProtocol):
         self._timer: Optional[asyncio.TimerHandle] = None
         self.loop = asyncio.get_running_loop()
         tpg = session.tpg
+        #: the TPG's LUN -> device lookup (None: every command runs on one worker)
+        self._key_of = getattr(tpg, "device_key", None)
         self.nopin_timeout = float(getattr(tpg, "nopin_timeout", 15) or 0)
         self.nopin_response_timeout = float(getattr(tpg, "nopin_response_timeout", 30) or 30)
 
@@ -198,7 +200,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _device(self, lun: int) -> Any:
         tpg = self.sess.tpg
-        key_of = getattr(tpg, "device_key", None)
+        key_of = self._key_of
         try:
             return key_of(lun) if key_of is not None else ("tpg", id(tpg))
         except Exception:  # noqa: BLE001 - looked up again, and answered, by submit
@@ -208,10 +210,12 @@ class Connection(asyncio.BufferedProtocol):
         task = a.task
         tpg = self.sess.tpg
         key = self._device(task.lun)
-        # the device's block size, read here once instead of asked of the TPG for residuals
-        bs = getattr(getattr(key, "attrib", None), "block_size", None)
-        if type(bs) is int:
-            task.block_size = bs
+        if key is not None:
+            # the device's block size, read here once instead of asked of the TPG for
+            # residuals
+            bs = getattr(getattr(key, "attrib", None), "block_size", None)
+            if type(bs) is int:
+                task.block_size = bs
         if key is None or (task.cdb[0] in _INLINE_OPS and self._idle(key)):
             # no device (answered at once), or a READ/WRITE to a device with nothing queued
             # and no injected latency: a thread hop would cost more than the command
