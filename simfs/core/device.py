@@ -19,6 +19,7 @@ from simfs.core.backend import (TRANSPORT_FLAG_PASSTHROUGH, TRANSPORT_FLAG_PASST
                       TRANSPORT_FLAG_PASSTHROUGH_PGR, BackendDevice)
 from simfs.core.dev_attrib import DevAttrib, attrib_table
 from simfs.core.pr_files import PrState
+from simfs.core.stat import StatisticsGroup
 from simfs.core.wwn import T10Wwn, VpdDescriptor
 
 if TYPE_CHECKING:
@@ -407,7 +408,6 @@ class DeviceGroup(DevGroup):
         super().__init__(dev.name, dev)
         from simfs.core.alua import TgPtGpsGroup
         from simfs.core.pr_files import PrGroup
-        from simfs.core.stat import StatisticsGroup
         from simfs.core.wwn import WwnGroup
         from simfs.core.dev_attrib import ActionGroup, AttribGroup
         legacy = dev.legacy

@@ -323,9 +323,17 @@ class SimfsOperations(fuse.Operations):
         return 0
 
     def truncate(self, path, length, fh=None):
-        # O_TRUNC on an attribute: configfs accepts it and stores nothing.
+        # truncate(2) of an attribute: configfs accepts it and stores nothing. (O_TRUNC at
+        # open comes with OPEN itself: the mount asks for atomic_o_trunc.)
         self.tree.getattr(path)
         return 0
+
+    def getxattr(self, path, name, position=0):
+        # configfs has no extended attributes: getxattr(2) fails with EOPNOTSUPP. ENOSYS
+        # makes the kernel answer that itself from now on and stop asking; it asks for
+        # security.capability before every truncating open otherwise (a round trip per
+        # `echo > attr`).
+        raise fuse.FuseOSError(errno.ENOSYS)
 
     # -- namespace --------------------------------------------------------------------
     # The kernel updates its own cache for the entry a request makes or removes: marked as
@@ -434,6 +442,8 @@ def mount(ops: SimfsOperations, mountpoint: str, foreground: bool = True,
               fsname="configfs", subtype="simfs", default_permissions=False,
               attr_timeout=ATTR_TIMEOUT if cache else 0,
               entry_timeout=ENTRY_TIMEOUT if cache else 0, negative_timeout=0,
+              # O_TRUNC travels in OPEN: no SETATTR round trip per `echo > attr`
+              atomic_o_trunc=True,
               allow_other=allow_other, debug=debug)
 
 

@@ -169,6 +169,32 @@ def test_write_at_offset_is_still_a_whole_store(m):
     assert m.read(f"{DEV}/alias") == "offs\n"
 
 
+def test_truncate_is_accepted_and_stores_nothing(m):
+    """O_TRUNC (`echo >`) and truncate(2) on an attribute: configfs accepts both and the
+    value stays (the store is the write alone)."""
+    m.ok(f"echo keep > {m.root}/{DEV}/alias")
+    m.ok(f"truncate -s 0 {m.root}/{DEV}/alias")
+    fd = os.open(f"{m.root}/{DEV}/alias", os.O_WRONLY | os.O_TRUNC)
+    os.close(fd)
+    assert m.read(f"{DEV}/alias") == "keep\n"
+
+
+@pytest.mark.parametrize("call", [
+    lambda p: os.getxattr(p, "user.simfs"),
+    lambda p: os.getxattr(p, "security.capability"),
+    lambda p: os.setxattr(p, "user.simfs", b"1"),
+])
+def test_extended_attributes_unsupported(m, call):
+    """configfs has no xattr handlers: getxattr/setxattr fail with EOPNOTSUPP (and the
+    kernel stops asking for security.capability before each truncating open)."""
+    for rel in (f"{DEV}/alias", DEV):
+        with pytest.raises(OSError) as e:
+            call(f"{m.root}/{rel}")
+        assert e.value.errno == errno.EOPNOTSUPP
+    assert os.listxattr(f"{m.root}/{DEV}/alias") == []
+    assert m.read(f"{DEV}/alias")  # the attribute is unchanged and still readable
+
+
 # -- show is cached per open file ----------------------------------------------------------
 def test_show_cached_per_open_fd(m):
     path = f"{m.root}/{DEV}/alias"
