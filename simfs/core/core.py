@@ -262,7 +262,13 @@ class TargetCore:
             return
         hba = self.alloc_hba("rd_mcp_0", "rd_mcp", 0, internal=True)
         dev = SeDevice(hba, "virt_lun0")
-        dev.bdev.set_configfs_dev_params(b"rd_pages=8,rd_nullio=1,rd_dummy=1")
+        if self.kernel.has("rd_dummy"):
+            dev.bdev.set_configfs_dev_params(b"rd_pages=8,rd_nullio=1,rd_dummy=1")
+        else:
+            dev.bdev.set_configfs_dev_params(b"rd_pages=8,rd_nullio=1")
+            # before 5.13 spc_emulate_inquiry answered 0x3f (not connected) for the virtual
+            # LUN 0 itself: the same answer as the dummy flag gives it later
+            dev.bdev.dummy = True
         dev.configure()
         dev.read_only = True
         self.lun0_hba, self.lun0_dev = hba, dev
