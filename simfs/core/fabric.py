@@ -27,7 +27,7 @@ import os
 from typing import TYPE_CHECKING, Any, Generic, Iterable, Mapping, Optional, Sequence, TypeVar
 
 from simfs.configfs import Attribute, ConfigfsError, Group, owner
-from simfs.core import kparse
+from simfs.core import kernels, kparse
 
 if TYPE_CHECKING:
     from simfs.core.acl import NodeAcl
@@ -221,8 +221,7 @@ def in_kernel(ops: FabricOps, kernel) -> bool:
 
 def _first_release(ops: FabricOps) -> str:
     """The release that brought a dated fabric module ("" when every version has it)."""
-    from simfs.core.kernels import CHANGES
-    return next((c.since for c in CHANGES if c.key == ops.kernel_row and c.value), "")
+    return next((c.since for c in kernels.CHANGES if c.key == ops.kernel_row and c.value), "")
 
 
 def _get_fabric(core: "TargetCore", name: str) -> Optional[FabricModule]:
