@@ -56,8 +56,8 @@ class RdDevice(BackendDevice):
             self._set_params_2009(buf)
             return
         for key, arg, _ in tokenize(buf, TOKENS):
-            if key is None:
-                continue
+            if key is None or (key == "rd_dummy" and not kernel.has("rd_dummy")):
+                continue  # a key this kernel's table has not: skipped, as any unknown one
             try:
                 value = match_int(arg)
             except ConfigfsError:
@@ -168,7 +168,7 @@ class RdDevice(BackendDevice):
         flags = kernel.value("rd_info_flags")
         if "nullio" in flags:
             text += f"  nullio: {int(self.nullio)}"
-        if "dummy" in flags:
+        if "dummy" in flags and kernel.has("rd_dummy"):
             text += f" dummy: {int(self.dummy)}"
         return text + "\n"
 

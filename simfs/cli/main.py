@@ -38,7 +38,8 @@ def cmd_mount(a: argparse.Namespace) -> int:
         return 2
     if a.foreground:
         from simfs.daemon import serve
-        return serve(mp, opts, a.state_dir, a.dbroot, a.allow_other, debug=a.debug)
+        return serve(mp, opts, a.state_dir, a.dbroot, a.allow_other, debug=a.debug,
+                     proc_modules=a.proc_modules)
     mp = state.resolve(mp)
     sdir = Path(a.state_dir) if a.state_dir else state.default_state_dir(mp)
     sdir.mkdir(parents=True, exist_ok=True)
@@ -48,6 +49,8 @@ def cmd_mount(a: argparse.Namespace) -> int:
            "--state-dir", str(sdir)]
     if a.dbroot:
         cmd += ["--dbroot", a.dbroot]
+    if a.proc_modules:
+        cmd += ["--proc-modules", a.proc_modules]
     if a.allow_other:
         cmd.append("--allow-other")
     cmd.append(mp)
@@ -149,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let other users see the mount (needs user_allow_other)")
     m.add_argument("--timeout", type=float, default=30.0, help=argparse.SUPPRESS)
     m.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    # simfs run's /proc/modules (simfs/daemon/proc_modules.py)
+    m.add_argument("--proc-modules", help=argparse.SUPPRESS)
     m.add_argument("-q", "--quiet", action="store_true")
     m.add_argument("mountpoint", help="the configfs root: MOUNTPOINT/target/core/... appears")
     m.set_defaults(func=cmd_mount)

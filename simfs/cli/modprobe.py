@@ -9,9 +9,11 @@ ib_srpt, usb_f_tcm (tcm_usb_gadget), xen-scsiback, ibmvscsis, efct (5.14+), tcm_
 (6.4+); on an older ``--kernel`` those two are "not found", as modprobe says on such a
 machine. Any other module name succeeds quietly (target_core_mod, configfs: simfs itself).
 
-Inside ``simfs run`` the target modules are loaded, as its /proc/modules says (rtslib-fb
-reads that list and runs modprobe only for a module it does not find there): every fabric
-module is loaded into the run's mount before the command starts.
+Inside ``simfs run`` the machine is freshly booted: only target_core_mod is loaded, and
+this ``modprobe`` loads the others into the run's mount as a tool asks for them (rtslib-fb
+reads the run's /proc/modules and runs modprobe only for a module it does not find there).
+``modprobe target_core_iblock`` (and _file, _pscsi, _user) loads that backend module;
+the kernel loads all four at the first ``mkdir core/<hba>``.
 """
 
 from __future__ import annotations
@@ -47,17 +49,6 @@ def install_shim(bindir: Path, mount_state_dir: Path) -> None:
     shim.write_text("#!/bin/sh\n# simfs run: the target modules are simfs itself\n"
                     f"exec '{sys.executable}' -m simfs.cli.modprobe '{mount_state_dir}' \"$@\"\n")
     shim.chmod(0o755)
-
-
-AUTOLOADED = ("iscsi_target_mod", "tcm_loop")  # target_core_register_fabric loads these itself
-
-
-def load_all(mount_state_dir: Path) -> None:
-    """``simfs run``: the machine has its target modules loaded (rtslib-fb believes
-    /proc/modules, or, on a kernel without modules, finds the fabrics built in)."""
-    from simfs.core.fabric import discover_fabrics
-    for module in sorted({ops.module for ops in discover_fabrics()} - set(AUTOLOADED)):
-        _load(mount_state_dir, module)
 
 
 def shim(argv: list[str]) -> int:

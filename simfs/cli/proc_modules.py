@@ -1,13 +1,14 @@
-"""``/proc/modules`` inside ``simfs run``: the target modules listed as loaded.
+"""``/proc/modules`` inside ``simfs run``: the target modules loaded, as on a machine.
 
 rtslib-fb decides whether to load a kernel module by reading ``/proc/modules``: when a
 configfs ``mkdir`` (``target/`` itself, or a fabric such as ``target/vhost``) fails, it
 looks for the module's name there and runs ``modprobe`` only if it is missing. Inside
-``simfs run`` the "modules" are simfs itself, so the namespace answers that check the way
-a machine with the target modules loaded would:
+``simfs run`` the "modules" are simfs itself, so the namespace's list says what the run's
+mount has loaded: target_core_mod from the start, the others as they load
+(simfs/daemon/proc_modules.py keeps the list current):
 
-* when the kernel has ``/proc/modules``, a copy with the target modules added is bind
-  mounted over it (inside the namespace only);
+* when the kernel has ``/proc/modules``, a file with the host's other modules is bind
+  mounted over it (inside the namespace only), and the daemon adds the target's;
 * a kernel built without module support has no ``/proc/modules`` at all, and nothing can
   be mounted where no file is. Python tools (rtslib-fb, targetcli, targetctl) then find
   the list through a ``sitecustomize`` on ``PYTHONPATH`` that answers an ``open`` of
@@ -20,17 +21,15 @@ import os
 import subprocess
 from pathlib import Path
 
+from simfs.core.core import SUBSYSTEM_MODULES
 from simfs.core.fabric import discover_fabrics
 
 PROC_MODULES = "/proc/modules"
-#: the core and the backends' modules (target_core_rd is part of target_core_mod)
-CORE_MODULES = ("target_core_mod", "target_core_iblock", "target_core_file",
-                "target_core_pscsi", "target_core_user")
 
 HOOK = '''\
 """simfs run: this kernel has no /proc/modules; answer rtslib's module check from the
-list simfs run wrote (SIMFS_RUN_MODULES), as a machine with the target modules loaded
-would. Then load the distribution's own sitecustomize."""
+list simfs run keeps (SIMFS_RUN_MODULES): the target modules loaded now. Then load the
+distribution's own sitecustomize."""
 import builtins
 import importlib
 import os
@@ -62,42 +61,41 @@ finally:
 '''
 
 
-def module_names() -> list[str]:
-    """The modules simfs stands for: the core, the backends, each fabric plugin's."""
-    names = list(CORE_MODULES)
+def module_names() -> set[str]:
+    """The modules simfs stands for, in any version: the core, the backends, every fabric
+    plugin's (``-`` and ``_`` alike, as modprobe treats them)."""
+    names = {"target_core_mod", *SUBSYSTEM_MODULES}
     for fabric in discover_fabrics():
-        mod = getattr(fabric, "module", None)
-        if mod and mod not in names:
-            names.append(mod)
+        names.update(n.replace("-", "_") for n in (fabric.module, *fabric.aliases) if n)
     return names
 
 
-def listing(host: str = "") -> str:
-    """``/proc/modules`` text: the host's lines, then each target module not among them
-    (name size refcount users state address; rtslib reads the first word)."""
-    lines = [line for line in host.splitlines() if line.strip()]
-    have = {line.split()[0] for line in lines}
-    lines += [f"{name} 0 0 - Live 0x0000000000000000" for name in module_names()
-              if name not in have]
-    return "\n".join(lines) + "\n"
+def others(host: str) -> str:
+    """The host's lines but the target's own: whatever the host has loaded of the target is
+    not this machine's (its list starts with target_core_mod alone)."""
+    mine = module_names()
+    return "".join(line + "\n" for line in host.splitlines()
+                   if line.strip() and line.split()[0].replace("-", "_") not in mine)
 
 
-def provide(scratch: Path, env: dict) -> None:
-    """Make the namespace's ``/proc/modules`` list the target modules (see above).
-    ``scratch`` is the namespace's private tmpfs; ``env`` the command's environment."""
+def provide(scratch: Path, env: dict) -> Path:
+    """Make the namespace's ``/proc/modules`` the run's (see above): returns the file the
+    mount's daemon keeps current. ``scratch`` is the namespace's private tmpfs; ``env`` the
+    command's environment."""
     try:
         with open(PROC_MODULES) as f:
             host = f.read()
     except OSError:
         host = None
     path = scratch / "modules"
-    path.write_text(listing(host or ""))
+    path.write_text(others(host or ""))
     if host is not None:
         r = subprocess.run(["mount", "--bind", str(path), PROC_MODULES], capture_output=True)
         if r.returncode == 0:
-            return
+            return path
     hook = scratch / "py"
     hook.mkdir(exist_ok=True)
     (hook / "sitecustomize.py").write_text(HOOK)
     env["SIMFS_RUN_MODULES"] = str(path)
     env["PYTHONPATH"] = os.pathsep.join(x for x in (str(hook), env.get("PYTHONPATH")) if x)
+    return path

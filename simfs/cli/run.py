@@ -8,8 +8,10 @@ ordinary user it is a user + mount namespace (``unshare -Urm``), so no root is n
 Inside, and only there: a tmpfs over ``/sys/kernel`` makes room for ``config``; ``/etc`` and
 ``/var`` are overlaid so what tools write there (``/etc/target``, Debian's
 ``/etc/rtslib-fb-target`` saveconfig and backups, ``/var/target`` APTPL files) lands in the
-state directory (``DIR/etc``, ``DIR/var``) and persists from run to run; the fabric modules
-are loaded and ``modprobe`` succeeds quietly (the "modules" are simfs); ``--wwn`` hardware
+state directory (``DIR/etc``, ``DIR/var``) and persists from run to run; as on a freshly
+booted machine only target_core_mod is loaded: ``modprobe`` (a shim) loads a fabric module
+into the mount, ``mkdir target/iscsi`` loads iscsi_target_mod as the kernel does, and
+``/proc/modules`` says what is loaded (the "modules" are simfs); ``--wwn`` hardware
 ports appear in /sys (simfs/cli/sysfs.py); a private D-Bus system bus is started when
 ``dbus-daemon`` exists, and on it tcmu-runner's service ``org.kernel.TCMUService1`` for
 simfs's ``user:`` handlers (Debian's targetcli asks the system bus for it: ``docs/handlers.md``).
@@ -79,9 +81,6 @@ def cmd_run(a: argparse.Namespace) -> int:
     if shutil.which("unshare") is None:
         print("simfs run: unshare(1) (util-linux) is needed", file=sys.stderr)
         return 1
-    sdir = Path(a.state_dir) if a.state_dir else state.state_home() / "run" / label
-    sdir = sdir.resolve()
-    sdir.mkdir(parents=True, exist_ok=True)
     devs = []
     for item in a.dev:
         name, eq, source = item.partition("=")
@@ -94,6 +93,10 @@ def cmd_run(a: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"simfs run: {e}", file=sys.stderr)
         return 2
+    # only once the options are good: a refused run leaves nothing behind
+    sdir = Path(a.state_dir) if a.state_dir else state.state_home() / "run" / label
+    sdir = sdir.resolve()
+    sdir.mkdir(parents=True, exist_ok=True)
     spec = json.dumps({"target": opts.to_json(), "state_dir": str(sdir), "command": command,
                        "devs": devs, **run_signals.spec(a.grace)})
     ns = ["unshare", "--mount", "--propagation", "private"]
@@ -249,15 +252,16 @@ def _inner(spec: dict, stops: run_signals.StopSignals, cleanup: _Cleanup) -> int
     opts = TargetOptions.from_json(spec["target"])
     sysfs.provide(scratch, parse_hardware_ports(opts.wwns))  # hardware fabrics' ports in /sys
     env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/bin:/bin')}"
-    proc_modules.provide(scratch, env)  # rtslib's module check, as with the modules loaded
+    # rtslib's module check: the daemon lists each target module as it loads
+    modules = proc_modules.provide(scratch, env)
     # the kernel starts at /etc/target when that is a directory (target_init_dbroot), as it
     # is here: the namespace's own /etc, kept in the state dir, so no host file is touched
     dbroot = [] if kernels.get(opts.kernel).legacy else ["--dbroot", "/etc/target"]
     mount = subprocess.run([sys.executable, "-m", "simfs", "mount", "--quiet", *opts.argv(),
-                            "--state-dir", str(sdir / "mount"), *dbroot, CONFIGFS])
+                            "--state-dir", str(sdir / "mount"), "--proc-modules", str(modules),
+                            *dbroot, CONFIGFS])
     if mount.returncode != 0:
         return mount.returncode
-    modprobe.load_all(sdir / "mount")  # the target modules are loaded
     bus = _dbus(scratch, env)
     cleanup.bus = bus
     cleanup.tcmu = tcmu_dbus.start(env, CONFIGFS) if bus else None  # user: handlers, targetcli

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from simfs.core.lun import SeLun
 
 DB_ROOT_LEN = 4096
+#: what transport_subsystem_check_init asks request_module() for at the first HBA mkdir
+#: (target_core_transport.c; rd_mcp is part of target_core_mod itself)
+SUBSYSTEM_MODULES = ("target_core_iblock", "target_core_file", "target_core_pscsi",
+                     "target_core_user")
 
 
 class CoreEvents:
@@ -62,6 +66,9 @@ class CoreEvents:
         #: where the iSCSI server would listen for a portal address (none without a server):
         #: the fabric checks at np mkdir that those addresses can be bound
         self.iscsi_listen_hosts: Callable[[str], list[str]] = lambda ip: []
+        #: a kernel module of the target was loaded (``TargetCore.modules`` grew): the
+        #: daemon keeps ``simfs run``'s /proc/modules current
+        self.modules_changed: Callable[[], None] = lambda: None
 
     def alua_state_changed(self, gp: TgPtGp) -> None:
         """A target port group changed state: the engine queues 2Ah/06h unit attentions."""
@@ -130,6 +137,9 @@ class TargetCore:
         self.fabric_modules: dict[str, Any] = {}
         #: the fabric plugins this kernel version has, by configfs name (found once)
         self.fabric_plugins: Optional[dict[str, Any]] = None
+        #: the kernel modules of the target loaded so far, oldest first: target_core_mod,
+        #: then what request_module() or a modprobe brought (fabric and backend modules)
+        self.modules: list[str] = ["target_core_mod"]
         #: the machine's hardware fabric ports, {fabric: [port]} (``--wwn``)
         self.hardware_ports: dict[str, list[str]] = {}
         self._writer_pid: Callable[[], int] = lambda: 0
@@ -191,6 +201,21 @@ class TargetCore:
     def writer_pid(self) -> int:
         return self._writer_pid()
 
+    # -- kernel modules -----------------------------------------------------------------------
+    def module_loaded(self, *names: str) -> None:
+        """Kernel modules of the target loaded now (a fabric's, a backend's): they stay
+        loaded, and /proc/modules lists them."""
+        new = [n for n in names if n not in self.modules]
+        if new:
+            self.modules.extend(new)
+            self.events.modules_changed()
+
+    def subsystem_check_init(self) -> None:
+        """transport_subsystem_check_init: the first HBA mkdir loads the backend modules.
+        The 2009 engine had its backends inside target_core_mod."""
+        if not self.profile.legacy:
+            self.module_loaded(*SUBSYSTEM_MODULES)
+
     # -- HBAs -------------------------------------------------------------------------------------
     @property
     def kernel(self) -> Profile:
@@ -237,7 +262,13 @@ class TargetCore:
             return
         hba = self.alloc_hba("rd_mcp_0", "rd_mcp", 0, internal=True)
         dev = SeDevice(hba, "virt_lun0")
-        dev.bdev.set_configfs_dev_params(b"rd_pages=8,rd_nullio=1,rd_dummy=1")
+        if self.kernel.has("rd_dummy"):
+            dev.bdev.set_configfs_dev_params(b"rd_pages=8,rd_nullio=1,rd_dummy=1")
+        else:
+            dev.bdev.set_configfs_dev_params(b"rd_pages=8,rd_nullio=1")
+            # before 5.13 spc_emulate_inquiry answered 0x3f (not connected) for the virtual
+            # LUN 0 itself: the same answer as the dummy flag gives it later
+            dev.bdev.dummy = True
         dev.configure()
         dev.read_only = True
         self.lun0_hba, self.lun0_dev = hba, dev
@@ -364,6 +395,7 @@ class CoreGroup(Group):
 
     def make_group(self, name: str) -> Group:
         plugin, host_id = parse_hba_name(self.core, name)
+        self.core.subsystem_check_init()  # after the name parsed, before the plugin lookup
         return HbaGroup(self.core.alloc_hba(name, plugin, host_id))
 
 

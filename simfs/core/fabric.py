@@ -27,7 +27,7 @@ import os
 from typing import TYPE_CHECKING, Any, Generic, Iterable, Mapping, Optional, Sequence, TypeVar
 
 from simfs.configfs import Attribute, ConfigfsError, Group, owner
-from simfs.core import kparse
+from simfs.core import kernels, kparse
 
 if TYPE_CHECKING:
     from simfs.core.acl import NodeAcl
@@ -210,9 +210,18 @@ def available_fabrics(core: "TargetCore") -> dict[str, FabricOps]:
     remote) only from the release that brought it."""
     if core.fabric_plugins is None:
         core.fabric_plugins = {ops.name: ops for ops in discover_fabrics()
-                               if core.profile.family in ops.profiles
-                               and (not ops.kernel_row or core.kernel.has(ops.kernel_row))}
+                               if in_kernel(ops, core.kernel)}
     return core.fabric_plugins
+
+
+def in_kernel(ops: FabricOps, kernel) -> bool:
+    """Whether kernel version ``kernel`` (simfs.core.kernels) has the fabric module ``ops``."""
+    return kernel.family in ops.profiles and (not ops.kernel_row or kernel.has(ops.kernel_row))
+
+
+def _first_release(ops: FabricOps) -> str:
+    """The release that brought a dated fabric module ("" when every version has it)."""
+    return next((c.since for c in kernels.CHANGES if c.key == ops.kernel_row and c.value), "")
 
 
 def _get_fabric(core: "TargetCore", name: str) -> Optional[FabricModule]:
@@ -240,9 +249,15 @@ def _autoload(core: "TargetCore", name: str) -> None:
     if ops is None:
         log.debug(f"request_module() failed for {want}.ko: -2")
         raise ConfigfsError(errno.EINVAL, f"target_core_get_fabric() failed for {name}")
+    _register(core, ops)
+
+
+def _register(core: "TargetCore", ops: FabricOps) -> None:
+    """The fabric module's init: its template registers (target_register_template)."""
     fmod = FabricModule(core, ops)
     fabric_modules(core)[ops.name] = fmod
     ops.load(fmod)
+    core.module_loaded(ops.module)
 
 
 def provides_module(ops: FabricOps, module: str) -> bool:
@@ -260,16 +275,15 @@ def load_module(core: "TargetCore", module: str) -> list[str]:
         if not provides_module(ops, module):
             continue
         if ops.name not in fabric_modules(core):
-            fmod = FabricModule(core, ops)
-            fabric_modules(core)[ops.name] = fmod
-            ops.load(fmod)
+            _register(core, ops)
         loaded.append(ops.name)
     return loaded
 
 
-def parse_hardware_ports(specs: Iterable[str]) -> dict[str, list[str]]:
+def parse_hardware_ports(specs: Iterable[str], kernel=None) -> dict[str, list[str]]:
     """``FABRIC=PORT`` specs (``--wwn``) as {fabric: [canonical port, ...]}; ValueError names
-    a bad one."""
+    a bad one, or one whose driver ``kernel`` (a version of simfs.core.kernels) does not
+    have: no such machine exists (an Emulex port on 4.18 is lpfc's, an initiator's)."""
     ports: dict[str, list[str]] = {}
     plugins = {}
     for ops in discover_fabrics():  # by directory name, and by module name (fc = tcm_fc)
@@ -280,6 +294,11 @@ def parse_hardware_ports(specs: Iterable[str]) -> dict[str, list[str]]:
         ops = plugins.get(fabric)
         if not eq or ops is None:
             raise ValueError(f"--wwn wants FABRIC=PORT with a known fabric, not {spec!r}")
+        if kernel is not None and not in_kernel(ops, kernel):
+            since = _first_release(ops)
+            raise ValueError(f"--wwn {spec}: --kernel {kernel.name} has no {ops.module} "
+                             "driver" + (f" (it came with Linux {since})" if since else "")
+                             + "; choose a later --kernel or leave this port out")
         port = ops.hw_port(value)
         if port not in ports.setdefault(ops.name, []):
             ports[ops.name].append(port)

@@ -119,6 +119,8 @@ BASELINE: Mapping[str, Any] = {
     "fabric_remote": False,
     "qla2xxx_enable_pins_tpg": True,
     "vhost_version_space": False,
+    # -- rd_mcp control keys --
+    "rd_dummy": False,
 }
 
 CHANGES: tuple[Change, ...] = (
@@ -254,6 +256,18 @@ CHANGES: tuple[Change, ...] = (
     Change("6.4", "fabric_remote", True,
            "the `remote` fabric (tcm_remote: LUNs for another node's initiator, no data path)",
            "`mkdir target/remote` is EINVAL before", "drivers/target/tcm_remote/tcm_remote.c"),
+    # -- rd_mcp control keys (fileio's fd_async_io, commit 76931420c876 of spring 2018, is in
+    # mainline before 4.18: every modern version has it) --
+    Change("5.13", "rd_dummy", True,
+           "rd_mcp `control` takes `rd_dummy=1`: the device reports peripheral type 0x3f "
+           "(no device connected; `statistics/scsi_lu/dev_type` 63) and `info` ends with "
+           "` dummy: N` (commit 0aecfa662e43, \"target: Add the DUMMY flag to rd_mcp\")",
+           "before, `rd_dummy=` is a key the parser does not know and skips, as any other: "
+           "the write succeeds, nothing is logged, the device stays a disk and `info` ends "
+           "at `nullio: N`. RHEL 8 backported the key later (8.7's 4.18.0-394 has it); "
+           "simfs's 4.18 is the upstream release",
+           "target_core_rd.c rd_set_configfs_dev_params (match_token's Opt_err: default "
+           "branch), rd_show_configfs_dev_params"),
 )
 
 _DEV_ATTRIB: tuple[File, ...] = (

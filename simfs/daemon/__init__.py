@@ -10,6 +10,7 @@ from pathlib import Path
 from simfs.daemon import state
 from simfs.daemon.control import ControlServer
 from simfs.daemon.options import TargetOptions, add_target_options, target_options
+from simfs.daemon.proc_modules import ProcModules
 from simfs.klog import KernelLog
 from simfs.scsi import ScsiEngine
 from simfs.core.core import TargetCore
@@ -19,10 +20,11 @@ from simfs.core.profile import get_profile
 
 def serve(mountpoint: str, opts: TargetOptions = TargetOptions(), state_dir: str | None = None,
           dbroot: str | None = None, allow_other: bool = False, ready_fd: int = -1,
-          debug: bool = False) -> int:
+          debug: bool = False, proc_modules: str | None = None) -> int:
     """Mount and serve until unmounted. Writes "ready" to ``ready_fd`` once the tree is up.
     ``opts``: the kernel version, the machine's hardware fabric ports, where wildcard iSCSI
-    portals listen (simfs.daemon.options)."""
+    portals listen (simfs.daemon.options). ``proc_modules``: a file that lists the loaded
+    target modules as /proc/modules does (``simfs run``'s, simfs/daemon/proc_modules.py)."""
     from simfs.daemon.fuse_adapter import SimfsOperations, mount
 
     profile = get_profile(opts.kernel)
@@ -37,6 +39,8 @@ def serve(mountpoint: str, opts: TargetOptions = TargetOptions(), state_dir: str
     log = KernelLog(logfile)
     core = TargetCore(profile, log=log, state_dir=sdir, dbroot=dbroot)
     set_hardware_ports(core, opts.wwns)
+    if proc_modules:
+        ProcModules(Path(proc_modules), core).attach()
     tree = core.build_tree()
     engine = ScsiEngine(core)
     # the engine registers itself as core.engine: one for every entry point (CLI, iSCSI, loopback)
@@ -122,10 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--allow-other", action="store_true")
     p.add_argument("--ready-fd", type=int, default=-1)
     p.add_argument("--debug", action="store_true")
+    p.add_argument("--proc-modules")
     p.add_argument("mountpoint")
     a = p.parse_args(argv)
     return serve(a.mountpoint, target_options(a), a.state_dir, a.dbroot, a.allow_other,
-                 a.ready_fd, a.debug)
+                 a.ready_fd, a.debug, a.proc_modules)
 
 
 if __name__ == "__main__":

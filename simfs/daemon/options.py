@@ -70,5 +70,6 @@ def target_options(a: argparse.Namespace) -> TargetOptions:
     """The options :func:`add_target_options` added, as parsed. SystemExit when --kernel and
     --profile disagree; ValueError for a bad --wwn."""
     opts = TargetOptions(kernel=resolve_kernel(a), wwns=tuple(a.wwn), listen_any=a.listen_any)
-    parse_hardware_ports(opts.wwns)  # refuse a bad --wwn before anything is mounted
+    # refuse a bad --wwn, or a driver this kernel has not, before anything is mounted
+    parse_hardware_ports(opts.wwns, kernels.get(opts.kernel))
     return opts

@@ -135,15 +135,25 @@ def test_libudev_still_finds_the_machines_devices(tmp_path):
     assert "0x21000024ff314c48" in r.stdout  # and the ports are still there
 
 
-def test_fabric_modules_are_loaded_in_a_run(tmp_path):
-    """In a run the target modules are loaded (its /proc/modules lists them): mkdir
-    target/vhost works at once, and modprobe (rtslib-fb's fallback) is harmless."""
+def test_fabric_modules_load_on_demand_in_a_run(tmp_path):
+    """A run is a freshly booted machine: `mkdir target/vhost` is EINVAL (the kernel loads
+    no vhost module on mkdir) with target_core_register_fabric's line and no directory,
+    until `modprobe tcm_vhost`, as rtslib-fb does; `remote` likewise with tcm_remote."""
     cfs = "/sys/kernel/config/target"
-    r = simfs_run(tmp_path / "st", f"mkdir {cfs}/vhost {cfs}/remote {cfs}/fc; "
-                  f"modprobe tcm_vhost; modprobe -q target_core_mod; cat {cfs}/vhost/version",
-                  wwns=[])
+    script = (f"mkdir {cfs}/vhost || echo refused; ls {cfs}; modprobe tcm_vhost; "
+              f"mkdir {cfs}/vhost; cat {cfs}/vhost/version; mkdir {cfs}/remote || echo refused; "
+              f"modprobe -q tcm_remote; mkdir {cfs}/remote; ls {cfs}")
+    r = simfs_run(tmp_path / "st", script, wwns=[])
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("TCM_VHOST fabric module v0.1 on ")
+    lines = r.stdout.splitlines()
+    assert lines[:4] == ["refused", "core", "dbroot", "version"], r.stdout  # no vhost/
+    assert "TCM_VHOST fabric module v0.1 on " in r.stdout
+    assert r.stdout.count("refused") == 2
+    assert sorted(lines[-5:]) == ["core", "dbroot", "remote", "version", "vhost"]
+    assert r.stderr.count("Invalid argument") == 2
+    log = (tmp_path / "st/mount/dmesg.log").read_text()
+    assert "target_core_get_fabric() failed for vhost" in log
+    assert "target_core_get_fabric() failed for remote" in log
 
 
 def test_hardware_ports_without_root(unprivileged):

@@ -141,6 +141,22 @@ def test_defaults(km):
     assert km.read(f"{rel}/attrib/default_cmdsn_depth") == "64\n"
 
 
+def test_rd_dummy_from_5_13(km):
+    """rd_mcp's `rd_dummy=1` (5.13): peripheral type 0x3f, `dummy: 1` in info, its log line.
+    Before, the parser skips the key as unknown: the write succeeds, nothing is logged and
+    the device stays a disk, its info ending at `nullio: 0`."""
+    has = kernels.get(km.profile).has("rd_dummy")
+    rel = f"target/core/rd_mcp_7/dm{next(_n)}"
+    km.ok(f"mkdir -p {km.root}/{rel}")
+    lines = logged(km, f"echo rd_pages=8,rd_dummy=1 > {km.root}/{rel}/control")
+    assert lines == ["RAMDISK: Referencing Page Count: 8"] + (
+        ["RAMDISK: Setting DUMMY flag: 1"] if has else [])
+    km.ok(f"echo 1 > {km.root}/{rel}/enable")
+    assert km.read(f"{rel}/info").endswith(
+        "SG_table_count: 1  nullio: 0" + (" dummy: 1\n" if has else "\n"))
+    assert km.read(f"{rel}/statistics/scsi_lu/dev_type") == ("63\n" if has else "0\n")
+
+
 def test_scsi_lu_identity_is_padded_to_the_field(km):
     dev = make_dev(km, f"lu{next(_n)}")
     rel = dev[len(km.root) + 1:]

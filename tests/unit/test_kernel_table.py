@@ -105,3 +105,19 @@ def test_engine_and_fabric_rows_per_version():
     assert v["4.18"].files("qla2xxx_tpg_base") == ("enable", "dynamic_sessions",
                                                   "fabric_prot_type")
     assert v["6.1"].files("usb_gadget_tpg_base") == ("nexus",)
+
+
+@pytest.mark.parametrize("version", kernels.VERSIONS)
+def test_virtual_lun0_is_not_connected_on_every_version(tmp_path, version):
+    """The virtual LUN 0 answers peripheral type 0x3f on every version: from 5.13 through
+    rd_dummy=1 in its control string (logged), before through spc_emulate_inquiry's own
+    case for it (no rd_dummy key to pass, nothing logged)."""
+    from simfs.core.profile import get_profile
+    from simfs.testing import Sim
+    sim = Sim(state_dir=tmp_path / "st", profile=get_profile(version))
+    try:
+        assert sim.core.lun0_dev.bdev.get_device_type() == 0x3F
+        assert ("RAMDISK: Setting DUMMY flag: 1" in sim.log.text()) == \
+            kernels.get(version).has("rd_dummy")
+    finally:
+        sim.close()

@@ -39,3 +39,14 @@ def test_bad_input_is_refused():
         _parse(["--kernel", "6.1", "--profile", "5.14"])
     with pytest.raises(ValueError, match="--wwn wants FABRIC=PORT"):
         _parse(["--wwn", "nosuchfabric=1"])
+
+
+def test_a_hardware_port_needs_its_driver_in_the_kernel():
+    """efct came with 5.14; v3.0 had no fabric module that drives hardware."""
+    with pytest.raises(ValueError, match=r"--kernel 4\.18 has no efct driver \(it came "
+                       r"with Linux 5\.14\)"):
+        _parse(["--kernel", "4.18", "--wwn", "efct=10:00:00:10:9b:1a:2b:3c"])
+    with pytest.raises(ValueError, match="--kernel v3.0 has no tcm_qla2xxx driver;"):
+        _parse(["--kernel", "v3.0", "--wwn", "qla2xxx=21:00:00:24:ff:00:00:01"])
+    assert _parse(["--kernel", "5.14", "--wwn", "efct=10:00:00:10:9b:1a:2b:3c"]).wwns == (
+        "efct=10:00:00:10:9b:1a:2b:3c",)
