@@ -228,7 +228,9 @@ class LoginMachine:
             values = dict(getattr(self.tpg, "params", None) or {})
         else:
             self.auth = dict(backend.discovery_auth() or {})
-            values = {}
+            # the discovery TPG's AuthMethod: CHAP when enforce_discovery_auth is 1, else
+            # CHAP,None (iscsit_load_discovery_tpg and the enforce_discovery_auth store)
+            values = {"AuthMethod": "CHAP" if self.auth.get("enforce") else "CHAP,None"}
         if not leading:
             sess = self.ctx.find_session(self.isid, self.tsih)
             if sess is None:

@@ -229,7 +229,9 @@ class ConnectionMachine:
                 got = bytes(rb[pos + hlen - 4:pos + hlen])
                 want = D.digest(bhs, ahs)
                 if want != got:
-                    # iscsit_get_rx_pdu: the header becomes 0xff, an opcode nobody knows
+                    # iscsit_get_rx_pdu: the header becomes 0xff, an opcode nobody knows;
+                    # the session counts it (the IQN's digest_errors never moves)
+                    self.sess.conn_digest_errors += 1
                     self._klog("err", "HeaderDigest CRC32C failed, received 0x%08x, computed "
                                "0x%08x", int.from_bytes(got, "little"),
                                int.from_bytes(want, "little"))
@@ -365,6 +367,13 @@ class ConnectionMachine:
         self._close(f"Did not receive response to NOPIN on CID: {self.cid}, failing "
                     f"connection for I_T Nexus {sess.initiator_name},i,0x{sess.isid.hex()},"
                     f"{sess.target_name},t,0x{getattr(sess.tpg, 'tpgt', 1):02x}")
+        # iscsit_fill_cxn_timeout_err_stats: the session's and the IQN's counters (a
+        # discovery session belongs to no IQN and counts nowhere)
+        if not sess.discovery:
+            sess.conn_timeout_errors += 1
+            count = getattr(sess.tpg, "connection_timed_out", None)
+            if count is not None:
+                count(sess.initiator_name)
 
     # -- dispatch ---------------------------------------------------------------------------------
     def _dispatch(self, req: P.Pdu) -> None:
@@ -430,6 +439,7 @@ class ConnectionMachine:
 
     # -- SCSI Command -----------------------------------------------------------------------------
     def on_scsi_cmd(self, req: P.Pdu) -> None:
+        self.sess.cmd_pdus += 1  # iscsit_setup_scsi_cmd counts before any check
         bhs = req.bhs
         flags = bhs[1]
         dlen = (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]
@@ -535,6 +545,7 @@ class ConnectionMachine:
             self._klog("debug", "Unable to locate ITT 0x%08x for Data-Out, dumping payload",
                        req.itt)
             return None
+        self.sess.rx_data_octets += n  # the command is known: counted before the checks
         if not task.write:
             self._klog("err", "Command ITT: 0x%08x received DataOUT for a NON-WRITE command.",
                        task.itt)
@@ -665,6 +676,7 @@ class ConnectionMachine:
                 return
         self._inc_maxcmdsn()
         payload = sense_segment(sense) if sense else b""
+        self.sess.rsp_pdus += 1
         self.send(P.build_scsi_rsp(task.itt, status, self._stat(), self.exp_cmdsn,
                                    self.max_cmdsn, datasn, resid_flags, residual,
                                    len(payload)), payload)
@@ -697,6 +709,7 @@ class ConnectionMachine:
                       collapse: bool) -> int:
         mv = data if isinstance(data, memoryview) else memoryview(data)
         n = len(mv)
+        self.sess.tx_data_octets += n
         mrdsl = self.p.max_xmit_dsl
         mbl = self.p.max_burst
         off = 0

@@ -244,6 +244,15 @@ class IscsiServer:
         self._sid[key] = n
         return n
 
+    def _new_index(self) -> int:
+        """The lowest session index no live session holds, discovery sessions included
+        (the kernel allocates it from one module-wide ida for every session)."""
+        used = {s.index for s in self.sessions.values()}
+        i = 0
+        while i in used:
+            i += 1
+        return i
+
     def _cmdsn_depth(self, tpg) -> int:
         d = getattr(tpg, "cmdsn_depth", None)
         try:
@@ -403,6 +412,7 @@ class IscsiServer:
         sess.local = (str(local[0]), int(local[1])) if local else portal
         if not sess.discovery:
             sess.sid = self._new_sid(m.tpg)
+        sess.index = self._new_index()
         self.sessions[sess.serial] = sess
         conn = Connection(self, writer.transport, sess, m.statsn, m.cid, peer=peername)
         sess.conn = conn

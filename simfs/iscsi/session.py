@@ -70,6 +70,16 @@ class Session:
         self.ttt = 1
         self.conn: Optional["Connection"] = None
         self.closed = False
+        #: session_index: the lowest id free among the server's sessions, discovery ones
+        #: included (the kernel's module-wide sess_ida)
+        self.index = 0
+        # the counters of the ACL's iscsi_sess_stats, kept where the kernel keeps them
+        self.cmd_pdus = 0             # SCSI Command PDUs received
+        self.rsp_pdus = 0             # SCSI Response PDUs sent
+        self.tx_data_octets = 0       # Data-In payload
+        self.rx_data_octets = 0       # Data-Out payload (immediate data is not counted)
+        self.conn_digest_errors = 0   # header digest failures
+        self.conn_timeout_errors = 0  # unanswered NOP-In pings
 
     def next_ttt(self) -> int:
         t = self.ttt

@@ -45,6 +45,9 @@ class Tpg:
     def sync_cache(self, lun):
         return True
 
+    def connection_timed_out(self, initiator):
+        self.timed_out = getattr(self, "timed_out", []) + [initiator]
+
 
 def machine(exp_cmdsn=1, window=4, **params):
     kw = dict(immediate_data=True, initial_r2t=True, max_recv_dsl=8192, max_xmit_dsl=8192,
@@ -268,6 +271,25 @@ def test_nop_out_ping_is_echoed_and_a_nop_in_ping_expects_an_answer():
         "iqn.2026-12.test:i,i,0x800000000001,iqn.2026-12.test:t,t,0x01")
 
 
+def test_an_unanswered_ping_counts_a_connection_timeout_for_the_session_and_the_iqn():
+    m, sess, _ = machine()
+    assert m.nopin_ping()
+    m.nopin_expired()
+    assert m.closing and sess.conn_timeout_errors == 1
+    assert sess.tpg.timed_out == ["iqn.2026-12.test:i"]   # iscsit_fill_cxn_timeout_err_stats
+    m.nopin_expired()                                    # already closing: counted once
+    assert sess.conn_timeout_errors == 1 and len(sess.tpg.timed_out) == 1
+
+
+def test_a_discovery_session_timing_out_counts_nowhere():
+    m, sess, _ = machine()
+    sess.discovery = True
+    assert m.nopin_ping()
+    m.nopin_expired()
+    assert m.closing and sess.conn_timeout_errors == 0
+    assert not hasattr(sess.tpg, "timed_out")
+
+
 # -- task management -------------------------------------------------------------------------------
 def test_abort_task_drops_the_command_and_answers_after_the_device():
     m, sess, _ = machine()
@@ -329,6 +351,39 @@ def test_a_header_digest_error_closes_before_anything_runs():
     m.feed(bhs + b"\0\0\0\0")
     assert m.closing and m.take_actions() == []
     assert ("err", "Got unknown iSCSI OpCode: 0xff") in log.lines
+
+
+def test_a_header_digest_error_counts_in_the_session_not_as_a_timeout():
+    m, sess, _ = machine(header_digest=True)
+    bhs = bytes(P.build_scsi_cmd(P.F_FINAL | P.CMD_READ, 0, 1, 512, 1, 0, read10(0, 1), 0))
+    m.feed(bhs + b"\0\0\0\0")
+    assert m.closing and sess.conn_digest_errors == 1
+    assert sess.conn_timeout_errors == 0 and sess.cmd_pdus == 0  # never parsed as a command
+    assert not hasattr(sess.tpg, "timed_out")
+
+
+def test_session_counters_count_data_out_not_immediate_data():
+    """iscsi_sess_stats as the kernel counts: every SCSI Command PDU (a rejected one too),
+    SCSI Response PDUs (not a status collapsed into Data-In), Data-In payload, and only
+    Data-Out payload as received data (iscsit_check_dataout_hdr), not immediate data."""
+    m, sess, _ = machine(first_burst=4096)
+    data = bytes(8192)
+    m.feed(cmd(0x40, 1, write10(0, 16), 8192, write=True, data=data[:4096]))
+    (r2t,) = pdus(m)
+    assert sess.rx_data_octets == 0 and sess.cmd_pdus == 1
+    m.feed(wire(P.build_data_out(True, 0, 0x40, r2t.u32(20), 0, 0, 4096, 4096), data[4096:]))
+    assert sess.rx_data_octets == 4096
+    (a,) = executes(m)
+    m.complete(a.task, Result())
+    m.feed(cmd(0x41, 2, read10(0, 1), 512, read=True))
+    (a,) = executes(m)
+    m.complete(a.task, Result(data=bytes(512)))          # status rides on the Data-In
+    (din,) = pdus(m)[-1:]
+    assert din.opcode == P.OP_DATA_IN
+    assert (sess.cmd_pdus, sess.rsp_pdus, sess.tx_data_octets) == (2, 1, 512)
+    m.feed(cmd(0x42, 3, read10(0, 1), 512, read=True, write=True))   # bidirectional
+    (rej,) = pdus(m)
+    assert rej.opcode == P.OP_REJECT and sess.cmd_pdus == 3 and sess.rsp_pdus == 1
 
 
 def test_an_oversized_data_segment_is_rejected_and_closes():
