@@ -15,7 +15,11 @@ Bytes in, PDUs and actions out; no sockets, threads, clocks or asyncio in here:
   connection must go.
 * timers: the driver calls :meth:`~ConnectionMachine.nopin_ping` every ``nopin_timeout``
   seconds and :meth:`~ConnectionMachine.nopin_expired` ``nopin_response_timeout`` after a
-  ping (iscsit_start_nopin_timer / nopin_response_timer).
+  ping (iscsit_start_nopin_timer / nopin_response_timer); when
+  :attr:`~ConnectionMachine.dataout_wanted` is set it calls
+  :meth:`~ConnectionMachine.dataout_check` that many seconds later (the commands' DataOUT
+  timers). The driver sets :attr:`~ConnectionMachine.now` (its clock, in seconds) before
+  handing over input; the machine reads no clock itself.
 
 What it does, in the kernel's order: SCSI Command checks (iscsit_setup_scsi_cmd: Reject
 PDUs), CmdSN windowing (iscsit_sequence_cmd: below ExpCmdSN or above MaxCmdSN silently
@@ -146,6 +150,14 @@ class ConnectionMachine:
         self._direct_pos = 0
         self._after_direct: Optional[tuple] = None
         self._skip = 0
+        #: the driver's clock (seconds) when the current input arrived
+        self.now = 0.0
+        #: the ACL's dataout_timeout: how long a write waits for its next Data-Out
+        self.dataout_timeout = float(getattr(sess.tpg, "dataout_timeout", 3) or 3)
+        self._dataout: dict[int, float] = {}  # ITT -> deadline of its running DataOUT timer
+        self._dataout_armed = False
+        #: seconds after which the driver is to call :meth:`dataout_check` (it clears this)
+        self.dataout_wanted: Optional[float] = None
 
     # -- input ------------------------------------------------------------------------------------
     def get_buffer(self, sizehint: int = -1) -> memoryview:
@@ -363,17 +375,56 @@ class ConnectionMachine:
         """The response timer fired: no answer to the ping closes the connection."""
         if self.nopin_ttt is None or self.closing:
             return
-        sess = self.sess
         self._close(f"Did not receive response to NOPIN on CID: {self.cid}, failing "
-                    f"connection for I_T Nexus {sess.initiator_name},i,0x{sess.isid.hex()},"
-                    f"{sess.target_name},t,0x{getattr(sess.tpg, 'tpgt', 1):02x}")
-        # iscsit_fill_cxn_timeout_err_stats: the session's and the IQN's counters (a
-        # discovery session belongs to no IQN and counts nowhere)
+                    f"connection for I_T Nexus {self._nexus()}")
+        self._timed_out()
+
+    def _nexus(self) -> str:
+        sess = self.sess
+        return (f"{sess.initiator_name},i,0x{sess.isid.hex()},{sess.target_name},"
+                f"t,0x{getattr(sess.tpg, 'tpgt', 1):02x}")
+
+    def _timed_out(self) -> None:
+        """iscsit_fill_cxn_timeout_err_stats: the session's and the IQN's counters (a
+        discovery session belongs to no IQN and counts nowhere)."""
+        sess = self.sess
         if not sess.discovery:
             sess.conn_timeout_errors += 1
             count = getattr(sess.tpg, "connection_timed_out", None)
             if count is not None:
                 count(sess.initiator_name)
+
+    # -- DataOUT timers (the driver's timer) -------------------------------------------------------
+    def _dataout_start(self, task: Task) -> None:
+        """iscsit_start_dataout_timer: once an R2T went, or unsolicited data is to come."""
+        if task.itt in self._dataout:
+            return
+        self._dataout[task.itt] = self.now + self.dataout_timeout
+        if not self._dataout_armed:
+            self._dataout_armed = True
+            self.dataout_wanted = self.dataout_timeout
+
+    def dataout_check(self) -> Optional[float]:
+        """The Data-Out timer fired (at :attr:`now`): a write that got no Data-Out for
+        ``dataout_timeout`` seconds closes the connection (ERL 0 cannot recover); returns
+        when to check again, or None."""
+        self._dataout_armed = False
+        if self.closing:
+            return None
+        nxt: Optional[float] = None
+        for itt, deadline in list(self._dataout.items()):
+            if itt not in self.tasks:
+                del self._dataout[itt]
+            elif deadline <= self.now:
+                self._dataout.clear()
+                self._close("Unable to recover from DataOut timeout while in ERL=0, closing "
+                            f"iSCSI connection for I_T Nexus {self._nexus()}")
+                self._timed_out()
+                return None
+            elif nxt is None or deadline - self.now < nxt:
+                nxt = deadline - self.now
+        self._dataout_armed = nxt is not None
+        return nxt
 
     # -- dispatch ---------------------------------------------------------------------------------
     def _dispatch(self, req: P.Pdu) -> None:
@@ -497,6 +548,8 @@ class ConnectionMachine:
                 task.data = req.data
             task.received = task.r2t_offset = dlen
         self.tasks[task.itt] = task
+        if not task.unsolicited_done and write:
+            self._dataout_start(task)  # iscsit_set_unsolicited_dataout
         sess = self.sess
         if task.cmdsn == sess.exp_cmdsn and not self.ooo:  # in order: the usual case
             sess.exp_cmdsn = (task.cmdsn + 1) & 0xFFFFFFFF
@@ -526,6 +579,8 @@ class ConnectionMachine:
     def _send_r2ts(self, task: Task) -> None:
         """iscsit_build_r2ts_for_cmd: up to MaxOutstandingR2T bursts of MaxBurstLength."""
         p = self.p
+        if task.r2t_offset < task.edtl:
+            self._dataout_start(task)
         while (len(task.outstanding_r2ts) < p.max_outstanding_r2t
                and task.r2t_offset < task.edtl):
             length = min(p.max_burst, task.edtl - task.r2t_offset)
@@ -550,6 +605,8 @@ class ConnectionMachine:
             self._klog("err", "Command ITT: 0x%08x received DataOUT for a NON-WRITE command.",
                        task.itt)
             return None
+        if task.itt in self._dataout:  # iscsit_mod_dataout_timer
+            self._dataout[task.itt] = self.now + self.dataout_timeout
         off = req.buffer_offset
         if off + n > task.edtl:
             self.reject(req, P.REASON_BOOKMARK_INVALID)
@@ -624,6 +681,8 @@ class ConnectionMachine:
 
     def _data_out_done(self, req: P.Pdu, task: Task, seq, off: int, n: int) -> None:
         task.received += n
+        if task.received >= task.edtl and self._dataout:
+            self._dataout.pop(task.itt, None)  # all data in: iscsit_stop_dataout_timer
         if req.final:
             if seq is None:
                 task.unsolicited_done = True

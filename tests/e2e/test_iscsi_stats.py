@@ -23,7 +23,8 @@ SESS = f"target/iscsi/{TGT}/tpgt_1/acls/{RAW}/fabric_statistics/iscsi_sess_stats
 
 @pytest.fixture
 def site():
-    """TGT with an rd_mcp LUN 0 for RAW's ACL, NOP-In pings every 3 s answered within 3 s."""
+    """TGT with an rd_mcp LUN 0 for RAW's ACL, NOP-In pings every 3 s answered within 3 s,
+    Data-Out awaited 2 s."""
     m = mount("modern")
     port = free_port()
     t = f"{m.root}/target"
@@ -34,6 +35,7 @@ def site():
          f"ln -s {t}/core/rd_mcp_0/s {tpg}/lun/lun_0/l && mkdir -p {acl}/lun_0 && "
          f"ln -s {tpg}/lun/lun_0 {acl}/lun_0/m && echo 3 > {acl}/attrib/nopin_timeout && "
          f"echo 3 > {acl}/attrib/nopin_response_timeout && "
+         f"echo 2 > {acl}/attrib/dataout_timeout && "
          f"mkdir {tpg}/np/127.0.0.1:{port} && echo 0 > {tpg}/attrib/authentication && "
          f"echo 1 > {tpg}/enable")
     wait_port(port)
@@ -148,6 +150,27 @@ def test_only_a_connection_timeout_is_a_session_error(site):
     sessions_become(m, 0)
     assert instance(m) == ["0", "1", "2", RAW]
     assert cat(m, f"{SESS}/conn_timeout_errors") == ""   # the session went with it
+
+
+def test_a_write_left_without_its_data_out_times_the_connection_out(site):
+    """iscsit_handle_dataout_timeout at ERL 0: the R2T started the command's DataOUT timer
+    (the ACL's dataout_timeout); no Data-Out comes, the connection is closed and counted
+    as a connection timeout."""
+    m, port = site
+    ini = initiator(port, 0x2007)
+    ini.full_login()
+    cdb = bytes([0x2A, 0, 0, 0, 0, 0, 0, 0, 16, 0])
+    ini.send(P.build_scsi_cmd(P.F_FINAL | P.CMD_WRITE, 0, 0x30, 8192, 1, ini.statsn, cdb, 0))
+    assert ini.recv().opcode == P.OP_R2T
+    mark = m.log_mark()
+    until_closed(ini)
+    ini.close()
+    assert (f"Unable to recover from DataOut timeout while in ERL=0, closing iSCSI connection "
+            f"for I_T Nexus {RAW},i,0x800000002007,{TGT},t,0x01") in m.log_since(mark)
+    assert "Did not receive response to NOPIN" not in m.log_since(mark)
+    assert sess_err(m) == ["0", "1", "0"]
+    sessions_become(m, 0)
+    assert instance(m) == ["0", "1", "2", RAW]
 
 
 def test_session_counts_data_out_but_not_immediate_data(site):

@@ -187,6 +187,44 @@ def test_unsolicited_data_out_with_initial_r2t_no():
     assert bytes(a.args[3]) == data and m.take_output() == []
 
 
+def test_a_write_whose_data_out_stops_coming_closes_at_the_dataout_timeout():
+    """iscsit_handle_dataout_timeout at ERL 0: the DataOUT timer starts with the R2T, each
+    Data-Out restarts it, all the data stops it; when it runs out the connection goes and
+    counts as a connection timeout."""
+    m, sess, log = machine(max_burst=4096, first_burst=4096)
+    m.now = 100.0
+    m.feed(cmd(0x45, 1, write10(0, 16), 8192, write=True))
+    (r2t,) = pdus(m)
+    assert m.dataout_wanted == 3.0                        # the ACL's dataout_timeout
+    m.dataout_wanted = None
+    m.now = 102.0                                         # the first burst, 2 s later
+    m.feed(wire(P.build_data_out(True, 0, 0x45, r2t.u32(20), 0, 0, 0, 4096), bytes(4096)))
+    (r2t2,) = pdus(m)
+    assert m.dataout_wanted is None                       # the timer runs on
+    m.now = 103.0
+    assert m.dataout_check() == 2.0 and not m.closing     # restarted at 102
+    m.now = 105.0
+    assert m.dataout_check() is None and m.closing
+    assert m.close_reason == ("Unable to recover from DataOut timeout while in ERL=0, "
+                              "closing iSCSI connection for I_T Nexus iqn.2026-12.test:i,"
+                              "i,0x800000000001,iqn.2026-12.test:t,t,0x01")
+    assert sess.conn_timeout_errors == 1 and sess.tpg.timed_out == ["iqn.2026-12.test:i"]
+
+
+def test_the_dataout_timer_stops_when_the_data_is_in():
+    m, sess, _ = machine(max_burst=8192, initial_r2t=False)
+    m.now = 10.0
+    m.feed(cmd(0x46, 1, write10(0, 16), 8192, write=True, data=bytes(1024), final=False))
+    assert m.dataout_wanted == 3.0 and pdus(m) == []     # unsolicited data to come
+    m.feed(wire(P.build_data_out(True, 0, 0x46, P.RSVD_TAG, 0, 0, 1024, 3072), bytes(3072)))
+    (r2t,) = pdus(m)
+    m.feed(wire(P.build_data_out(True, 0, 0x46, r2t.u32(20), 0, 0, 4096, 4096), bytes(4096)))
+    (a,) = executes(m)
+    m.now = 60.0
+    assert m.dataout_check() is None and not m.closing   # nothing waits any more
+    assert sess.conn_timeout_errors == 0
+
+
 def test_data_out_with_a_higher_datasn_closes_the_connection():
     m, _, log = machine(max_burst=8192, first_burst=4096)
     m.feed(cmd(0x42, 1, write10(0, 16), 8192, write=True))

@@ -18,7 +18,8 @@ from simfs.core.fabric import all_tpgs, fabric_modules
 from simfs_plugins.fabrics.iscsi import stats
 from simfs_plugins.fabrics.iscsi.auth import NodeAuth
 from simfs_plugins.fabrics.iscsi.constants import (NA_AUTHENTICATION_INHERITED,
-                                                   NA_NOPIN_RESPONSE_TIMEOUT, NA_NOPIN_TIMEOUT)
+                                                   NA_DATAOUT_TIMEOUT, NA_NOPIN_RESPONSE_TIMEOUT,
+                                                   NA_NOPIN_TIMEOUT)
 from simfs_plugins.fabrics.iscsi.portals import IscsiNp
 from simfs_plugins.fabrics.iscsi.tpg_configfs import tpg_attrib
 
@@ -126,6 +127,7 @@ class TpgView:
             self.nopin_timeout = na.get("nopin_timeout", NA_NOPIN_TIMEOUT)
             self.nopin_response_timeout = na.get("nopin_response_timeout",
                                                  NA_NOPIN_RESPONSE_TIMEOUT)
+            self.dataout_timeout = na.get("dataout_timeout", NA_DATAOUT_TIMEOUT)
 
     def _lock(self):
         return self.core.tree_lock
