@@ -84,6 +84,8 @@ class LoginMachine:
         self.max_cmdsn = 0
         self.params: Optional[T.ParamList] = None
         self.discovery = False
+        #: the session index the server gave this leading login (it holds it till the end)
+        self.session_index: Optional[int] = None
         self.initiator = ""
         self.target_name = ""
         self.tpg = None

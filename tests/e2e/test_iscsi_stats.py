@@ -218,6 +218,14 @@ def test_a_discovery_session_holds_a_session_index_but_is_no_iqn_session(site):
     assert cat(m, f"{SESS}/indx") == "1"                  # 0 is the discovery session's
     assert cat(m, f"{FS}/iscsi_instance/sessions") == "1"
     assert cat(m, f"{FS}/iscsi_login_stats/accepts") == "1"
+    # the same ISID again reinstates the session; the new one took its index at its first
+    # login PDU (iscsi_login_zero_tsih_s1), while 0 and 1 were still held
+    again = initiator(port, 0x2005)
+    again.full_login()
+    assert until_closed(ini) == []                        # the old session was ended
+    ini.close()
+    assert cat(m, f"{SESS}/indx") == "2"
+    assert cat(m, f"{FS}/iscsi_instance/sessions") == "1"
     logout = bytearray(48)
     logout[0], logout[1] = P.OP_LOGOUT_REQ | P.OP_IMMEDIATE, 0x80
     logout[16:20] = (0x99).to_bytes(4, "big")
@@ -225,7 +233,7 @@ def test_a_discovery_session_holds_a_session_index_but_is_no_iqn_session(site):
     assert disc.recv().opcode == P.OP_LOGOUT_RSP
     disc.close()
     assert cat(m, f"{FS}/iscsi_logout_stats/normal_logouts") == "0"
-    ini.close()
+    again.close()
     # AuthMethod=None was acceptable because the discovery TPG offers CHAP,None; enforced
     # discovery authentication leaves only CHAP, and the login is dropped unanswered
     m.ok(f"echo 1 > {m.root}/target/iscsi/discovery_auth/enforce_discovery_auth")
