@@ -548,14 +548,14 @@ class ConnectionMachine:
                 task.data = req.data
             task.received = task.r2t_offset = dlen
         self.tasks[task.itt] = task
-        if not task.unsolicited_done and write:
-            self._dataout_start(task)  # iscsit_set_unsolicited_dataout
         sess = self.sess
         if task.cmdsn == sess.exp_cmdsn and not self.ooo:  # in order: the usual case
             sess.exp_cmdsn = (task.cmdsn + 1) & 0xFFFFFFFF
             self._start_task(task)
         else:
             self._sequence(task.cmdsn, lambda: self._start_task(task))
+        if not task.unsolicited_done and (task.sequenced or task.cmdsn in self.ooo):
+            self._dataout_start(task)  # iscsit_set_unsolicited_dataout (not if dropped)
 
     def _buffer(self, task: Task) -> bytearray:
         """The whole data-out buffer of ``task`` (EDTL bytes, zeros until received)."""
