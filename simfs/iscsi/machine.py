@@ -554,6 +554,8 @@ class ConnectionMachine:
             self._start_task(task)
         else:
             self._sequence(task.cmdsn, lambda: self._start_task(task))
+            if not task.sequenced and task.cmdsn not in self.ooo:
+                del self.tasks[task.itt]  # dropped by the window: the kernel frees it
         if not task.unsolicited_done and (task.sequenced or task.cmdsn in self.ooo):
             self._dataout_start(task)  # iscsit_set_unsolicited_dataout (not if dropped)
 

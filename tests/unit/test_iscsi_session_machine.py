@@ -115,7 +115,7 @@ def test_cmdsn_below_the_window_or_above_maxcmdsn_is_dropped_silently():
     m.feed(cmd(0x20, 4, read10(0, 1), 512, read=True))
     m.feed(cmd(0x21, 7, read10(0, 1), 512, read=True))
     assert m.take_actions() == [] and m.take_output() == []
-    assert sess.exp_cmdsn == 5 and not m.closing
+    assert sess.exp_cmdsn == 5 and not m.closing and m.tasks == {}  # nothing kept
     assert ("debug", "Received CmdSN: 0x00000004 is less than ExpCmdSN: 0x00000005, "
             "ignoring.") in log.lines
     assert ("err", "Received CmdSN: 0x00000007 is greater than MaxCmdSN: 0x00000006, "
