@@ -24,8 +24,12 @@ commands of that LUN queue on: the device, or None when there is none), ``abort(
 failed login after the ACL lookup), ``session_added(isid, session)`` (the server's
 :class:`~simfs.iscsi.session.Session`),
 ``session_removed(isid)``, ``cmdsn_depth`` (default 64), ``nopin_timeout`` (15 s),
-``nopin_response_timeout`` (30 s), ``block_size(lun)`` (residual reporting),
-``tmr_warm_reset``/``tmr_cold_reset`` (default False).
+``nopin_response_timeout`` (30 s), ``dataout_timeout`` (3 s), ``block_size(lun)`` (residual reporting),
+``tmr_warm_reset``/``tmr_cold_reset`` (default False), ``logout_received(reason)`` and
+``connection_timed_out(initiator)`` (the IQN's logout and session error statistics). The
+session's own counters (``index``, ``cmd_pdus``, ``rsp_pdus``, ``tx_data_octets``,
+``rx_data_octets``, ``conn_digest_errors``, ``conn_timeout_errors``) live on the
+:class:`~simfs.iscsi.session.Session` handed to ``session_added``.
 """
 
 from simfs.iscsi.errors import LoginRefused, ProtocolError

@@ -84,6 +84,8 @@ class LoginMachine:
         self.max_cmdsn = 0
         self.params: Optional[T.ParamList] = None
         self.discovery = False
+        #: the session index the server gave this leading login (it holds it till the end)
+        self.session_index: Optional[int] = None
         self.initiator = ""
         self.target_name = ""
         self.tpg = None
@@ -228,7 +230,9 @@ class LoginMachine:
             values = dict(getattr(self.tpg, "params", None) or {})
         else:
             self.auth = dict(backend.discovery_auth() or {})
-            values = {}
+            # the discovery TPG's AuthMethod: CHAP when enforce_discovery_auth is 1, else
+            # CHAP,None (iscsit_load_discovery_tpg and the enforce_discovery_auth store)
+            values = {"AuthMethod": "CHAP" if self.auth.get("enforce") else "CHAP,None"}
         if not leading:
             sess = self.ctx.find_session(self.isid, self.tsih)
             if sess is None:

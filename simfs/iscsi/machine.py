@@ -15,7 +15,11 @@ Bytes in, PDUs and actions out; no sockets, threads, clocks or asyncio in here:
   connection must go.
 * timers: the driver calls :meth:`~ConnectionMachine.nopin_ping` every ``nopin_timeout``
   seconds and :meth:`~ConnectionMachine.nopin_expired` ``nopin_response_timeout`` after a
-  ping (iscsit_start_nopin_timer / nopin_response_timer).
+  ping (iscsit_start_nopin_timer / nopin_response_timer); when
+  :attr:`~ConnectionMachine.dataout_wanted` is set it calls
+  :meth:`~ConnectionMachine.dataout_check` that many seconds later (the commands' DataOUT
+  timers). The driver sets :attr:`~ConnectionMachine.now` (its clock, in seconds) before
+  handing over input; the machine reads no clock itself.
 
 What it does, in the kernel's order: SCSI Command checks (iscsit_setup_scsi_cmd: Reject
 PDUs), CmdSN windowing (iscsit_sequence_cmd: below ExpCmdSN or above MaxCmdSN silently
@@ -146,6 +150,14 @@ class ConnectionMachine:
         self._direct_pos = 0
         self._after_direct: Optional[tuple] = None
         self._skip = 0
+        #: the driver's clock (seconds) when the current input arrived
+        self.now = 0.0
+        #: the ACL's dataout_timeout: how long a write waits for its next Data-Out
+        self.dataout_timeout = float(getattr(sess.tpg, "dataout_timeout", 3) or 3)
+        self._dataout: dict[int, float] = {}  # ITT -> deadline of its running DataOUT timer
+        self._dataout_armed = False
+        #: seconds after which the driver is to call :meth:`dataout_check` (it clears this)
+        self.dataout_wanted: Optional[float] = None
 
     # -- input ------------------------------------------------------------------------------------
     def get_buffer(self, sizehint: int = -1) -> memoryview:
@@ -229,7 +241,9 @@ class ConnectionMachine:
                 got = bytes(rb[pos + hlen - 4:pos + hlen])
                 want = D.digest(bhs, ahs)
                 if want != got:
-                    # iscsit_get_rx_pdu: the header becomes 0xff, an opcode nobody knows
+                    # iscsit_get_rx_pdu: the header becomes 0xff, an opcode nobody knows;
+                    # the session counts it (the IQN's digest_errors never moves)
+                    self.sess.conn_digest_errors += 1
                     self._klog("err", "HeaderDigest CRC32C failed, received 0x%08x, computed "
                                "0x%08x", int.from_bytes(got, "little"),
                                int.from_bytes(want, "little"))
@@ -361,10 +375,56 @@ class ConnectionMachine:
         """The response timer fired: no answer to the ping closes the connection."""
         if self.nopin_ttt is None or self.closing:
             return
-        sess = self.sess
         self._close(f"Did not receive response to NOPIN on CID: {self.cid}, failing "
-                    f"connection for I_T Nexus {sess.initiator_name},i,0x{sess.isid.hex()},"
-                    f"{sess.target_name},t,0x{getattr(sess.tpg, 'tpgt', 1):02x}")
+                    f"connection for I_T Nexus {self._nexus()}")
+        self._timed_out()
+
+    def _nexus(self) -> str:
+        sess = self.sess
+        return (f"{sess.initiator_name},i,0x{sess.isid.hex()},{sess.target_name},"
+                f"t,0x{getattr(sess.tpg, 'tpgt', 1):02x}")
+
+    def _timed_out(self) -> None:
+        """iscsit_fill_cxn_timeout_err_stats: the session's and the IQN's counters (a
+        discovery session belongs to no IQN and counts nowhere)."""
+        sess = self.sess
+        if not sess.discovery:
+            sess.conn_timeout_errors += 1
+            count = getattr(sess.tpg, "connection_timed_out", None)
+            if count is not None:
+                count(sess.initiator_name)
+
+    # -- DataOUT timers (the driver's timer) -------------------------------------------------------
+    def _dataout_start(self, task: Task) -> None:
+        """iscsit_start_dataout_timer: once an R2T went, or unsolicited data is to come."""
+        if task.itt in self._dataout:
+            return
+        self._dataout[task.itt] = self.now + self.dataout_timeout
+        if not self._dataout_armed:
+            self._dataout_armed = True
+            self.dataout_wanted = self.dataout_timeout
+
+    def dataout_check(self) -> Optional[float]:
+        """The Data-Out timer fired (at :attr:`now`): a write that got no Data-Out for
+        ``dataout_timeout`` seconds closes the connection (ERL 0 cannot recover); returns
+        when to check again, or None."""
+        self._dataout_armed = False
+        if self.closing:
+            return None
+        nxt: Optional[float] = None
+        for itt, deadline in list(self._dataout.items()):
+            if itt not in self.tasks:
+                del self._dataout[itt]
+            elif deadline <= self.now:
+                self._dataout.clear()
+                self._close("Unable to recover from DataOut timeout while in ERL=0, closing "
+                            f"iSCSI connection for I_T Nexus {self._nexus()}")
+                self._timed_out()
+                return None
+            elif nxt is None or deadline - self.now < nxt:
+                nxt = deadline - self.now
+        self._dataout_armed = nxt is not None
+        return nxt
 
     # -- dispatch ---------------------------------------------------------------------------------
     def _dispatch(self, req: P.Pdu) -> None:
@@ -430,6 +490,7 @@ class ConnectionMachine:
 
     # -- SCSI Command -----------------------------------------------------------------------------
     def on_scsi_cmd(self, req: P.Pdu) -> None:
+        self.sess.cmd_pdus += 1  # iscsit_setup_scsi_cmd counts before any check
         bhs = req.bhs
         flags = bhs[1]
         dlen = (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]
@@ -493,6 +554,10 @@ class ConnectionMachine:
             self._start_task(task)
         else:
             self._sequence(task.cmdsn, lambda: self._start_task(task))
+            if not task.sequenced and task.cmdsn not in self.ooo:
+                del self.tasks[task.itt]  # dropped by the window: the kernel frees it
+        if not task.unsolicited_done and (task.sequenced or task.cmdsn in self.ooo):
+            self._dataout_start(task)  # iscsit_set_unsolicited_dataout (not if dropped)
 
     def _buffer(self, task: Task) -> bytearray:
         """The whole data-out buffer of ``task`` (EDTL bytes, zeros until received)."""
@@ -516,6 +581,8 @@ class ConnectionMachine:
     def _send_r2ts(self, task: Task) -> None:
         """iscsit_build_r2ts_for_cmd: up to MaxOutstandingR2T bursts of MaxBurstLength."""
         p = self.p
+        if task.r2t_offset < task.edtl:
+            self._dataout_start(task)
         while (len(task.outstanding_r2ts) < p.max_outstanding_r2t
                and task.r2t_offset < task.edtl):
             length = min(p.max_burst, task.edtl - task.r2t_offset)
@@ -535,10 +602,13 @@ class ConnectionMachine:
             self._klog("debug", "Unable to locate ITT 0x%08x for Data-Out, dumping payload",
                        req.itt)
             return None
+        self.sess.rx_data_octets += n  # the command is known: counted before the checks
         if not task.write:
             self._klog("err", "Command ITT: 0x%08x received DataOUT for a NON-WRITE command.",
                        task.itt)
             return None
+        if task.itt in self._dataout:  # iscsit_mod_dataout_timer
+            self._dataout[task.itt] = self.now + self.dataout_timeout
         off = req.buffer_offset
         if off + n > task.edtl:
             self.reject(req, P.REASON_BOOKMARK_INVALID)
@@ -613,6 +683,8 @@ class ConnectionMachine:
 
     def _data_out_done(self, req: P.Pdu, task: Task, seq, off: int, n: int) -> None:
         task.received += n
+        if task.received >= task.edtl and self._dataout:
+            self._dataout.pop(task.itt, None)  # all data in: iscsit_stop_dataout_timer
         if req.final:
             if seq is None:
                 task.unsolicited_done = True
@@ -665,6 +737,7 @@ class ConnectionMachine:
                 return
         self._inc_maxcmdsn()
         payload = sense_segment(sense) if sense else b""
+        self.sess.rsp_pdus += 1
         self.send(P.build_scsi_rsp(task.itt, status, self._stat(), self.exp_cmdsn,
                                    self.max_cmdsn, datasn, resid_flags, residual,
                                    len(payload)), payload)
@@ -697,6 +770,7 @@ class ConnectionMachine:
                       collapse: bool) -> int:
         mv = data if isinstance(data, memoryview) else memoryview(data)
         n = len(mv)
+        self.sess.tx_data_octets += n
         mrdsl = self.p.max_xmit_dsl
         mbl = self.p.max_burst
         off = 0

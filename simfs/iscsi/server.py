@@ -85,6 +85,8 @@ class IscsiServer:
         self._logging_in: dict[tuple, int] = {}
         self._refused: dict[tuple, list] = {}  # portal -> [count, time of the last line]
         self._tsih: dict = {}
+        #: session indexes held by leading logins still in progress
+        self._login_indexes: set[int] = set()
         self._sid: dict = {}
         self._ready = threading.Event()
 
@@ -244,6 +246,16 @@ class IscsiServer:
         self._sid[key] = n
         return n
 
+    def _new_index(self) -> int:
+        """The lowest session index no live session or login in progress holds, discovery
+        sessions included (the kernel allocates it from one module-wide ida for every
+        session, when a leading login's first PDU arrives, iscsi_login_zero_tsih_s1)."""
+        used = {s.index for s in self.sessions.values()} | self._login_indexes
+        i = 0
+        while i in used:
+            i += 1
+        return i
+
     def _cmdsn_depth(self, tpg) -> int:
         d = getattr(tpg, "cmdsn_depth", None)
         try:
@@ -330,6 +342,8 @@ class IscsiServer:
         finally:
             self._logged_out(portal)
             self._login_writers.discard(writer)
+            if m.session_index is not None:
+                self._login_indexes.discard(m.session_index)
             if not ok:
                 writer.close()
                 abort = getattr(m.tpg, "abort", None)
@@ -359,9 +373,15 @@ class IscsiServer:
                               peer=peer, portal=_portal_text(portal), target=m.target_name,
                               tpgt=getattr(m.tpg, "tpgt", None), initiator=m.initiator)
 
+        first = True
         try:
             while True:
                 req = P.Pdu(await read(P.BHS_LEN))
+                if first:
+                    first = False
+                    if req.tsih == 0:  # a leading login holds an index from its first PDU
+                        m.session_index = self._new_index()
+                        self._login_indexes.add(m.session_index)
                 # iscsit_get_login_rx reads the header and the data segment: a login PDU's
                 # TotalAHSLength is never read, so it cannot make the target wait
                 res = m.header(req)
@@ -403,6 +423,7 @@ class IscsiServer:
         sess.local = (str(local[0]), int(local[1])) if local else portal
         if not sess.discovery:
             sess.sid = self._new_sid(m.tpg)
+        sess.index = m.session_index if m.session_index is not None else self._new_index()
         self.sessions[sess.serial] = sess
         conn = Connection(self, writer.transport, sess, m.statsn, m.cid, peer=peername)
         sess.conn = conn

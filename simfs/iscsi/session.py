@@ -70,6 +70,16 @@ class Session:
         self.ttt = 1
         self.conn: Optional["Connection"] = None
         self.closed = False
+        #: session_index: the lowest id free among the server's sessions, discovery ones
+        #: included (the kernel's module-wide sess_ida)
+        self.index = 0
+        # the counters of the ACL's iscsi_sess_stats, kept where the kernel keeps them
+        self.cmd_pdus = 0             # SCSI Command PDUs received
+        self.rsp_pdus = 0             # SCSI Response PDUs sent
+        self.tx_data_octets = 0       # Data-In payload
+        self.rx_data_octets = 0       # Data-Out payload (immediate data is not counted)
+        self.conn_digest_errors = 0   # header digest failures
+        self.conn_timeout_errors = 0  # unanswered NOP-In pings
 
     def next_ttt(self) -> int:
         t = self.ttt
@@ -104,6 +114,7 @@ class Connection(asyncio.BufferedProtocol):
         self._flush_soon = False
         self._lost = False
         self._timer: Optional[asyncio.TimerHandle] = None
+        self._dtimer: Optional[asyncio.TimerHandle] = None  # the commands' DataOUT timer
         self.loop = asyncio.get_running_loop()
         tpg = session.tpg
         #: the TPG's LUN -> device lookup (None: every command runs on one worker)
@@ -135,6 +146,7 @@ class Connection(asyncio.BufferedProtocol):
         tr.set_write_buffer_limits(high=WRITE_HIGH)
         tr.set_protocol(self)
         if leftover:
+            self.m.now = self.loop.time()
             self.m.feed(leftover)
             self._pump()
         if not self._lost and not tr.is_closing() and not tr.is_reading():
@@ -153,7 +165,9 @@ class Connection(asyncio.BufferedProtocol):
         return self.m.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.m.buffer_updated(nbytes)
+        m = self.m
+        m.now = self.loop.time()
+        m.buffer_updated(nbytes)
         self._pump()
 
     def eof_received(self) -> bool:
@@ -169,6 +183,8 @@ class Connection(asyncio.BufferedProtocol):
             self.log.debug(f"iSCSI connection closed: {exc!r}")
         if self._timer is not None:
             self._timer.cancel()
+        if self._dtimer is not None:
+            self._dtimer.cancel()
         self.server.connection_closed(self)
 
     def pause_writing(self) -> None:
@@ -194,6 +210,10 @@ class Connection(asyncio.BufferedProtocol):
                 # in while the next command runs here
                 if m.out_bytes >= FLUSH_BYTES:
                     self.flush()
+        if m.dataout_wanted is not None:
+            if self._dtimer is None and not self._lost:
+                self._dtimer = self.loop.call_later(m.dataout_wanted, self._dataout_fire)
+            m.dataout_wanted = None
         self.flush()
         if m.closing and not self._lost:
             self.transport.close()
@@ -346,6 +366,15 @@ class Connection(asyncio.BufferedProtocol):
             self._timer = self.loop.call_later(self.nopin_response_timeout, self._nop_check)
         else:
             self._nop_arm()
+
+    def _dataout_fire(self) -> None:
+        self._dtimer = None
+        m = self.m
+        m.now = self.loop.time()
+        again = m.dataout_check()
+        if again is not None:
+            self._dtimer = self.loop.call_later(again, self._dataout_fire)
+        self._pump()
 
     def _nop_check(self) -> None:
         self.m.nopin_expired()

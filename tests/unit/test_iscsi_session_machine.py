@@ -45,6 +45,9 @@ class Tpg:
     def sync_cache(self, lun):
         return True
 
+    def connection_timed_out(self, initiator):
+        self.timed_out = getattr(self, "timed_out", []) + [initiator]
+
 
 def machine(exp_cmdsn=1, window=4, **params):
     kw = dict(immediate_data=True, initial_r2t=True, max_recv_dsl=8192, max_xmit_dsl=8192,
@@ -112,7 +115,7 @@ def test_cmdsn_below_the_window_or_above_maxcmdsn_is_dropped_silently():
     m.feed(cmd(0x20, 4, read10(0, 1), 512, read=True))
     m.feed(cmd(0x21, 7, read10(0, 1), 512, read=True))
     assert m.take_actions() == [] and m.take_output() == []
-    assert sess.exp_cmdsn == 5 and not m.closing
+    assert sess.exp_cmdsn == 5 and not m.closing and m.tasks == {}  # nothing kept
     assert ("debug", "Received CmdSN: 0x00000004 is less than ExpCmdSN: 0x00000005, "
             "ignoring.") in log.lines
     assert ("err", "Received CmdSN: 0x00000007 is greater than MaxCmdSN: 0x00000006, "
@@ -182,6 +185,44 @@ def test_unsolicited_data_out_with_initial_r2t_no():
     m.feed(wire(P.build_data_out(True, 0, 0x41, P.RSVD_TAG, 0, 0, 2048, 6144), data[2048:]))
     (a,) = executes(m)
     assert bytes(a.args[3]) == data and m.take_output() == []
+
+
+def test_a_write_whose_data_out_stops_coming_closes_at_the_dataout_timeout():
+    """iscsit_handle_dataout_timeout at ERL 0: the DataOUT timer starts with the R2T, each
+    Data-Out restarts it, all the data stops it; when it runs out the connection goes and
+    counts as a connection timeout."""
+    m, sess, log = machine(max_burst=4096, first_burst=4096)
+    m.now = 100.0
+    m.feed(cmd(0x45, 1, write10(0, 16), 8192, write=True))
+    (r2t,) = pdus(m)
+    assert m.dataout_wanted == 3.0                        # the ACL's dataout_timeout
+    m.dataout_wanted = None
+    m.now = 102.0                                         # the first burst, 2 s later
+    m.feed(wire(P.build_data_out(True, 0, 0x45, r2t.u32(20), 0, 0, 0, 4096), bytes(4096)))
+    (r2t2,) = pdus(m)
+    assert m.dataout_wanted is None                       # the timer runs on
+    m.now = 103.0
+    assert m.dataout_check() == 2.0 and not m.closing     # restarted at 102
+    m.now = 105.0
+    assert m.dataout_check() is None and m.closing
+    assert m.close_reason == ("Unable to recover from DataOut timeout while in ERL=0, "
+                              "closing iSCSI connection for I_T Nexus iqn.2026-12.test:i,"
+                              "i,0x800000000001,iqn.2026-12.test:t,t,0x01")
+    assert sess.conn_timeout_errors == 1 and sess.tpg.timed_out == ["iqn.2026-12.test:i"]
+
+
+def test_the_dataout_timer_stops_when_the_data_is_in():
+    m, sess, _ = machine(max_burst=8192, initial_r2t=False)
+    m.now = 10.0
+    m.feed(cmd(0x46, 1, write10(0, 16), 8192, write=True, data=bytes(1024), final=False))
+    assert m.dataout_wanted == 3.0 and pdus(m) == []     # unsolicited data to come
+    m.feed(wire(P.build_data_out(True, 0, 0x46, P.RSVD_TAG, 0, 0, 1024, 3072), bytes(3072)))
+    (r2t,) = pdus(m)
+    m.feed(wire(P.build_data_out(True, 0, 0x46, r2t.u32(20), 0, 0, 4096, 4096), bytes(4096)))
+    (a,) = executes(m)
+    m.now = 60.0
+    assert m.dataout_check() is None and not m.closing   # nothing waits any more
+    assert sess.conn_timeout_errors == 0
 
 
 def test_data_out_with_a_higher_datasn_closes_the_connection():
@@ -268,6 +309,25 @@ def test_nop_out_ping_is_echoed_and_a_nop_in_ping_expects_an_answer():
         "iqn.2026-12.test:i,i,0x800000000001,iqn.2026-12.test:t,t,0x01")
 
 
+def test_an_unanswered_ping_counts_a_connection_timeout_for_the_session_and_the_iqn():
+    m, sess, _ = machine()
+    assert m.nopin_ping()
+    m.nopin_expired()
+    assert m.closing and sess.conn_timeout_errors == 1
+    assert sess.tpg.timed_out == ["iqn.2026-12.test:i"]   # iscsit_fill_cxn_timeout_err_stats
+    m.nopin_expired()                                    # already closing: counted once
+    assert sess.conn_timeout_errors == 1 and len(sess.tpg.timed_out) == 1
+
+
+def test_a_discovery_session_timing_out_counts_nowhere():
+    m, sess, _ = machine()
+    sess.discovery = True
+    assert m.nopin_ping()
+    m.nopin_expired()
+    assert m.closing and sess.conn_timeout_errors == 0
+    assert not hasattr(sess.tpg, "timed_out")
+
+
 # -- task management -------------------------------------------------------------------------------
 def test_abort_task_drops_the_command_and_answers_after_the_device():
     m, sess, _ = machine()
@@ -329,6 +389,39 @@ def test_a_header_digest_error_closes_before_anything_runs():
     m.feed(bhs + b"\0\0\0\0")
     assert m.closing and m.take_actions() == []
     assert ("err", "Got unknown iSCSI OpCode: 0xff") in log.lines
+
+
+def test_a_header_digest_error_counts_in_the_session_not_as_a_timeout():
+    m, sess, _ = machine(header_digest=True)
+    bhs = bytes(P.build_scsi_cmd(P.F_FINAL | P.CMD_READ, 0, 1, 512, 1, 0, read10(0, 1), 0))
+    m.feed(bhs + b"\0\0\0\0")
+    assert m.closing and sess.conn_digest_errors == 1
+    assert sess.conn_timeout_errors == 0 and sess.cmd_pdus == 0  # never parsed as a command
+    assert not hasattr(sess.tpg, "timed_out")
+
+
+def test_session_counters_count_data_out_not_immediate_data():
+    """iscsi_sess_stats as the kernel counts: every SCSI Command PDU (a rejected one too),
+    SCSI Response PDUs (not a status collapsed into Data-In), Data-In payload, and only
+    Data-Out payload as received data (iscsit_check_dataout_hdr), not immediate data."""
+    m, sess, _ = machine(first_burst=4096)
+    data = bytes(8192)
+    m.feed(cmd(0x40, 1, write10(0, 16), 8192, write=True, data=data[:4096]))
+    (r2t,) = pdus(m)
+    assert sess.rx_data_octets == 0 and sess.cmd_pdus == 1
+    m.feed(wire(P.build_data_out(True, 0, 0x40, r2t.u32(20), 0, 0, 4096, 4096), data[4096:]))
+    assert sess.rx_data_octets == 4096
+    (a,) = executes(m)
+    m.complete(a.task, Result())
+    m.feed(cmd(0x41, 2, read10(0, 1), 512, read=True))
+    (a,) = executes(m)
+    m.complete(a.task, Result(data=bytes(512)))          # status rides on the Data-In
+    (din,) = pdus(m)[-1:]
+    assert din.opcode == P.OP_DATA_IN
+    assert (sess.cmd_pdus, sess.rsp_pdus, sess.tx_data_octets) == (2, 1, 512)
+    m.feed(cmd(0x42, 3, read10(0, 1), 512, read=True, write=True))   # bidirectional
+    (rej,) = pdus(m)
+    assert rej.opcode == P.OP_REJECT and sess.cmd_pdus == 3 and sess.rsp_pdus == 1
 
 
 def test_an_oversized_data_segment_is_rejected_and_closes():

@@ -14,12 +14,12 @@ from simfs.scsi.command import Nexus, Result
 from simfs.scsi.engine import ScsiEngine
 from simfs.core import tmr
 from simfs.core.fabric import all_tpgs, fabric_modules
-from simfs.core.idr import Idr
 
 from simfs_plugins.fabrics.iscsi import stats
 from simfs_plugins.fabrics.iscsi.auth import NodeAuth
 from simfs_plugins.fabrics.iscsi.constants import (NA_AUTHENTICATION_INHERITED,
-                                                   NA_NOPIN_RESPONSE_TIMEOUT, NA_NOPIN_TIMEOUT)
+                                                   NA_DATAOUT_TIMEOUT, NA_NOPIN_RESPONSE_TIMEOUT,
+                                                   NA_NOPIN_TIMEOUT)
 from simfs_plugins.fabrics.iscsi.portals import IscsiNp
 from simfs_plugins.fabrics.iscsi.tpg_configfs import tpg_attrib
 
@@ -127,6 +127,7 @@ class TpgView:
             self.nopin_timeout = na.get("nopin_timeout", NA_NOPIN_TIMEOUT)
             self.nopin_response_timeout = na.get("nopin_response_timeout",
                                                  NA_NOPIN_RESPONSE_TIMEOUT)
+            self.dataout_timeout = na.get("dataout_timeout", NA_DATAOUT_TIMEOUT)
 
     def _lock(self):
         return self.core.tree_lock
@@ -174,24 +175,22 @@ class TpgView:
             sess = self.tpg.add_session(self.acl, _isid_text(isid))
             sess.fabric_sess = session
             stats.tiqn_stats(self.tpg.wwn).login(0, 0)  # iscsit_collect_login_stats: accepted
-            # session_index: the lowest free id of the module's sess_ida
-            ida = self.tpg.wwn.fmod.state.setdefault("sess_ida", Idr())
-            st = stats.sess_stats(self.acl, sess.isid)
-            st.index = ida.alloc(st, 0, 0x7FFFFFFF) or 0
 
     def session_removed(self, isid: Any) -> None:
         with self._lock():
             self._nexus_loss(_isid_text(isid))
-            st = self.acl.private.get("sess_stats", {}).pop(_isid_text(isid), None)
-            ida = self.tpg.wwn.fmod.state.get("sess_ida")
-            if st is not None and ida is not None and ida.get(st.index) is st:
-                ida.remove(st.index)
             self.tpg.remove_session(self.acl, _isid_text(isid))
 
     def logout_received(self, reason: int) -> None:
         """A Logout Request arrived (iscsit_handle_logout_cmd counts it by reason)."""
         with self._lock():
             stats.tiqn_stats(self.tpg.wwn).logout(reason)
+
+    def connection_timed_out(self, initiator: str) -> None:
+        """A connection of ``initiator`` failed on a timeout (an unanswered NOP-In ping):
+        iscsit_fill_cxn_timeout_err_stats counts it in the IQN's iscsi_sess_err."""
+        with self._lock():
+            stats.tiqn_stats(self.tpg.wwn).cxn_timeout(initiator)
 
     def _nexus_loss(self, isid: Optional[str]) -> None:
         """I_T nexus loss: an SPC-2 reservation this session held is released (the kernel
@@ -264,7 +263,6 @@ class TpgView:
         n_in = len(res.data)
         ok = res.status == S.GOOD
         with lock:
-            self._count(nexus.isid, n_out, n_in, ok, data_length)
             port.cmd_pdus += 1
             if deve is not None:
                 deve.total_cmds += 1
@@ -278,20 +276,6 @@ class TpgView:
                     if deve is not None:
                         deve.read_bytes += n_in
         return res
-
-    def _count(self, isid: Optional[str], n_out: int, n_in: int, ok: bool,
-               data_length: Optional[int]) -> None:
-        """The session's counters (iscsi_sess_stats): a command PDU in, its data; a SCSI
-        Response PDU out unless the status rode on the last Data-In (a good read)."""
-        st = self.acl.private.get("sess_stats", {}).get(isid)
-        if st is None:
-            return
-        st.cmd_pdus += 1
-        st.rx_data_octets += n_out
-        sent = n_in if data_length is None else min(n_in, data_length)
-        st.tx_data_octets += sent
-        if not (sent and ok):
-            st.rsp_pdus += 1
 
 
 class TreeIscsiBackend:

@@ -95,25 +95,19 @@ class TiqnStats:
         self.last_intr_fail_addr = ip
         self.last_fail_time = time.monotonic()
 
+    def cxn_timeout(self, initiator: str) -> None:
+        """iscsit_fill_cxn_timeout_err_stats: a connection of ``initiator`` timed out (the
+        only session error the kernel counts: digest_errors and format_errors stay 0)."""
+        self.cxn_timeout_errors = (self.cxn_timeout_errors + 1) & 0xFFFFFFFF
+        self.last_sess_failure_type = ISCSI_SESS_ERR_CXN_TIMEOUT
+        self.last_sess_fail_rem_name = initiator[:223]  # ISCSI_IQN_LEN with its NUL
+
     def logout(self, reason: int) -> None:
         """iscsit_handle_logout_cmd: reason 0 (close the session) is a normal logout."""
         if reason == 0:
             self.normal_logouts += 1
         else:
             self.abnormal_logouts += 1
-
-
-@dataclass
-class SessStats:
-    """An iSCSI session's counters (iscsit_session: session_index, cmd_pdus ...)."""
-
-    index: int = 0
-    cmd_pdus: int = 0
-    rsp_pdus: int = 0
-    tx_data_octets: int = 0
-    rx_data_octets: int = 0
-    conn_digest_errors: int = 0
-    conn_timeout_errors: int = 0
 
 
 def tiqn_stats(wwn: "SeWwn") -> TiqnStats:
@@ -228,37 +222,33 @@ def wwn_stat_groups(wwn: "SeWwn") -> list[Group]:
 
 
 # -- the ACL's iscsi_sess_stats ------------------------------------------------------------------
-def sess_stats(acl: "NodeAcl", isid: Optional[str]) -> SessStats:
-    """The counters of the ACL's session ``isid`` (made at its login)."""
-    return acl.private.setdefault("sess_stats", {}).setdefault(isid, SessStats())
-
-
-def _nacl_sess_stats(acl: "NodeAcl") -> Optional[SessStats]:
-    """se_nacl->nacl_sess (the session registered last) and its counters."""
+def _nacl_sess(acl: "NodeAcl") -> Any:
+    """se_nacl->nacl_sess (the session registered last): the server's session, which
+    keeps the counters (index, cmd_pdus ... as the kernel's iscsit_session)."""
     sessions = list(acl.sessions.values())
     if not sessions:
         return None
-    return acl.private.get("sess_stats", {}).get(sessions[-1].isid)
+    return getattr(sessions[-1], "fabric_sess", None)
 
 
-def _sess(show: Callable[["NodeAcl", SessStats], Any]) -> Callable[[Group], str]:
+def _sess(name: str) -> Callable[[Group], str]:
     def read(g: Group) -> str:
-        acl = obj(g)
-        st = _nacl_sess_stats(acl)
-        return "" if st is None else f"{show(acl, st)}\n"
+        sess = _nacl_sess(obj(g))
+        return "" if sess is None else f"{getattr(sess, name, 0)}\n"
     return read
 
 
 SESS_STATS_ATTRS = (
     Attribute("inst", lambda g: f"{obj(g).tpg.wwn.private['tiqn_index']}\n"),
-    Attribute("node", _sess(lambda a, s: ISCSI_NODE_INDEX)),  # a Normal session
-    Attribute("indx", _sess(lambda a, s: s.index)),
-    Attribute("cmd_pdus", _sess(lambda a, s: s.cmd_pdus)),
-    Attribute("rsp_pdus", _sess(lambda a, s: s.rsp_pdus)),
-    Attribute("txdata_octs", _sess(lambda a, s: s.tx_data_octets)),
-    Attribute("rxdata_octs", _sess(lambda a, s: s.rx_data_octets)),
-    Attribute("conn_digest_errors", _sess(lambda a, s: s.conn_digest_errors)),
-    Attribute("conn_timeout_errors", _sess(lambda a, s: s.conn_timeout_errors)),
+    Attribute("node", lambda g: "" if _nacl_sess(obj(g)) is None
+              else f"{ISCSI_NODE_INDEX}\n"),  # a Normal session
+    Attribute("indx", _sess("index")),
+    Attribute("cmd_pdus", _sess("cmd_pdus")),
+    Attribute("rsp_pdus", _sess("rsp_pdus")),
+    Attribute("txdata_octs", _sess("tx_data_octets")),
+    Attribute("rxdata_octs", _sess("rx_data_octets")),
+    Attribute("conn_digest_errors", _sess("conn_digest_errors")),
+    Attribute("conn_timeout_errors", _sess("conn_timeout_errors")),
 )
 
 
