@@ -520,6 +520,12 @@ def test_fabric_statistics_count_logins_sessions_and_logouts():
         ini = RawInitiator(port)
         ini.target = tgt
         ini.full_login()
+        # the session is registered after its final Login Response went out (the kernel's
+        # iscsi_post_login_handler runs after iscsi_target_do_tx_login_io too): wait for it
+        for _ in range(100):
+            if stat("iscsi_instance/sessions") == "1":
+                break
+            time.sleep(0.05)
         assert stat("iscsi_login_stats/accepts") == "1"
         assert stat("iscsi_instance/sessions") == "1"
         assert m.read(f"{sess}/node") == "1\n" and m.read(f"{sess}/cmd_pdus") == "0\n"

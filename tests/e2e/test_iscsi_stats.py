@@ -184,6 +184,7 @@ def test_session_counts_data_out_but_not_immediate_data(site):
                 ("InitialR2T", "Yes"), ("MaxBurstLength", "8192"),
                 ("FirstBurstLength", "4096"), ("MaxOutstandingR2T", "1"),
                 ("ErrorRecoveryLevel", "0")])
+    sessions_become(m, 1)  # registered just after the final Login Response
     assert cat(m, f"{SESS}/cmd_pdus") == "0"
     data = bytes(range(256)) * 32                          # 8192: 4096 immediate, 4096 R2T'd
     cdb = bytes([0x2A, 0, 0, 0, 0, 0, 0, 0, 16, 0])
@@ -215,6 +216,7 @@ def test_a_discovery_session_holds_a_session_index_but_is_no_iqn_session(site):
     login(disc, [("HeaderDigest", "None"), ("DataDigest", "None")], discovery=True)
     ini = initiator(port, 0x2005)
     ini.full_login()
+    sessions_become(m, 1)  # registered just after the final Login Response, as the kernel does
     assert cat(m, f"{SESS}/indx") == "1"                  # 0 is the discovery session's
     assert cat(m, f"{FS}/iscsi_instance/sessions") == "1"
     assert cat(m, f"{FS}/iscsi_login_stats/accepts") == "1"
@@ -224,6 +226,10 @@ def test_a_discovery_session_holds_a_session_index_but_is_no_iqn_session(site):
     again.full_login()
     assert until_closed(ini) == []                        # the old session was ended
     ini.close()
+    for _ in range(100):  # the new session registers just after its final Login Response
+        if cat(m, f"{SESS}/indx") == "2":
+            break
+        time.sleep(0.05)
     assert cat(m, f"{SESS}/indx") == "2"
     assert cat(m, f"{FS}/iscsi_instance/sessions") == "1"
     logout = bytearray(48)
