@@ -16,7 +16,8 @@ Sections:
              thread-state pin, the same with fusepy's default caching (the floor) at
              simfs's path depth (6) and at depth 1, tmpfs
   scale      the same cycles with 10, 1,000 and 10,000 devices in one HBA (--quick: 10,
-             1,000), readdir of the HBA, device creation rate, RSS per device
+             1,000), the levels mounted side by side and their trials interleaved,
+             readdir of the HBA, device creation rate, RSS per device
   memory     a 1 TiB rd_mcp device: RSS before and after writing 1 GiB (in-process engine)
   dataplane  engine READ/WRITE throughput in-process vs memcpy / os.pread/pwrite
   iscsi      simfs's iSCSI server vs tgt (tgtd) over 127.0.0.1, same 256 MiB backing file
