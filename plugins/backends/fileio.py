@@ -286,6 +286,7 @@ class FileioDevice(StorageDevice):
 
 class FileioBackend(Backend):
     name = "fileio"
+    kernel_module = "target_core_file"
     inquiry_prod = "FILEIO"
     inquiry_rev = FD_VERSION
     v3_hba_type = 7

@@ -267,6 +267,7 @@ class IblockDevice(StorageDevice):
 
 class IblockBackend(Backend):
     name = "iblock"
+    kernel_module = "target_core_iblock"
     inquiry_prod = "IBLOCK"
     inquiry_rev = IBLOCK_VERSION
     v3_hba_type = 4

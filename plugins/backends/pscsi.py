@@ -261,6 +261,7 @@ class PscsiDevice(BackendDevice):
 
 class PscsiBackend(Backend):
     name = "pscsi"
+    kernel_module = "target_core_pscsi"
     attrib_list = "passthrough"
     transport_flags_default = (TRANSPORT_FLAG_PASSTHROUGH | TRANSPORT_FLAG_PASSTHROUGH_ALUA
                                | TRANSPORT_FLAG_PASSTHROUGH_PGR)

@@ -520,6 +520,7 @@ TCMU_ACTION_ATTRS = (
 
 class UserBackend(Backend):
     name = "user"
+    kernel_module = "target_core_user"
     attrib_list = "passthrough"
     extra_attrib_attrs = tuple(PASSTHROUGH_PR_ATTRIB_ATTRS) + TCMU_ATTRIB_ATTRS
     action_attrs = TCMU_ACTION_ATTRS

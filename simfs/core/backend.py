@@ -65,6 +65,10 @@ class Backend:
     transport_flags_changeable = 0
     #: Profiles that have this plugin ("modern", "v3.0").
     profiles = frozenset({"modern", "v3.0"})
+    #: The kernel module that registers this backend when it loads (at the first HBA
+    #: mkdir, transport_subsystem_check_init); "" for one built into target_core_mod
+    #: (rd_mcp) or from outside the kernel, registered with the core.
+    kernel_module = ""
     #: The v3.0-era plugin type number (PLUGIN_TRANSPORT[n]); 0 when it did not exist then.
     v3_hba_type = 0
     #: The v3.0 banner name ("iBlock", "FILEIO", ...), used in v3.0 log lines.

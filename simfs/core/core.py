@@ -167,7 +167,7 @@ class TargetCore:
         self.alua = Alua(self)
         if not profile.legacy:
             self.log.info(initialized)
-        if not profile.legacy:
+            self.registry.register_builtin()  # rd_module_init, after the line above
             self._setup_virtual_lun0()
 
     # -- module-wide helpers ----------------------------------------------------------------
@@ -208,6 +208,7 @@ class TargetCore:
         new = [n for n in names if n not in self.modules]
         if new:
             self.modules.extend(new)
+            self.registry.modules_loaded(new)
             self.events.modules_changed()
 
     def subsystem_check_init(self) -> None:

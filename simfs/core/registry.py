@@ -50,6 +50,7 @@ class BackendRegistry:
 
     def __init__(self, backends: Iterable[Backend], profile, log):
         self.profile = profile
+        self.log = log
         self.backends: dict[str, Backend] = {}
         usable = [b for b in backends if profile.family in b.profiles]
         if profile.legacy:
@@ -60,12 +61,31 @@ class BackendRegistry:
             self.backends[backend.name] = backend
             if profile.legacy:
                 log.info(f"PLUGIN_TRANSPORT[{backend.v3_hba_type}] - {backend.name} registered")
-            else:
-                log.debug(f"TCM: Registered subsystem plugin: {backend.name} struct module: "
-                          f"{profile.kptr(backend)}")
         if profile.legacy:
             log.info("SE_PC[1] - Registered Plugin Class: OBJ")
             log.info("PLUGIN_OBJ[1] - dev registered")
+
+    def _registered(self, backend: Backend) -> None:
+        """transport_backend_register's line (modern kernels)."""
+        self.log.debug(f"TCM: Registered subsystem plugin: {backend.name} struct module: "
+                       f"{self.profile.kptr(backend)}")
+
+    def register_builtin(self) -> None:
+        """The backends target_core_mod registers itself (rd_module_init: rd_mcp), and
+        those from outside the kernel, at the core's init."""
+        if not self.profile.legacy:
+            for backend in self.backends.values():
+                if not backend.kernel_module:
+                    self._registered(backend)
+
+    def modules_loaded(self, modules: Iterable[str]) -> None:
+        """Backend modules just loaded register, in the order they loaded."""
+        if self.profile.legacy:
+            return
+        for module in modules:
+            for backend in self.backends.values():
+                if backend.kernel_module == module:
+                    self._registered(backend)
 
     def get(self, name: str) -> Backend | None:
         return self.backends.get(name)

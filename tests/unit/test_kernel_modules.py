@@ -66,3 +66,37 @@ def test_the_file_is_rewritten_in_place(sim, tmp_path):
         "tcm_loop 0 0 - Live 0x0000000000000000",
         "target_core_mod 0 1 tcm_loop, Live 0x0000000000000000",
         "fuse 155648 3 - Live 0x0000000000000000"]
+
+
+@pytest.mark.parametrize("version", ["4.18", "6.12"])
+def test_backends_register_when_their_modules_load(tmp_path, version):
+    """transport_backend_register's line: rd_mcp's at target_core_mod's init (rd_module_init,
+    after "Initialized ConfigFS Fabric Infrastructure"), iblock, fileio, pscsi and user's
+    when transport_subsystem_check_init loads their modules at the first HBA mkdir."""
+    sim = Sim(state_dir=tmp_path / "st", profile=get_profile(version))
+    try:
+        def registered() -> list[str]:
+            return [line.split("plugin: ")[1].split()[0] for line in sim.log.text().splitlines()
+                    if "TCM: Registered subsystem plugin: " in line]
+        text = sim.log.text()
+        assert registered() == ["rd_mcp"]
+        assert text.index("Initialized ConfigFS Fabric Infrastructure") < \
+            text.index("Registered subsystem plugin: rd_mcp")
+        sim.mkdir("/target/core/rd_mcp_1")
+        assert registered() == ["rd_mcp", "iblock", "fileio", "pscsi", "user"]
+        sim.mkdir("/target/core/fileio_0")
+        assert registered() == ["rd_mcp", "iblock", "fileio", "pscsi", "user"]  # once
+    finally:
+        sim.close()
+
+
+def test_v30_registers_its_plugins_at_init(tmp_path):
+    sim = Sim(state_dir=tmp_path / "st", profile=get_profile("v3.0"))
+    try:
+        text = sim.log.text()
+        assert "PLUGIN_TRANSPORT[4] - iblock registered" in text
+        assert "TCM: Registered subsystem plugin" not in text
+        sim.mkdir("/target/core/iblock_0")
+        assert "TCM: Registered subsystem plugin" not in sim.log.text()
+    finally:
+        sim.close()
