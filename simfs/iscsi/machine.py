@@ -131,7 +131,8 @@ class ConnectionMachine:
         self.dd = bool(self.p.data_digest)
         self.max_dsl = max(self.p.max_recv_dsl, 8192)
         self.tasks: dict[int, Task] = {}
-        self.ooo: dict[int, Callable[[], None]] = {}
+        #: CmdSN -> (handler, its argument) held until the gap before it fills
+        self.ooo: dict[int, tuple[Callable[[Any], None], Any]] = {}
         self.nopin_ttt: Optional[int] = None
         self.closing = False
         #: why the connection goes (None: a logout, or the peer went)
@@ -459,21 +460,20 @@ class ConnectionMachine:
         if req.immediate:
             handler(req)
             return
-        self._sequence(req.cmdsn, lambda: handler(req))
+        self._sequence(req.cmdsn, handler, req)
 
-    def _sequence(self, cmdsn: int, run: Callable[[], None]) -> None:
+    def _sequence(self, cmdsn: int, run: Callable[[Any], None], arg: Any) -> None:
+        """``run(arg)`` in CmdSN order: now when ``cmdsn`` is the next one, later when the
+        gap before it fills; dropped (with the kernel's line) outside the window."""
         sess = self.sess
-        if cmdsn == sess.exp_cmdsn and not self.ooo:
-            sess.exp_cmdsn = (cmdsn + 1) & 0xFFFFFFFF
-            run()
-            return
         if cmdsn == sess.exp_cmdsn:
             sess.exp_cmdsn = (cmdsn + 1) & 0xFFFFFFFF
-            run()
-            while sess.exp_cmdsn in self.ooo:
-                nxt = self.ooo.pop(sess.exp_cmdsn)
+            run(arg)
+            ooo = self.ooo
+            while ooo and sess.exp_cmdsn in ooo:
+                nxt, nxt_arg = ooo.pop(sess.exp_cmdsn)
                 sess.exp_cmdsn = (sess.exp_cmdsn + 1) & 0xFFFFFFFF
-                nxt()
+                nxt(nxt_arg)
             return
         if P.serial_lt(cmdsn, sess.exp_cmdsn):
             self._klog("debug", "Received CmdSN: 0x%08x is less than ExpCmdSN: 0x%08x, ignoring.",
@@ -483,7 +483,7 @@ class ConnectionMachine:
             self._klog("err", "Received CmdSN: 0x%08x is greater than MaxCmdSN: 0x%08x, ignoring.",
                        cmdsn, sess.max_cmdsn)
             return
-        self.ooo[cmdsn] = run
+        self.ooo[cmdsn] = (run, arg)
 
     def _inc_maxcmdsn(self) -> None:
         self.sess.max_cmdsn = (self.sess.max_cmdsn + 1) & 0xFFFFFFFF
@@ -548,14 +548,9 @@ class ConnectionMachine:
                 task.data = req.data
             task.received = task.r2t_offset = dlen
         self.tasks[task.itt] = task
-        sess = self.sess
-        if task.cmdsn == sess.exp_cmdsn and not self.ooo:  # in order: the usual case
-            sess.exp_cmdsn = (task.cmdsn + 1) & 0xFFFFFFFF
-            self._start_task(task)
-        else:
-            self._sequence(task.cmdsn, lambda: self._start_task(task))
-            if not task.sequenced and task.cmdsn not in self.ooo:
-                del self.tasks[task.itt]  # dropped by the window: the kernel frees it
+        self._sequence(task.cmdsn, self._start_task, task)
+        if not task.sequenced and task.cmdsn not in self.ooo:
+            del self.tasks[task.itt]  # dropped by the window: the kernel frees it
         if not task.unsolicited_done and (task.sequenced or task.cmdsn in self.ooo):
             self._dataout_start(task)  # iscsit_set_unsolicited_dataout (not if dropped)
 

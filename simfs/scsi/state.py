@@ -1,7 +1,8 @@
 """What the engine keeps per device beyond the configfs-visible state, declared in one place.
 
 One :class:`DeviceState` per device, made on first use and dropped with the device (the
-registry holds devices weakly), so nothing is attached to core objects.
+registry is keyed by the device's id and holds no reference to it), so nothing is attached
+to core objects.
 """
 
 from __future__ import annotations
