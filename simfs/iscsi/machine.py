@@ -30,7 +30,12 @@ initiator's MaxRecvDataSegmentLength and MaxBurstLength with the status in the l
 and NOP-In, task management, Text (SendTargets), Logout, SNACK (rejected at ERL 0).
 
 The machine asks the session's TPG view questions (its LUNs, a LUN's block size) but never
-runs a command itself.
+runs a command itself. A driver may set :attr:`~ConnectionMachine.runner` (``now_key(task)``
+and ``run(task, key)``): a READ/WRITE(10/16) that is the last PDU received, has all its data,
+comes next in CmdSN order with nothing else in flight, and that the runner can run at once
+(its device idle) then runs as it is parsed, with the outcome the action would have had;
+at one command in flight, the usual case of a latency-bound initiator, that saves the
+PDU, task-queue and action round of the general path.
 """
 
 from __future__ import annotations
@@ -53,6 +58,14 @@ TASK_SET_FULL = 0x28
 SENSE_BUFFER = 96
 #: the receive buffer's first size (a 256 KiB Data-Out plus its header fits)
 RECV_BUFFER = 1 << 18 | 4096
+
+
+_from_bytes = int.from_bytes
+#: what :meth:`ConnectionMachine._run_now` takes: READ(10/16), WRITE(10/16)
+_RUN_NOW_OPS = frozenset((0x28, 0x2A, 0x88, 0x8A))
+_F_READ = P.F_FINAL | P.CMD_READ
+_F_WRITE = P.F_FINAL | P.CMD_WRITE
+_NO_LUN = bytes(8)
 
 
 class CloseConnection(Exception):
@@ -133,6 +146,8 @@ class ConnectionMachine:
         self.tasks: dict[int, Task] = {}
         #: CmdSN -> (handler, its argument) held until the gap before it fills
         self.ooo: dict[int, tuple[Callable[[Any], None], Any]] = {}
+        #: the driver's way to run a command at once (see :meth:`_run_now`), or None
+        self.runner: Any = None
         self.nopin_ttt: Optional[int] = None
         self.closing = False
         #: why the connection goes (None: a logout, or the peer went)
@@ -232,6 +247,9 @@ class ConnectionMachine:
             if avail < P.BHS_LEN:
                 break
             pos = self._rpos
+            if rb[pos] == P.OP_SCSI_CMD and self.runner is not None and not self.actions \
+                    and not self.tasks and self._run_now(rb, pos, avail):
+                continue
             ahs_len = rb[pos + 4] * 4
             hlen = P.BHS_LEN + ahs_len + (4 if self.hd else 0)
             if avail < hlen:
@@ -264,6 +282,58 @@ class ConnectionMachine:
                 self._data_out_header(req, dlen)
                 continue
             self._pending = (req, dlen + (-dlen & 3) + (4 if self.dd else 0))
+
+    def _run_now(self, rb: bytearray, pos: int, avail: int) -> bool:
+        """A SCSI Command PDU that is all that is left to parse, a READ or WRITE (10/16)
+        with all its data, the next in CmdSN order, nothing else in flight: when the driver
+        can run it at once, it runs here, without the PDU, dispatch and action objects of
+        the general path, with the same outcome (counters, sequence numbers, responses).
+        False: nothing was done, the general path takes the PDU."""
+        if rb[pos + 4] or self.hd or self.dd or self.sess.discovery:
+            return False
+        dlen = (rb[pos + 5] << 16) | (rb[pos + 6] << 8) | rb[pos + 7]
+        if avail != P.BHS_LEN + dlen + (-dlen & 3) or rb[pos + 32] not in _RUN_NOW_OPS:
+            return False
+        rw = rb[pos + 1] & 0xE0
+        edtl = _from_bytes(rb[pos + 20:pos + 24], "big")
+        if not edtl:
+            return False
+        if rw == _F_READ:
+            if dlen:
+                return False
+        elif rw == _F_WRITE:
+            p = self.p
+            if dlen != edtl or not p.immediate_data or dlen > p.max_recv_dsl \
+                    or dlen > p.first_burst:
+                return False
+        else:
+            return False
+        sess = self.sess
+        cmdsn = _from_bytes(rb[pos + 24:pos + 28], "big")
+        if cmdsn != sess.exp_cmdsn or self.ooo:
+            return False
+        lun_bytes = bytes(rb[pos + 8:pos + 16])
+        write = rw == _F_WRITE
+        task = Task(_from_bytes(rb[pos + 16:pos + 20], "big"), cmdsn, P.lun_to_int(lun_bytes),
+                    lun_bytes, bytes(rb[pos + 32:pos + 48]), edtl, not write, write)
+        key = self.runner.now_key(task)
+        if key is None:
+            return False
+        if write:
+            task.data = bytes(rb[pos + P.BHS_LEN:pos + P.BHS_LEN + dlen])
+            task.received = task.r2t_offset = dlen
+        self._rpos = pos + avail
+        sess.cmd_pdus += 1
+        sess.exp_cmdsn = (cmdsn + 1) & 0xFFFFFFFF
+        task.sequenced = True
+        self.tasks[task.itt] = task
+        try:
+            res = self.runner.run(task, key)
+        except Exception as e:  # noqa: BLE001 - a backend bug must not kill the connection
+            self.failed(task, e)
+        else:
+            self.complete(task, res)
+        return True
 
     def _take_data(self, req: P.Pdu, need: int) -> None:
         """The data segment of ``req`` is in the buffer: check its digest, then dispatch."""
@@ -719,9 +789,14 @@ class ConnectionMachine:
         status = res.status
         sense = res.sense or b""
         data = res.data or b""
-        resid_flags, residual, keep = residuals(task.read, task.write, task.edtl, len(data),
-                                                status, lambda: self._cdb_length(task)) \
-            if getattr(res, "residual", True) else (0, 0, len(data))  # refused before set
+        if status == GOOD and not sense and self._whole(task, len(data)):
+            resid_flags = residual = 0
+            keep = len(data)
+        else:
+            resid_flags, residual, keep = residuals(task.read, task.write, task.edtl,
+                                                    len(data), status,
+                                                    lambda: self._cdb_length(task)) \
+                if getattr(res, "residual", True) else (0, 0, len(data))  # refused before set
         if keep < len(data):
             data = memoryview(data)[:keep] if keep else b""
         datasn = 0
@@ -736,6 +811,21 @@ class ConnectionMachine:
         self.send(P.build_scsi_rsp(task.itt, status, self._stat(), self.exp_cmdsn,
                                    self.max_cmdsn, datasn, resid_flags, residual,
                                    len(payload)), payload)
+
+    @staticmethod
+    def _whole(task: Task, n: int) -> bool:
+        """Whether a READ/WRITE(10/16) that ended GOOD with ``n`` bytes of data-in moved
+        exactly what its CDB and the EDTL both asked for (so :func:`residuals` finds no
+        residual), told without asking the TPG."""
+        cdb = task.cdb
+        op = cdb[0]
+        bs = task.block_size
+        if bs is None or op not in _RUN_NOW_OPS or len(cdb) < 16:
+            return False
+        at = 7 if op < 0x80 else 10
+        size = _from_bytes(cdb[at:at + (2 if op < 0x80 else 4)], "big") * bs
+        edtl = task.edtl
+        return size == edtl and n == (edtl if task.read else 0) and task.read != task.write
 
     def _cdb_length(self, task: Task) -> Optional[int]:
         """The transfer length the CDB asks for (the kernel's ``size`` in
@@ -763,11 +853,22 @@ class ConnectionMachine:
 
     def _send_data_in(self, task: Task, data, status: int, resid_flags: int, residual: int,
                       collapse: bool) -> int:
-        mv = data if isinstance(data, memoryview) else memoryview(data)
-        n = len(mv)
+        n = len(data)
         self.sess.tx_data_octets += n
         mrdsl = self.p.max_xmit_dsl
         mbl = self.p.max_burst
+        if n <= mrdsl and n <= mbl:  # one PDU
+            flags = P.F_FINAL
+            statsn = 0
+            if collapse:
+                flags |= P.DATAIN_STATUS | resid_flags
+                self._inc_maxcmdsn()
+                statsn = self._stat()
+            self.send(P.build_data_in(flags, status, _NO_LUN, task.itt, P.RSVD_TAG, statsn,
+                                      self.exp_cmdsn, self.max_cmdsn, 0, 0,
+                                      residual if collapse else 0, n), data)
+            return 1
+        mv = data if isinstance(data, memoryview) else memoryview(data)
         off = 0
         datasn = 0
         burst_left = mbl

@@ -21,6 +21,7 @@ from simfs.iscsi.machine import (CloseConnection, ConnectionMachine, Execute, Ma
 from simfs.iscsi.text import SessionParams
 from simfs.iscsi.workers import QueueFull
 from simfs.scsi import faults
+from simfs.scsi.command import DATA_IN, DATA_OUT
 
 #: buffers per writev (Linux's IOV_MAX is 1024)
 IOV_MAX = 1024
@@ -106,6 +107,7 @@ class Connection(asyncio.BufferedProtocol):
         self.sess = session
         self.m = ConnectionMachine(session, statsn, cid, server.report,
                                    discovery=server.backend.discovery, peer=peer)
+        self.m.runner = self
         sock = transport.get_extra_info("socket")
         try:
             self._fd: Optional[int] = sock.fileno() if sock is not None else None
@@ -226,19 +228,36 @@ class Connection(asyncio.BufferedProtocol):
         except Exception:  # noqa: BLE001 - looked up again, and answered, by submit
             return None
 
+    def _at_once(self, task: Task, key: Any) -> bool:
+        """Whether ``task`` (for device ``key``) runs at once on the loop: a command for no
+        device (answered without one), or a READ/WRITE to a device with nothing queued and
+        no injected latency, for which a thread hop would cost more than the command.
+        ``task.block_size`` becomes the device's (read here once instead of asked of the
+        TPG for residuals)."""
+        if key is None:
+            return True
+        bs = getattr(getattr(key, "attrib", None), "block_size", None)
+        if type(bs) is int:
+            task.block_size = bs
+        return task.cdb[0] in _INLINE_OPS and self._idle(key)
+
+    # the machine's runner (ConnectionMachine.runner): a command run as it is parsed
+    def now_key(self, task: Task) -> Any:
+        """The device ``task`` is to run on at once, or None (not at once, or no device)."""
+        key = self._device(task.lun)
+        return key if key is not None and self._at_once(task, key) else None
+
+    def run(self, task: Task, key: Any) -> Any:
+        """Run ``task`` here and now (``key`` from :meth:`now_key`): its result."""
+        return self.sess.tpg.submit(self.sess.isid_str, task.lun, task.cdb, task.data_out(),
+                                    data_length=task.edtl,
+                                    data_direction=DATA_OUT if task.write else DATA_IN)
+
     def _execute(self, a: Execute) -> None:
         task = a.task
         tpg = self.sess.tpg
         key = self._device(task.lun)
-        if key is not None:
-            # the device's block size, read here once instead of asked of the TPG for
-            # residuals
-            bs = getattr(getattr(key, "attrib", None), "block_size", None)
-            if type(bs) is int:
-                task.block_size = bs
-        if key is None or (task.cdb[0] in _INLINE_OPS and self._idle(key)):
-            # no device (answered at once), or a READ/WRITE to a device with nothing queued
-            # and no injected latency: a thread hop would cost more than the command
+        if self._at_once(task, key):
             try:
                 res = tpg.submit(*a.args, **a.kw)
             except Exception as e:  # noqa: BLE001 - a backend bug must not kill the connection

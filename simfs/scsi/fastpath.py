@@ -84,7 +84,7 @@ def submit(core_lock: Any, nexus: Nexus, dev: "SeDevice", cdb: bytes, data_out: 
         # gets ALUA and reset UAs, who may meet an APTPL pre-registration): a nexus new to
         # the device takes that path once
         key = nexus.key()
-        if key not in st.nexuses or not pr.quiet_for(dev, nexus, key):
+        if key not in st.nexuses or not pr.quiet_for(dev, nexus, key, st):
             return None
     with st.io_lock:  # a storage error raises, as it does from the full pipeline's execute
         if write:

@@ -399,14 +399,16 @@ def prefetch(dev: "SeDevice") -> None:
         pr_store.prefetch(dev, runtime(dev))
 
 
-def quiet_for(dev: "SeDevice", nexus: Nexus, key: tuple) -> bool:
+def quiet_for(dev: "SeDevice", nexus: Nexus, key: tuple,
+              st: Optional[state.DeviceState] = None) -> bool:
     """True when no reservation can stop a command from ``nexus`` (``key`` its
     ``nexus.key()``; the engine's fast path): the device does no PR emulation, or keeps its
     state here (no shared store), has met this nexus before (:func:`check_reservation`
-    remembers it) and has neither a persistent nor an SPC-2 reservation."""
+    remembers it) and has neither a persistent nor an SPC-2 reservation. ``st``: the
+    device's engine state when the caller holds it."""
     if _skip(dev):
         return True
-    rt = state.of(dev).pr
+    rt = (st if st is not None else state.of(dev)).pr
     if rt is None or key not in rt.seen or pr_store.store_of(dev) is not None:
         return False
     return rt.spc2 is None and dev.pr.holder is None

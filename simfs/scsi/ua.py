@@ -119,14 +119,16 @@ class UnitAttentions:
         if isinstance(where, tuple):
             port = self._port_of(where[2]) if len(where) == 3 else None
             deve = self._deve(where[0], port) if port is not None else None
+            if deve is not None:
+                return deve.ua_list
             key = _shared(where)
         elif hasattr(where, "ua_list"):
             return where.ua_list  # a mapping
         else:
             deve = self._deve(where.initiator, where.port, where.acl, where.mapped_lun)
+            if deve is not None:
+                return deve.ua_list
             key = _shared(where.key())
-        if deve is not None:
-            return deve.ua_list
         if make:
             return self._queues.setdefault(key, [])
         return self._queues.get(key)
