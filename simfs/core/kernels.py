@@ -121,6 +121,9 @@ BASELINE: Mapping[str, Any] = {
     "vhost_version_space": False,
     # -- rd_mcp control keys --
     "rd_dummy": False,
+    # -- the core's command path (transport_lookup_cmd_lun, target_cmd_parse_cdb) --
+    "lookup_write_protected_counts": True,
+    "non_existent_lun_names_initiator": False,
 }
 
 CHANGES: tuple[Change, ...] = (
@@ -256,6 +259,21 @@ CHANGES: tuple[Change, ...] = (
     Change("6.4", "fabric_remote", True,
            "the `remote` fabric (tcm_remote: LUNs for another node's initiator, no data path)",
            "`mkdir target/remote` is EINVAL before", "drivers/target/tcm_remote/tcm_remote.c"),
+    # -- the core's command path --
+    Change("5.11", "lookup_write_protected_counts", False,
+           "a write refused by a read-only mapping (or sent to the virtual LUN 0) counts in "
+           "the mapping's statistics only (scsi_auth_intr), not the device's (scsi_lu "
+           "num_cmds, write_mbytes)",
+           "on 4.18 transport_lookup_cmd_lun counted the refused write in the device too "
+           "(the lookup jumped to its device accounting before returning WRITE PROTECTED; "
+           "commit \"target: fix lun ref count handling\" of late 2020 returns first)",
+           "target_core_device.c transport_lookup_cmd_lun"),
+    Change("5.8", "non_existent_lun_names_initiator", True,
+           "a command for a LUN the initiator has not mapped logs \"TARGET_CORE[iSCSI]: "
+           "Detected NON_EXISTENT_LUN Access for 0x%08llx from <initiator name>\"",
+           "on 4.18 the line ends at the LUN number (commit \"target: Add initiatorname to "
+           "NON_EXISTENT_LUN error\", mid 2020)",
+           "target_core_device.c transport_lookup_cmd_lun"),
     # -- rd_mcp control keys (fileio's fd_async_io, commit 76931420c876 of spring 2018, is in
     # mainline before 4.18: every modern version has it) --
     Change("5.13", "rd_dummy", True,

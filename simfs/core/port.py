@@ -39,6 +39,12 @@ class TargetPort:
     dev: Any = None
     #: the fabric's sup_prot_ops for its sessions through this port (FabricOps.sup_prot_ops)
     sup_prot_ops: int = 0
+    #: the TPG's virtual LUN 0 (tpg_virt_lun0): what an initiator without a LUN 0 reaches
+    virtual_lun0: bool = False
+    #: lun_stats: commands whose CDB parsed, bytes received (writes) and sent (reads)
+    cmd_pdus: int = 0
+    rx_data_octets: int = 0
+    tx_data_octets: int = 0
 
     def name(self) -> str:
         """``<wwn>,t,0x<tpgt>``: the SCSI name string of this target port."""

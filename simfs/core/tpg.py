@@ -137,6 +137,7 @@ class SePortalGroup:
             lun = SeLun(self, "lun_0", 0)
             lun.dev = dev
             lun.lun_access_ro = True
+            lun.virtual_lun0 = True
             self._virt_lun0 = lun
         return self._virt_lun0
 

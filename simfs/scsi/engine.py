@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional
 
 import contextlib
 
-from simfs.scsi import alua, fastpath, faults, pr, sbc, sense, spc, state, xcopy
+from simfs.scsi import alua, fastpath, faults, pr, sbc, sense, spc, state, stats, xcopy
 from simfs.scsi import status as S
 from simfs.scsi.command import DATA_IN, DATA_OUT, Command, Nexus, Result
 from simfs.scsi.sense import ReservationConflict, SenseError, StatusError
@@ -145,6 +145,10 @@ class ScsiEngine:
                 res = self._sense_result(dev, e)
         if res is None:
             res = self._submit(nexus, dev, cdb, data_out, data_length, data_direction)
+        if res.status == S.GOOD:
+            with self._lock:
+                stats.completed(nexus, dev, data_length, data_direction, len(data_out),
+                                len(res.data))
         if self.trace is not None:
             self.trace.scsi(nexus, dev, cdb, res)
         return res
@@ -160,6 +164,7 @@ class ScsiEngine:
                 if not dev.configured:
                     raise sense.NON_EXISTENT_LUN(why="device not enabled")
                 self._parse(cmd)
+                stats.parsed(nexus.port)
                 self._checks(cmd, st)
                 if not cmd.ctx.get("io"):
                     data = self._execute(cmd)
@@ -179,7 +184,6 @@ class ScsiEngine:
             return Result(status=e.status)
         except SenseError as e:
             return self._sense_result(dev, e)
-        self._account(cmd)
         data = data or b""
         if cmd.alloc_len is not None:
             data = data[:cmd.alloc_len]
@@ -194,6 +198,8 @@ class ScsiEngine:
             self.log.err(f"Received SCSI CDB with command_size: {scsi_command_size(cmd.cdb)} "
                          f"that exceeds SCSI_MAX_VARLEN_CDB_SIZE: {MAX_VARLEN_CDB_SIZE}")
             raise sense.INVALID_CDB_FIELD()
+        stats.lookup(cmd.nexus, cmd.dev, cmd.fabric_length, cmd.fabric_direction,
+                     len(cmd.data_out))
         if cmd.fabric_direction is not None:
             # transport_lookup_cmd_lun, before the CDB is parsed: only what the fabric
             # marked as data-out meets a read-only LUN
@@ -215,8 +221,9 @@ class ScsiEngine:
             self._write_protected(cmd)
 
     def _write_protected(self, cmd: Command) -> None:
-        self.log.err(f"TARGET_CORE[{cmd.nexus.port.fabric}]: Detected WRITE_PROTECTED "
-                     f"LUN Access for 0x{cmd.nexus.lun:08x}")
+        if not cmd.nexus.port.virtual_lun0:  # the virtual LUN 0 refuses without a word
+            self.log.err(f"TARGET_CORE[{cmd.nexus.port.fabric}]: Detected WRITE_PROTECTED "
+                         f"LUN Access for 0x{cmd.nexus.lun:08x}")
         raise sense.WRITE_PROTECTED()
 
     @staticmethod
@@ -265,15 +272,6 @@ class ScsiEngine:
             return dev.bdev.get_blocks() > 0xFFFFFFFF
         except Exception:  # noqa: BLE001 - an unconfigured backend has no size
             return False
-
-    @staticmethod
-    def _account(cmd: Command) -> None:
-        dev = cmd.dev
-        dev.num_cmds += 1
-        if cmd.direction == DATA_IN and cmd.ctx.get("io"):
-            dev.read_bytes += cmd.nblocks * dev.attrib.block_size
-        elif cmd.direction == DATA_OUT and cmd.ctx.get("io"):
-            dev.write_bytes += cmd.nblocks * dev.attrib.block_size
 
     # -- helpers for other layers ----------------------------------------------------------
     def unit_attentions(self, dev: "SeDevice") -> UnitAttentions:

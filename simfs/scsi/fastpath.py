@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
-from simfs.scsi import alua, pr, sbc, state
+from simfs.scsi import alua, pr, sbc, state, stats
 from simfs.scsi import status as S
 from simfs.scsi.command import DATA_IN, DATA_OUT, Nexus, Result
 
@@ -86,15 +86,13 @@ def submit(core_lock: Any, nexus: Nexus, dev: "SeDevice", cdb: bytes, data_out: 
         key = nexus.key()
         if key not in st.nexuses or not pr.quiet_for(dev, nexus, key, st):
             return None
+        # what the full pipeline counts on its way to the transfer
+        stats.lookup(nexus, dev, data_length, data_direction, len(data_out))
+        stats.parsed(port)
     with st.io_lock:  # a storage error raises, as it does from the full pipeline's execute
         if write:
             sbc.backend_write(dev, lba, data_out, False)
             data = b""
         else:
             data = sbc.backend_read(dev, lba, size)
-    dev.num_cmds += 1
-    if write:
-        dev.write_bytes += sectors * attrib.block_size
-    else:
-        dev.read_bytes += sectors * attrib.block_size
     return Result(status=S.GOOD, data=data)

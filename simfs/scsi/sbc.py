@@ -108,8 +108,9 @@ def _check_write_protect(cmd: "Command") -> None:
             return
     elif cmd.opcode not in WRITE_OPCODES or not _nominal_data_out(cmd):
         return
-    dev.log.err(f"TARGET_CORE[{port.fabric}]: Detected WRITE_PROTECTED LUN Access for "
-                f"0x{cmd.nexus.lun:08x}")
+    if not port.virtual_lun0:  # the virtual LUN 0 refuses without a word
+        dev.log.err(f"TARGET_CORE[{port.fabric}]: Detected WRITE_PROTECTED LUN Access for "
+                    f"0x{cmd.nexus.lun:08x}")
     raise sense.WRITE_PROTECTED()
 
 

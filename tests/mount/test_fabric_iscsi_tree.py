@@ -524,8 +524,10 @@ def test_backend_explicit_acl(sim):
     assert r.sense_tuple() == (0x7, 0x27, 0x00)
     r = v.submit(0x23D000000001, 3, TUR)
     assert r.sense_tuple() == (0x5, 0x25, 0x00)
+    # in_cmds: the CDBs that parsed through lun_0 (the refused write and the virtual LUN
+    # 0's commands are not its)
     st = f"{T}/lun/lun_0/statistics/scsi_tgt_port/in_cmds"
-    assert int(sim.read(st)) >= 3
+    assert sim.read(st) == "2\n"
     assert sim.read(f"{T}/acls/{INIT}/lun_7/statistics/scsi_att_intr_port/port_ident") == \
         f"{INIT}+i+23d000000001\n"
     v.session_removed(0x23D000000001)
@@ -568,3 +570,70 @@ def test_backend_dynamic_acl_goes_with_its_session(sim):
     assert INIT in tpg.acls
     v.session_removed(1)
     assert INIT not in tpg.acls
+
+
+def test_statistics_count_where_the_kernel_counts(sim):
+    """transport_lookup_cmd_lun counts every command that reaches a LUN in its mapping and
+    (unless refused there as a write to a read-only LUN) in the device, by the expected
+    length, whatever the outcome; target_cmd_parse_cdb counts the LUN's in_cmds once the
+    CDB parsed; target_complete_ok_work adds a GOOD transfer to the LUN's octets. An
+    unmapped LUN counts nowhere and logs the kernel's line."""
+    from simfs.scsi.command import DATA_IN, DATA_NONE, DATA_OUT
+    b = TreeIscsiBackend(sim.core)
+    sim.write(f"{T}/enable", "1")
+    sim.mkdir(f"{T}/acls/{INIT}")
+    sim.mkdir(f"{T}/acls/{INIT}/lun_7")
+    sim.tree.symlink(f"{T}/acls/{INIT}/lun_7/x", f"{T}/lun/lun_0")
+    v = b.login(IQN, ("10.1.2.3", 3260), INIT)
+    isid = 0x23D000000001
+    v.session_added(isid)
+    mib = 1 << 20
+    read_2m = bytes([0x28, 0, 0, 0, 0, 0, 0, 0x10, 0, 0])            # 4096 blocks
+    write_1m = bytes([0x2A, 0, 0, 0, 0, 0, 0, 0x08, 0, 0])           # 2048 blocks
+
+    def run(lun, cdb, data=b"", edtl=0, direction=DATA_NONE):
+        return v.submit(isid, lun, cdb, data, data_length=edtl, data_direction=direction)
+
+    assert run(7, read_2m, edtl=2 * mib, direction=DATA_IN).ok
+    assert run(7, write_1m, bytes(mib), mib, DATA_OUT).ok
+    # beyond the device's 8 MiB: sbc_parse_cdb refuses it (cmd exceeds last lba)
+    far = bytes([0x28, 0, 0, 0, 0x40, 0, 0, 0x10, 0, 0])
+    assert run(7, far, edtl=2 * mib, direction=DATA_IN).status == S.CHECK_CONDITION
+    # an opcode nobody parses: counted at the lookup only
+    assert run(7, bytes([0xC7, 0, 0, 0, 0, 0]), edtl=mib, direction=DATA_IN).sense_tuple() \
+        == (0x5, 0x20, 0x00)
+    assert run(7, TUR).ok
+    # no LUN 3: the kernel's line, no counter moves
+    assert run(3, TUR).sense_tuple() == (0x5, 0x25, 0x00)
+    assert f"TARGET_CORE[iSCSI]: Detected NON_EXISTENT_LUN Access for 0x00000003 from " \
+           f"{INIT}" in sim.log.text()
+    # a write to the mapping made read-only: the mapping counts it, the device does not
+    sim.write(f"{T}/acls/{INIT}/lun_7/write_protect", "1")
+    assert run(7, write_1m, bytes(mib), mib, DATA_OUT).sense_tuple() == (0x7, 0x27, 0x00)
+    assert "Detected WRITE_PROTECTED LUN Access for 0x00000007" in sim.log.text()
+
+    lu = "/target/core/rd_mcp_0/rd0/statistics/scsi_lu"
+    port = f"{T}/lun/lun_0/statistics/scsi_tgt_port"
+    auth = f"{T}/acls/{INIT}/lun_7/statistics/scsi_auth_intr"
+    got = {f: sim.read(f"{lu}/{f}") for f in ("num_cmds", "read_mbytes", "write_mbytes")}
+    assert got == {"num_cmds": "5\n", "read_mbytes": "5\n", "write_mbytes": "1\n"}
+    got = {f: sim.read(f"{port}/{f}") for f in ("in_cmds", "read_mbytes", "write_mbytes")}
+    assert got == {"in_cmds": "3\n", "read_mbytes": "2\n", "write_mbytes": "1\n"}
+    got = {f: sim.read(f"{auth}/{f}") for f in ("num_cmds", "read_mbytes", "write_mbytes")}
+    assert got == {"num_cmds": "6\n", "read_mbytes": "5\n", "write_mbytes": "2\n"}
+
+
+def test_the_virtual_lun_0_refuses_a_write_without_a_line(sim):
+    """transport_lookup_cmd_lun answers a write to the virtual LUN 0 with WRITE PROTECTED
+    and logs nothing (only a read-only mapping logs Detected WRITE_PROTECTED)."""
+    b = TreeIscsiBackend(sim.core)
+    sim.write(f"{T}/enable", "1")
+    sim.mkdir(f"{T}/acls/{INIT}")
+    sim.mkdir(f"{T}/acls/{INIT}/lun_7")
+    sim.tree.symlink(f"{T}/acls/{INIT}/lun_7/x", f"{T}/lun/lun_0")
+    v = b.login(IQN, ("10.1.2.3", 3260), INIT)
+    v.session_added(0x23D000000001)
+    r = v.submit(0x23D000000001, 0, WRITE10, b"\0" * 512)
+    assert r.sense_tuple() == (0x7, 0x27, 0x00)
+    assert "WRITE_PROTECTED" not in sim.log.text()
+    assert sim.read("/target/core/rd_mcp_0/rd0/statistics/scsi_lu/num_cmds") == "0\n"

@@ -241,5 +241,10 @@ def test_plain_reads_and_writes_take_the_fast_path(tmp_path, monkeypatch):
     assert res.status == S.GOOD and res.data == DATA
     assert r.cmd(A, rw10(S.READ_10, 0, 8, flags=0x08)).status == S.CHECK_CONDITION  # FUA
     assert full == [S.READ_10, S.READ_10]
-    assert r.dev.num_cmds == 3 and r.dev.read_bytes == 8192 and r.dev.write_bytes == 4096
+    # every command that reached the LUN counts in the device by its expected length
+    # (transport_lookup_cmd_lun), the read refused for its FUA bit too; the LUN's in_cmds
+    # counts the CDBs that parsed, its octets the transfers that ended GOOD
+    assert r.dev.num_cmds == 4 and r.dev.read_bytes == 12288 and r.dev.write_bytes == 4096
+    port = r.dev.luns[0]
+    assert (port.cmd_pdus, port.tx_data_octets, port.rx_data_octets) == (3, 8192, 4096)
     r.sim.close()

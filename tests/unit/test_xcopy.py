@@ -75,6 +75,10 @@ class Deve:
     lun: object
     #: the mapping's unit attentions (the engine reads them on every command)
     ua_list: list = field(default_factory=list)
+    #: the mapping's counters (the engine counts every command in them)
+    total_cmds: int = 0
+    read_bytes: int = 0
+    write_bytes: int = 0
 
 
 @dataclass

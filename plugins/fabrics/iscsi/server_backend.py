@@ -240,6 +240,10 @@ class TpgView:
                 deve, port, read_only = None, self.tpg.virt_lun0(), True
             else:
                 from simfs.scsi import sense
+                by = (f" from {self.acl.name}"
+                      if self.core.kernel.has("non_existent_lun_names_initiator") else "")
+                self.core.log.err(f"TARGET_CORE[{self.tpg.fabric_name}]: Detected "
+                                  f"NON_EXISTENT_LUN Access for 0x{lun:08x}{by}")
                 e = sense.NON_EXISTENT_LUN()
                 return Result(status=S.CHECK_CONDITION, sense=sense.build_sense(e))
             # A nexus is immutable: one per (ISID, LUN, port) serves every command.
@@ -257,25 +261,9 @@ class TpgView:
                     cache.clear()
                 cache[key] = (port, nexus)
             engine = _engine(self.core)
-        res = engine.submit(nexus, port.dev, cdb, data_out, data_length=data_length,
-                            data_direction=data_direction)
-        n_out = len(data_out)
-        n_in = len(res.data)
-        ok = res.status == S.GOOD
-        with lock:
-            port.cmd_pdus += 1
-            if deve is not None:
-                deve.total_cmds += 1
-            if ok:
-                if n_out:
-                    port.rx_data_octets += n_out
-                    if deve is not None:
-                        deve.write_bytes += n_out
-                if n_in:
-                    port.tx_data_octets += n_in
-                    if deve is not None:
-                        deve.read_bytes += n_in
-        return res
+        # the engine counts the command where the kernel's core does (simfs.scsi.stats)
+        return engine.submit(nexus, port.dev, cdb, data_out, data_length=data_length,
+                             data_direction=data_direction)
 
 
 class TreeIscsiBackend:
