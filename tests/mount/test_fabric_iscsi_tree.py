@@ -572,6 +572,18 @@ def test_backend_dynamic_acl_goes_with_its_session(sim):
     assert INIT not in tpg.acls
 
 
+def _mapped_session(sim):
+    """A session of INIT, which maps lun_0 as its LUN 7: (its TPG view, its ISID)."""
+    b = TreeIscsiBackend(sim.core)
+    sim.write(f"{T}/enable", "1")
+    sim.mkdir(f"{T}/acls/{INIT}")
+    sim.mkdir(f"{T}/acls/{INIT}/lun_7")
+    sim.tree.symlink(f"{T}/acls/{INIT}/lun_7/x", f"{T}/lun/lun_0")
+    v = b.login(IQN, ("10.1.2.3", 3260), INIT)
+    v.session_added(0x23D000000001)
+    return v, 0x23D000000001
+
+
 def test_statistics_count_where_the_kernel_counts(sim):
     """transport_lookup_cmd_lun counts every command that reaches a LUN in its mapping and
     (unless refused there as a write to a read-only LUN) in the device, by the expected
@@ -579,14 +591,7 @@ def test_statistics_count_where_the_kernel_counts(sim):
     CDB parsed; target_complete_ok_work adds a GOOD transfer to the LUN's octets. An
     unmapped LUN counts nowhere and logs the kernel's line."""
     from simfs.scsi.command import DATA_IN, DATA_NONE, DATA_OUT
-    b = TreeIscsiBackend(sim.core)
-    sim.write(f"{T}/enable", "1")
-    sim.mkdir(f"{T}/acls/{INIT}")
-    sim.mkdir(f"{T}/acls/{INIT}/lun_7")
-    sim.tree.symlink(f"{T}/acls/{INIT}/lun_7/x", f"{T}/lun/lun_0")
-    v = b.login(IQN, ("10.1.2.3", 3260), INIT)
-    isid = 0x23D000000001
-    v.session_added(isid)
+    v, isid = _mapped_session(sim)
     mib = 1 << 20
     read_2m = bytes([0x28, 0, 0, 0, 0, 0, 0, 0x10, 0, 0])            # 4096 blocks
     write_1m = bytes([0x2A, 0, 0, 0, 0, 0, 0, 0x08, 0, 0])           # 2048 blocks
@@ -626,13 +631,7 @@ def test_statistics_count_where_the_kernel_counts(sim):
 def test_the_virtual_lun_0_refuses_a_write_without_a_line(sim):
     """transport_lookup_cmd_lun answers a write to the virtual LUN 0 with WRITE PROTECTED
     and logs nothing (only a read-only mapping logs Detected WRITE_PROTECTED)."""
-    b = TreeIscsiBackend(sim.core)
-    sim.write(f"{T}/enable", "1")
-    sim.mkdir(f"{T}/acls/{INIT}")
-    sim.mkdir(f"{T}/acls/{INIT}/lun_7")
-    sim.tree.symlink(f"{T}/acls/{INIT}/lun_7/x", f"{T}/lun/lun_0")
-    v = b.login(IQN, ("10.1.2.3", 3260), INIT)
-    v.session_added(0x23D000000001)
+    v, _ = _mapped_session(sim)
     r = v.submit(0x23D000000001, 0, WRITE10, b"\0" * 512)
     assert r.sense_tuple() == (0x7, 0x27, 0x00)
     assert "WRITE_PROTECTED" not in sim.log.text()
