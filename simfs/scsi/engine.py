@@ -14,7 +14,7 @@ import contextlib
 
 from simfs.scsi import alua, fastpath, faults, pr, sbc, sense, spc, state, stats, xcopy
 from simfs.scsi import status as S
-from simfs.scsi.command import DATA_IN, DATA_OUT, Command, Nexus, Result
+from simfs.scsi.command import DATA_OUT, Command, Nexus, Result
 from simfs.scsi.sense import ReservationConflict, SenseError, StatusError
 from simfs.scsi.state import DeviceState
 from simfs.core.backend import NOT_HANDLED
