@@ -75,8 +75,11 @@ REGENERATED = [
     # number a device's ports as its LUNs are linked. The port statistics name it.
     (r"/tpgt_\d+/rtpi$", r"0x[0-9a-f]+", "<rtpi>"),
     (r"/statistics/scsi_tgt_port/name$", r"Port#\d+", "Port#N"),
-    # the PR OUT that made the APTPL registration was a command; the restore sends none
+    # the PR OUT that made the APTPL registration was a command, counted in the device, the
+    # initiator's mapping and the LUN it came through; the restore sends none
     (r"/statistics/scsi_lu/num_cmds$", r"\d+", "N"),
+    (r"/statistics/scsi_auth_intr/num_cmds$", r"\d+", "N"),
+    (r"/statistics/scsi_tgt_port/in_cmds$", r"\d+", "N"),
 ]
 
 
