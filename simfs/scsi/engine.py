@@ -106,6 +106,9 @@ def _install_core_hooks(core: "TargetCore") -> None:
     events.set_secondary_state = alua.set_secondary_state
 
 
+GOOD = S.GOOD
+
+
 class ScsiEngine:
     """Feeds CDBs to devices of one :class:`TargetCore`. Thread-safe."""
 
@@ -145,8 +148,8 @@ class ScsiEngine:
                 res = self._sense_result(dev, e)
         if res is None:
             res = self._submit(nexus, dev, cdb, data_out, data_length, data_direction)
-        if res.status == S.GOOD:
-            with self._lock:
+        if res.status == GOOD:
+            with self.core.tree_lock:
                 stats.completed(nexus, dev, data_length, data_direction, len(data_out),
                                 len(res.data))
         if self.trace is not None:

@@ -35,23 +35,22 @@ def _mapping(nexus: "Nexus") -> Any:
     acl = nexus.acl
     if acl is None:
         return None
-    deve = acl.deves.get(nexus.lun)
-    return deve if deve is not None and deve.lun is nexus.port else None
-
-
-def _direction(length: Optional[int], direction: Optional[str],
-               n_out: int) -> tuple[Optional[int], Optional[str]]:
-    if direction is None and n_out:
-        return n_out, DATA_OUT
-    return (n_out if length is None else length), direction
+    port = nexus.port
+    ml = nexus.mapped_lun
+    deve = acl.deves.get(port.lun if ml is None else ml)
+    return deve if deve is not None and deve.lun is port else None
 
 
 def lookup(nexus: "Nexus", dev: "SeDevice", length: Optional[int], direction: Optional[str],
            n_out: int) -> None:
     """transport_lookup_cmd_lun's counters for a command of ``length`` bytes in
     ``direction`` (the fabric's; ``n_out`` bytes came with it)."""
-    length, direction = _direction(length, direction, n_out)
-    deve = _mapping(nexus)
+    if direction is None:
+        if n_out:
+            length, direction = n_out, DATA_OUT
+    elif length is None:
+        length = n_out
+    deve = _mapping(nexus) if nexus.acl is not None else None
     if deve is not None:
         deve.total_cmds += 1
         if direction == DATA_OUT:
@@ -88,8 +87,7 @@ def completed(nexus: "Nexus", dev: "SeDevice", length: Optional[int],
             dev.read_bytes += n_in
             port.tx_data_octets += n_in
         return
-    length, direction = _direction(length, direction, n_out)
     if direction == DATA_IN:
-        port.tx_data_octets += min(length, n_in)
-    elif direction == DATA_OUT:
-        port.rx_data_octets += length
+        port.tx_data_octets += n_in if length is None or n_in < length else length
+    elif direction == DATA_OUT or direction is None:
+        port.rx_data_octets += n_out if length is None else length
