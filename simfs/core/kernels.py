@@ -270,7 +270,8 @@ CHANGES: tuple[Change, ...] = (
            "target_core_device.c transport_lookup_cmd_lun"),
     Change("5.8", "non_existent_lun_names_initiator", True,
            "a command for a LUN the initiator has not mapped logs \"TARGET_CORE[iSCSI]: "
-           "Detected NON_EXISTENT_LUN Access for 0x%08llx from <initiator name>\"",
+           "Detected NON_EXISTENT_LUN Access for 0x%08llx from <initiator name>\" (a task "
+           "management request: \"... for <initiator name>\", at debug level)",
            "on 4.18 the line ends at the LUN number (commit \"target: Add initiatorname to "
            "NON_EXISTENT_LUN error\", mid 2020)",
            "target_core_device.c transport_lookup_cmd_lun"),

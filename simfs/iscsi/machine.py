@@ -511,7 +511,8 @@ class ConnectionMachine:
         elif op == P.OP_NOOP_OUT:
             self._sequenced(req, self.on_nop_out)
         elif op == P.OP_TMF_REQ:
-            self._sequenced(req, self.on_tmf)
+            if self._tmf_header(req):
+                self._sequenced(req, self.on_tmf)
         elif op == P.OP_TEXT_REQ:
             self._sequenced(req, self.on_text)
         elif op == P.OP_LOGOUT_REQ:
@@ -915,15 +916,39 @@ class ConnectionMachine:
                                  self.exp_cmdsn, self.max_cmdsn, len(req.data)), req.data)
 
     # -- Task Management --------------------------------------------------------------------------
+    def _tmf_header(self, req: P.Pdu) -> bool:
+        """iscsit_handle_task_mgt_cmd's checks before CmdSN ordering: False when the request
+        was rejected (its CmdSN is then not taken, as the kernel's Reject does not)."""
+        fn = req.tmf_function
+        if fn not in (P.TMF_ABORT_TASK, P.TMF_TASK_REASSIGN) and req.rtt != P.RSVD_TAG:
+            self._klog("err", "RefTaskTag should be set to 0xFFFFFFFF.")
+        if fn == P.TMF_TASK_REASSIGN and not req.immediate:
+            self._klog("err", "Task Management Request TASK_REASSIGN not issued as immediate "
+                       "command, bad iSCSI Initiatorimplementation")
+            self.reject(req, P.REASON_PROTOCOL_ERROR)
+            return False
+        if fn not in P.TMF_NAMES:  # iscsit_convert_tmf: TMR_UNKNOWN
+            self._klog("err", "Unknown iSCSI TMR Function: 0x%02x", fn)
+            self.reject(req, P.REASON_BOOKMARK_NO_RESOURCES)
+            return False
+        return True
+
+    def _tmr_lun(self, lun: int) -> bool:
+        """transport_lookup_tmr_lun: whether the session's ACL maps ``lun`` to a device (no
+        virtual LUN 0 here); the TPG view logs the kernel's line when it does not."""
+        tpg = self.sess.tpg
+        if tpg is None:
+            return False
+        lookup = getattr(tpg, "tmr_lun", None)
+        return lookup(lun) if lookup is not None else lun in set(tpg.luns())
+
     def on_tmf(self, req: P.Pdu) -> None:
         fn = req.tmf_function
         sess = self.sess
         tpg = sess.tpg
         resp = P.TMF_RSP_COMPLETE
         lun = req.lun
-        luns = set(tpg.luns()) if tpg is not None else set()
-        if fn in (P.TMF_ABORT_TASK, P.TMF_ABORT_TASK_SET, P.TMF_CLEAR_TASK_SET,
-                  P.TMF_LOGICAL_UNIT_RESET, P.TMF_CLEAR_ACA) and lun not in luns:
+        if fn != P.TMF_TASK_REASSIGN and not self._tmr_lun(lun):
             resp = P.TMF_RSP_NO_LUN
         elif fn == P.TMF_ABORT_TASK:
             ref = self.tasks.get(req.rtt)
@@ -955,10 +980,7 @@ class ConnectionMachine:
                 resp = P.TMF_RSP_AUTH_FAILED
             else:
                 resp = P.TMF_RSP_NOT_SUPPORTED
-        elif fn == P.TMF_TASK_REASSIGN:
-            resp = P.TMF_RSP_NOT_SUPPORTED
-        else:
-            self._klog("err", "Unknown TMR function: 0x%02x, protocol error.", fn)
+        else:  # TASK_REASSIGN: connection recovery (ERL 2) is not built
             resp = P.TMF_RSP_NOT_SUPPORTED
         self.tmf_done(req, resp)
 

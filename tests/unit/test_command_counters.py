@@ -64,3 +64,16 @@ def test_a_lun_the_initiator_has_not_mapped(rig):
     assert [ln.split("] ", 1)[1] for ln in sim.log.text().splitlines()
             if line in ln] == [full]
     assert sim.read(f"{LU}/num_cmds") == "0\n" and sim.read(f"{AUTH}/num_cmds") == "0\n"
+
+
+def test_a_task_management_request_for_a_lun_not_mapped(rig):
+    """transport_lookup_tmr_lun: only the ACL's mappings count (no virtual LUN 0), and a
+    miss is a debug line naming the initiator from 5.8 on ("for", where a command's line
+    says "from")."""
+    version, sim, v = rig
+    assert v.tmr_lun(7)
+    assert not v.tmr_lun(0) and not v.tmr_lun(3)
+    line = "TARGET_CORE[iSCSI]: Detected NON_EXISTENT_LUN Access for 0x00000003"
+    full = line + ("" if version == "4.18" else f" for {INIT}")
+    assert [ln.split("] ", 1)[1] for ln in sim.log.text().splitlines()
+            if line in ln] == [full]

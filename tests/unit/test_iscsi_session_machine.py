@@ -360,6 +360,50 @@ def test_abort_task_of_an_unknown_lun():
     assert rsp.bhs[2] == P.TMF_RSP_NO_LUN and m.take_actions() == []
 
 
+def tmf(fn, itt, lun=0, rtt=P.RSVD_TAG, cmdsn=1, immediate=False):
+    return wire(P.build_generic(P.OP_TMF_REQ, P.F_FINAL | fn, itt, w20=rtt, cmdsn=cmdsn,
+                                lun=lun, immediate=immediate))
+
+
+def test_tmf_checks_before_cmdsn_ordering():
+    """iscsit_handle_task_mgt_cmd: an unknown function and a TASK_REASSIGN that is not
+    immediate are Rejects that take no CmdSN; a RefTaskTag other than 0xFFFFFFFF on any
+    function but ABORT TASK and TASK REASSIGN is logged and ignored."""
+    m, sess, log = machine()
+    m.feed(tmf(0x0F, 0x90))
+    (rej,) = pdus(m)
+    assert rej.opcode == P.OP_REJECT and rej.bhs[2] == P.REASON_BOOKMARK_NO_RESOURCES
+    assert ("err", "Unknown iSCSI TMR Function: 0x0f") in log.lines
+    m.feed(tmf(P.TMF_TASK_REASSIGN, 0x91, rtt=0x12))
+    (rej,) = pdus(m)
+    assert rej.opcode == P.OP_REJECT and rej.bhs[2] == P.REASON_PROTOCOL_ERROR
+    assert ("err", "Task Management Request TASK_REASSIGN not issued as immediate command, "
+            "bad iSCSI Initiatorimplementation") in log.lines
+    assert sess.exp_cmdsn == 1 and not m.closing   # neither took CmdSN 1
+    assert ("err", "RefTaskTag should be set to 0xFFFFFFFF.") not in log.lines
+    m.feed(tmf(P.TMF_LOGICAL_UNIT_RESET, 0x92, rtt=0x1234))
+    (mt,) = m.take_actions()
+    assert isinstance(mt, ManageTask) and sess.exp_cmdsn == 2
+    assert ("err", "RefTaskTag should be set to 0xFFFFFFFF.") in log.lines
+    m.feed(tmf(P.TMF_TASK_REASSIGN, 0x93, immediate=True, cmdsn=2))
+    (rsp,) = pdus(m)
+    assert rsp.opcode == P.OP_TMF_RSP and rsp.bhs[2] == P.TMF_RSP_NOT_SUPPORTED
+
+
+@pytest.mark.parametrize("fn", [P.TMF_ABORT_TASK_SET, P.TMF_CLEAR_ACA, P.TMF_CLEAR_TASK_SET,
+                                P.TMF_LOGICAL_UNIT_RESET, P.TMF_TARGET_WARM_RESET,
+                                P.TMF_TARGET_COLD_RESET])
+def test_every_tmf_but_task_reassign_needs_its_lun(fn):
+    """transport_lookup_tmr_lun runs for every function but TASK REASSIGN, before the
+    function's own checks: a target reset naming a LUN the session has not mapped answers
+    LUN DOES NOT EXIST, not AUTHORIZATION FAILED."""
+    m, _, log = machine()
+    m.feed(tmf(fn, 0x94, lun=5, immediate=True))
+    (rsp,) = pdus(m)
+    assert rsp.bhs[2] == P.TMF_RSP_NO_LUN and m.take_actions() == []
+    assert not any("authorization failed" in line for _, line in log.lines)
+
+
 # -- logout and protocol errors --------------------------------------------------------------------
 def test_logout_answers_then_closes():
     m, sess, _ = machine()

@@ -207,6 +207,18 @@ class TpgView:
                               f"{self.acl.name}")
 
     # -- task management (target_tmr_work) ------------------------------------------------------
+    def tmr_lun(self, lun: int) -> bool:
+        """transport_lookup_tmr_lun: whether this ACL maps ``lun`` to a device (a TMF knows
+        no virtual LUN 0); when not, the kernel's debug line."""
+        with self._lock():
+            if tmr.lookup_deve(self.acl, lun) is not None:
+                return True
+        by = f" for {self.acl.name}" if self.core.kernel.has(
+            "non_existent_lun_names_initiator") else ""
+        self.core.log.debug(f"TARGET_CORE[{self.tpg.fabric_name}]: Detected NON_EXISTENT_LUN "
+                            f"Access for 0x{lun:08x}{by}")
+        return False
+
     def task_management(self, isid: Any, function: int, lun: int, ref_itt: int) -> int:
         """The core side of a TMF; returns the iSCSI response code (0 FUNCTION COMPLETE)."""
         if function != tmr.TMR_LUN_RESET:  # the others act on the task set only
