@@ -568,11 +568,17 @@ class ConnectionMachine:
         edtl = int.from_bytes(bhs[20:24], "big")
         p = self.p
         if not flags & P.CMD_WRITE and not flags & P.F_FINAL:
+            self._klog("err", "ISCSI_FLAG_CMD_WRITE & ISCSI_FLAG_CMD_FINAL not set. Bad iSCSI "
+                       "Initiator.")
             return self.reject(req, P.REASON_BOOKMARK_INVALID)
         read, write = bool(flags & P.CMD_READ), bool(flags & P.CMD_WRITE)
         if (read or write) and edtl == 0:
-            read = write = False  # "Fixing up flags"
+            read = write = False
+            self._klog("warn", "ISCSI_FLAG_CMD_READ or ISCSI_FLAG_CMD_WRITE set when Expected "
+                       "Data Transfer Length is 0 for CDB: 0x%02x, Fixing up flags", bhs[32])
         if not read and not write and edtl:
+            self._klog("err", "ISCSI_FLAG_CMD_READ and/or ISCSI_FLAG_CMD_WRITE MUST be set if "
+                       "Expected Data Transfer Length is not 0. Bad iSCSI Initiator")
             return self.reject(req, P.REASON_BOOKMARK_INVALID)
         if read and write:
             self._klog("err", "Bidirectional operations not supported!")
@@ -582,12 +588,19 @@ class ConnectionMachine:
             return self.reject(req, P.REASON_BOOKMARK_INVALID)
         if dlen:
             if not p.immediate_data:
+                self._klog("err", "ImmediateData=No but DataSegmentLength=%u, protocol error.",
+                           dlen)
                 return self.reject(req, P.REASON_PROTOCOL_ERROR)
             if edtl == dlen and not flags & P.F_FINAL:
+                self._klog("err", "Expected Data Transfer Length and Length of Immediate Data "
+                           "are the same, but ISCSI_FLAG_CMD_FINAL bit is not set protocol "
+                           "error")
                 return self.reject(req, P.REASON_PROTOCOL_ERROR)
             if dlen > edtl:
+                # the kernel prints the header's big-endian field as a host (little-endian)
+                # number
                 self._klog("err", "DataSegmentLength: %u is greater than EDTL: %u, protocol "
-                           "error.", dlen, edtl)
+                           "error.", dlen, int.from_bytes(bhs[20:24], "little"))
                 return self.reject(req, P.REASON_PROTOCOL_ERROR)
             if dlen > p.max_recv_dsl:
                 self._klog("err", "DataSegmentLength: %u is greater than "

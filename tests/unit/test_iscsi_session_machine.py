@@ -444,6 +444,42 @@ def test_a_header_digest_error_counts_in_the_session_not_as_a_timeout():
     assert not hasattr(sess.tpg, "timed_out")
 
 
+@pytest.mark.parametrize("pdu,params,reason,line", [
+    (cmd(0x50, 1, read10(0, 1), 512, read=True, final=False), {}, P.REASON_BOOKMARK_INVALID,
+     "ISCSI_FLAG_CMD_WRITE & ISCSI_FLAG_CMD_FINAL not set. Bad iSCSI Initiator."),
+    (cmd(0x51, 1, read10(0, 1), 512), {}, P.REASON_BOOKMARK_INVALID,
+     "ISCSI_FLAG_CMD_READ and/or ISCSI_FLAG_CMD_WRITE MUST be set if Expected Data Transfer "
+     "Length is not 0. Bad iSCSI Initiator"),
+    (cmd(0x52, 1, write10(0, 1), 512, write=True, data=bytes(512)), {"immediate_data": False},
+     P.REASON_PROTOCOL_ERROR, "ImmediateData=No but DataSegmentLength=512, protocol error."),
+    (cmd(0x53, 1, write10(0, 1), 512, write=True, data=bytes(512), final=False), {},
+     P.REASON_PROTOCOL_ERROR, "Expected Data Transfer Length and Length of Immediate Data "
+     "are the same, but ISCSI_FLAG_CMD_FINAL bit is not set protocol error"),
+    # the kernel prints EDTL from the header as it lies in memory: 512 reads as 131072
+    (cmd(0x54, 1, write10(0, 2), 512, write=True, data=bytes(1024)), {},
+     P.REASON_PROTOCOL_ERROR, "DataSegmentLength: 1024 is greater than EDTL: 131072, "
+     "protocol error."),
+])
+def test_scsi_command_header_refusals_log_the_kernels_line(pdu, params, reason, line):
+    """iscsit_setup_scsi_cmd: each refusal is a Reject with its reason and its log line,
+    and the command runs nowhere."""
+    m, sess, log = machine(**params)
+    m.feed(pdu)
+    (rej,) = pdus(m)
+    assert rej.opcode == P.OP_REJECT and rej.bhs[2] == reason
+    assert ("err", line) in log.lines
+    assert m.take_actions() == [] and m.tasks == {}
+
+
+def test_read_or_write_bits_with_edtl_0_are_fixed_up_with_a_warning():
+    m, _, log = machine()
+    m.feed(cmd(0x55, 1, bytes(6), 0, read=True))     # TEST UNIT READY with R set
+    (a,) = executes(m)
+    assert a.kw["data_length"] == 0 and not a.task.read and not a.task.write
+    assert ("warn", "ISCSI_FLAG_CMD_READ or ISCSI_FLAG_CMD_WRITE set when Expected Data "
+            "Transfer Length is 0 for CDB: 0x00, Fixing up flags") in log.lines
+
+
 def test_session_counters_count_data_out_not_immediate_data():
     """iscsi_sess_stats as the kernel counts: every SCSI Command PDU (a rejected one too),
     SCSI Response PDUs (not a status collapsed into Data-In), Data-In payload, and only
