@@ -507,9 +507,13 @@ class ConnectionMachine:
         if op == P.OP_SCSI_CMD:
             self.on_scsi_cmd(req)
         elif op == P.OP_DATA_OUT:
+            if not req.dlength:  # iscsit_check_dataout_hdr, before any other check
+                self._klog("warn", "DataOUT payload is ZERO, ignoring.")
+                return
             self.on_data_out(req)
         elif op == P.OP_NOOP_OUT:
-            self._sequenced(req, self.on_nop_out)
+            if self._nop_out_header(req):
+                self._sequenced(req, self.on_nop_out)
         elif op == P.OP_TMF_REQ:
             if self._tmf_header(req):
                 self._sequenced(req, self.on_tmf)
@@ -518,7 +522,7 @@ class ConnectionMachine:
         elif op == P.OP_LOGOUT_REQ:
             self._sequenced(req, self.on_logout)
         elif op == P.OP_SNACK:
-            self._klog("err", "Initiator sent SNACK while ERL=0")
+            self._klog("err", "Initiator sent SNACK request while in ErrorRecoveryLevel=0.")
             self.reject(req, P.REASON_PROTOCOL_ERROR)
         else:
             self._klog("err", "Got unknown iSCSI OpCode: 0x%02x", op)
@@ -910,6 +914,19 @@ class ConnectionMachine:
         return datasn
 
     # -- NOP-Out ----------------------------------------------------------------------------------
+    def _nop_out_header(self, req: P.Pdu) -> bool:
+        """iscsit_setup_nop_out's checks before CmdSN ordering: False when the request was
+        rejected (the connection stays)."""
+        if not req.final:
+            self._klog("err", "NopOUT Flag's, Left Most Bit not set, protocol error.")
+        elif req.itt == P.RSVD_TAG and not req.immediate:
+            self._klog("err", "NOPOUT ITT is reserved, but Immediate Bit is not set, protocol "
+                       "error.")
+        else:
+            return True
+        self.reject(req, P.REASON_PROTOCOL_ERROR)
+        return False
+
     def on_nop_out(self, req: P.Pdu) -> None:
         ttt = req.ttt
         if ttt != P.RSVD_TAG:

@@ -404,6 +404,35 @@ def test_every_tmf_but_task_reassign_needs_its_lun(fn):
     assert not any("authorization failed" in line for _, line in log.lines)
 
 
+@pytest.mark.parametrize("flags,itt,immediate,line", [
+    (0, 0x60, False, "NopOUT Flag's, Left Most Bit not set, protocol error."),
+    (P.F_FINAL, P.RSVD_TAG, False, "NOPOUT ITT is reserved, but Immediate Bit is not set, "
+     "protocol error."),
+])
+def test_nop_out_header_refusals(flags, itt, immediate, line):
+    """iscsit_setup_nop_out: a NOP-Out without the F bit, or with the reserved ITT but not
+    immediate, is a Reject (PROTOCOL ERROR) before CmdSN ordering; the connection stays."""
+    m, sess, log = machine()
+    m.feed(wire(P.build_generic(P.OP_NOOP_OUT, flags, itt, w20=P.RSVD_TAG, cmdsn=1,
+                                immediate=immediate)))
+    (rej,) = pdus(m)
+    assert rej.opcode == P.OP_REJECT and rej.bhs[2] == P.REASON_PROTOCOL_ERROR
+    assert ("err", line) in log.lines
+    assert sess.exp_cmdsn == 1 and not m.closing
+
+
+def test_a_data_out_without_data_is_ignored():
+    """iscsit_check_dataout_hdr: a Data-Out with DataSegmentLength 0 is dropped with a
+    warning before its ITT or TTT is looked at."""
+    m, _, log = machine(first_burst=4096)
+    m.feed(cmd(0x61, 1, write10(0, 16), 8192, write=True, data=bytes(4096)))
+    (r2t,) = pdus(m)
+    m.feed(wire(P.build_data_out(False, 0, 0x61, r2t.u32(20), 0, 0, 4096, 0)))
+    m.feed(wire(P.build_data_out(False, 0, 0x99, 0x1234, 0, 0, 0, 0)))   # unknown ITT too
+    assert log.lines.count(("warn", "DataOUT payload is ZERO, ignoring.")) == 2
+    assert m.take_output() == [] and not m.closing and m.tasks[0x61].received == 4096
+
+
 # -- logout and protocol errors --------------------------------------------------------------------
 def test_logout_answers_then_closes():
     m, sess, _ = machine()
@@ -421,7 +450,8 @@ def test_snack_is_rejected_and_an_unknown_opcode_closes():
     m.feed(wire(P.build_generic(P.OP_SNACK, P.F_FINAL, 0x90)))
     (rej,) = pdus(m)
     assert rej.opcode == P.OP_REJECT and rej.bhs[2] == P.REASON_PROTOCOL_ERROR
-    assert ("err", "Initiator sent SNACK while ERL=0") in log.lines and not m.closing
+    assert ("err", "Initiator sent SNACK request while in ErrorRecoveryLevel=0.") \
+        in log.lines and not m.closing
     m.feed(wire(P.build_generic(0x1F, P.F_FINAL, 0x91)))
     (rej,) = pdus(m)
     assert rej.bhs[2] == P.REASON_CMD_NOT_SUPPORTED and m.closing
