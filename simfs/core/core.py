@@ -212,10 +212,14 @@ class TargetCore:
             self.events.modules_changed()
 
     def subsystem_check_init(self) -> None:
-        """transport_subsystem_check_init: the first HBA mkdir loads the backend modules.
-        The 2009 engine had its backends inside target_core_mod."""
+        """transport_subsystem_check_init: the first HBA mkdir loads the backend modules."""
+        self.backend_modules_loaded(*SUBSYSTEM_MODULES)
+
+    def backend_modules_loaded(self, *names: str) -> None:
+        """Backend modules loaded now (all four at the first HBA, or one by ``modprobe``);
+        the 2009 engine had its backends inside target_core_mod."""
         if not self.profile.legacy:
-            self.module_loaded(*SUBSYSTEM_MODULES)
+            self.module_loaded(*(n for n in names if n in SUBSYSTEM_MODULES))
 
     # -- HBAs -------------------------------------------------------------------------------------
     @property

@@ -66,14 +66,11 @@ class ControlServer(UnixServer):
 
     def _modprobe(self, req: dict) -> dict:
         """``modprobe MODULE`` for a fabric module: its fabrics register (simfs/cli/modprobe.py)."""
-        from simfs.core.core import SUBSYSTEM_MODULES
         from simfs.core.fabric import discover_fabrics, load_module, provides_module
         module = str(req["module"])
         with self.core.tree_lock:
             loaded = load_module(self.core, module)
-            backend = module.replace("-", "_")
-            if backend in SUBSYSTEM_MODULES and not self.core.profile.legacy:
-                self.core.module_loaded(backend)  # a backend module on its own
+            self.core.backend_modules_loaded(module.replace("-", "_"))  # a backend on its own
         if not loaded and any(provides_module(ops, module) for ops in discover_fabrics()):
             # a fabric module of a later kernel (efct before 5.14, tcm_remote before 6.4):
             # this kernel's /lib/modules has no such file

@@ -213,11 +213,16 @@ class TpgView:
         with self._lock():
             if tmr.lookup_deve(self.acl, lun) is not None:
                 return True
-        by = f" for {self.acl.name}" if self.core.kernel.has(
-            "non_existent_lun_names_initiator") else ""
-        self.core.log.debug(f"TARGET_CORE[{self.tpg.fabric_name}]: Detected NON_EXISTENT_LUN "
-                            f"Access for 0x{lun:08x}{by}")
+        self.core.log.debug(self._non_existent_lun(lun, "for"))
         return False
+
+    def _non_existent_lun(self, lun: int, by: str) -> str:
+        """transport_lookup_cmd_lun's (``by`` "from") or transport_lookup_tmr_lun's ("for")
+        line for a LUN this ACL has not mapped; the initiator's name ends it from 5.8."""
+        who = (f" {by} {self.acl.name}"
+               if self.core.kernel.has("non_existent_lun_names_initiator") else "")
+        return (f"TARGET_CORE[{self.tpg.fabric_name}]: Detected NON_EXISTENT_LUN Access for "
+                f"0x{lun:08x}{who}")
 
     def task_management(self, isid: Any, function: int, lun: int, ref_itt: int) -> int:
         """The core side of a TMF; returns the iSCSI response code (0 FUNCTION COMPLETE)."""
@@ -252,10 +257,7 @@ class TpgView:
                 deve, port, read_only = None, self.tpg.virt_lun0(), True
             else:
                 from simfs.scsi import sense
-                by = (f" from {self.acl.name}"
-                      if self.core.kernel.has("non_existent_lun_names_initiator") else "")
-                self.core.log.err(f"TARGET_CORE[{self.tpg.fabric_name}]: Detected "
-                                  f"NON_EXISTENT_LUN Access for 0x{lun:08x}{by}")
+                self.core.log.err(self._non_existent_lun(lun, "from"))
                 e = sense.NON_EXISTENT_LUN()
                 return Result(status=S.CHECK_CONDITION, sense=sense.build_sense(e))
             # A nexus is immutable: one per (ISID, LUN, port) serves every command.
