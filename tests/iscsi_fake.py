@@ -7,6 +7,7 @@ list, CHAP settings, LUNs mapped onto real rd_mcp devices of a :class:`simfs.tes
 
 from __future__ import annotations
 
+import threading
 from typing import Optional
 
 from simfs.iscsi.errors import LoginRefused
@@ -48,6 +49,7 @@ class FakeTpg:
 
     def submit(self, isid: str, lun: int, cdb: bytes, data_out: bytes, **fabric):
         self.backend.commands += 1
+        self.backend.threads.append((cdb[0], threading.current_thread().name))
         port = self.backend.ports.get(lun)
         if port is None:
             from simfs.scsi.command import Result
@@ -97,6 +99,8 @@ class FakeBackend:
         self.cmdsn_depth = 64
         self.nopin_timeout = 15
         self.commands = 0
+        #: (opcode, name of the thread that ran it) per command
+        self.threads: list = []
         self.tmfs: list = []
         self.sessions: list = []
         self.session_objects: list = []

@@ -27,6 +27,10 @@ from simfs.scsi.command import DATA_IN, DATA_OUT
 IOV_MAX = 1024
 #: READ(10/16), WRITE(10/16): what may run inline on the loop when its device is idle
 _INLINE_OPS = frozenset((0x28, 0x2A, 0x88, 0x8A))
+#: a transfer larger than this goes to its device's worker when other commands of the
+#: connection are in flight: its copy then runs beside the loop's work (the backend call
+#: releases the GIL) instead of holding the loop (docs/performance.md, "iSCSI vs tgt")
+INLINE_MAX_BUSY = 1 << 17
 #: bytes waiting in the transport before the connection stops reading (back pressure)
 WRITE_HIGH = 1 << 20
 #: responses queued beyond this many bytes are written before the next command runs
@@ -231,15 +235,17 @@ class Connection(asyncio.BufferedProtocol):
     def _at_once(self, task: Task, key: Any) -> bool:
         """Whether ``task`` (for device ``key``) runs at once on the loop: a command for no
         device (answered without one), or a READ/WRITE to a device with nothing queued and
-        no injected latency, for which a thread hop would cost more than the command.
-        ``task.block_size`` becomes the device's (read here once instead of asked of the
-        TPG for residuals)."""
+        no injected latency, for which a thread hop would cost more than the command, unless
+        it is large while other commands of the connection are in flight (its copy then
+        overlaps their work from the device's worker). ``task.block_size`` becomes the
+        device's (read here once instead of asked of the TPG for residuals)."""
         if key is None:
             return True
         bs = getattr(getattr(key, "attrib", None), "block_size", None)
         if type(bs) is int:
             task.block_size = bs
-        return task.cdb[0] in _INLINE_OPS and self._idle(key)
+        return task.cdb[0] in _INLINE_OPS and self._idle(key) \
+            and (task.edtl <= INLINE_MAX_BUSY or len(self.m.tasks) <= 1)
 
     # the machine's runner (ConnectionMachine.runner): a command run as it is parsed
     def now_key(self, task: Task) -> Any:

@@ -118,3 +118,41 @@ def test_the_reader_goes_on_while_a_device_sleeps(target):
     finally:
         faults.inject(b.ports[0].dev, "clear")
     ini.close()
+
+
+def _reads(ini: RawInitiator, blocks: int, itts: range) -> None:
+    """READ(10)s of ``blocks`` 512-byte blocks to LUN 0, sent in one write; waits for their
+    statuses."""
+    pdus = b""
+    for itt in itts:
+        pdus += bytes(P.build_scsi_cmd(P.F_FINAL | P.CMD_READ, 0, itt, blocks * 512, ini.cmdsn,
+                                       ini.statsn, struct.pack(">BBIBHB", 0x28, 0, 0, 0,
+                                                               blocks, 0), 0))
+        ini.cmdsn += 1
+    ini.sock.sendall(pdus)
+    done = set()
+    while len(done) < len(itts):
+        p = ini.recv()
+        if p.opcode == P.OP_DATA_IN and p.flags & P.DATAIN_STATUS or p.opcode == P.OP_SCSI_RSP:
+            done.add(p.itt)
+    assert done == set(itts)
+
+
+@pytest.mark.parametrize("blocks, together, on_worker", [
+    (8, 4, False),     # small transfers run on the loop however many come together
+    (512, 1, False),   # a large one alone: a thread hop would only add its latency
+    (512, 4, True),    # large ones together: their copies go to the device's worker
+])
+def test_where_reads_run(target, blocks, together, on_worker):
+    """A READ to an idle device runs on the event loop, except a large one (over 128 KiB)
+    while other commands of the connection are in flight: that goes to the device's
+    worker thread, so its copy overlaps the loop's work."""
+    b, port = target
+    ini = RawInitiator(port)
+    ini.full_login()
+    del b.threads[:]
+    _reads(ini, blocks, range(0x700, 0x700 + together))
+    workers = [name for op, name in b.threads if op == 0x28 and name.startswith("simfs-dev")]
+    assert len([t for t in b.threads if t[0] == 0x28]) == together
+    assert bool(workers) == on_worker
+    ini.close()
