@@ -95,6 +95,14 @@ class Task:
     outstanding_r2ts: dict = field(default_factory=dict)  # ttt -> [offset, length, datasn]
     r2tsn: int = 0
     unsol_datasn: int = 0
+    # DataSequenceInOrder=Yes bookkeeping (the kernel's iscsit_cmd fields of the same names):
+    # the DataSN expected next, the bytes of the current unsolicited and solicited bursts,
+    # and the offsets the current sequence may cover
+    data_sn: int = 0
+    first_burst_len: int = 0
+    next_burst_len: int = 0
+    seq_start: int = 0
+    seq_end: int = 0
     sequenced: bool = False
     aborted: bool = False
     #: the logical block size behind the LUN when the driver knows it (residuals)
@@ -634,7 +642,9 @@ class ConnectionMachine:
                     task.buf[:dlen] = req.data
             else:
                 task.data = req.data
-            task.received = task.r2t_offset = dlen
+            task.received = task.r2t_offset = task.first_burst_len = dlen
+            if not task.unsolicited_done:  # iscsit_set_dataout_sequence_values, unsolicited
+                task.seq_start, task.seq_end = dlen, min(edtl, p.first_burst)
         self.tasks[task.itt] = task
         self._sequence(task.cmdsn, self._start_task, task)
         if not task.sequenced and task.cmdsn not in self.ooo:
@@ -657,6 +667,7 @@ class ConnectionMachine:
             return
         if task.write and task.received < task.edtl:
             if task.unsolicited_done:
+                self._next_sequence(task)
                 self._send_r2ts(task)
             return
         self._execute(task)
@@ -676,14 +687,26 @@ class ConnectionMachine:
             task.r2tsn += 1
             task.r2t_offset += length
 
+    def _next_sequence(self, task: Task) -> None:
+        """iscsit_set_dataout_sequence_values for solicited data: the offsets the next
+        Data-Out sequence (one R2T's burst) may cover."""
+        mbl = self.p.max_burst
+        if not task.seq_start and not task.seq_end:
+            task.seq_start = task.received
+            task.seq_end = task.received + mbl if task.edtl > mbl else task.edtl
+        else:
+            task.seq_start = task.seq_end
+            task.seq_end = min(task.seq_end + mbl, task.edtl)
+
     # -- Data-Out ---------------------------------------------------------------------------------
     def _data_out_check(self, req: P.Pdu, n: int):
         """The header checks of a Data-Out: (task, R2T sequence or None) to take the data,
         None to discard it; raises CloseConnection where the kernel fails the connection."""
         task = self.tasks.get(req.itt)
-        if task is None:
-            self._klog("debug", "Unable to locate ITT 0x%08x for Data-Out, dumping payload",
-                       req.itt)
+        if task is None or task.write and task.received >= task.edtl:
+            # iscsit_find_cmd_from_itt_or_dump: a command with all its data is not looked at
+            self._klog("err", "Unable to locate ITT: 0x%08x on CID: %hu, dumping payload",
+                       req.itt, self.cid)
             return None
         self.sess.rx_data_octets += n  # the command is known: counted before the checks
         if not task.write:
@@ -697,6 +720,9 @@ class ConnectionMachine:
             self.reject(req, P.REASON_BOOKMARK_INVALID)
             raise CloseConnection(f"DataOut Offset: {off}, Length {n} greater than iSCSI "
                                   f"Command EDTL {task.edtl}, protocol error.")
+        p = self.p
+        if p.data_seq_in_order and p.data_pdu_in_order:
+            return self._in_order_check(req, task, off, n)
         ttt = req.ttt
         if ttt == P.RSVD_TAG:
             if self.p.initial_r2t:
@@ -730,6 +756,122 @@ class ConnectionMachine:
             task.buf[:len(task.data)] = task.data
             task.data = b""
         return task, seq
+
+    def _in_order_check(self, req: P.Pdu, task: Task, off: int, n: int):
+        """iscsit_check_pre_dataout with DataSequenceInOrder=Yes and DataPDUInOrder=Yes
+        (what initiators negotiate): the DataSN, the unsolicited or solicited sequence, then
+        the offset. (task, None) to take the data, None to discard it."""
+        itt = task.itt
+        unsolicited = not task.unsolicited_done  # the kernel's cmd->unsolicited_data
+        if unsolicited and self.p.initial_r2t:
+            raise CloseConnection("Received unexpected unsolicited data while InitialR2T=Yes, "
+                                  "protocol error.")
+        datasn, expect_sn = req.datasn, task.data_sn
+        if datasn > expect_sn:  # the kernel compares plainly, not serially
+            self._klog("err", "Command ITT: 0x%08x, received DataSN: 0x%08x higher than "
+                       "expected 0x%08x.", itt, datasn, expect_sn)
+            raise CloseConnection("Unable to perform within-command recovery while ERL=0.")
+        if datasn < expect_sn:
+            self._klog("err", "Command ITT: 0x%08x, received DataSN: 0x%08x lower than expected "
+                       "0x%08x, discarding payload.", itt, datasn, expect_sn)
+            return None
+        p = self.p
+        final = req.final
+        if unsolicited:  # iscsit_dataout_check_unsolicited_sequence
+            if off < task.seq_start or off + n > task.seq_end:
+                raise CloseConnection(
+                    f"Command ITT: 0x{itt:08x} with Offset: {off}, Length: {n} outside of "
+                    f"Unsolicited Sequence {task.seq_start}:{task.seq_end} while "
+                    "DataSequenceInOrder=Yes.")
+            fbl = task.first_burst_len + n
+            if fbl > p.first_burst:
+                raise CloseConnection(f"Total {fbl} bytes exceeds FirstBurstLength: "
+                                      f"{p.first_burst} for this Unsolicited DataOut Burst.")
+            if final:
+                if fbl != task.edtl and fbl != p.first_burst:
+                    raise CloseConnection(
+                        f"Unsolicited non-immediate data received {fbl} does not equal "
+                        f"FirstBurstLength: {p.first_burst}, and does not equal ExpXferLen "
+                        f"{task.edtl}.")
+            elif fbl == p.first_burst:
+                raise CloseConnection(f"Command ITT: 0x{itt:08x} reached FirstBurstLength: "
+                                      f"{p.first_burst}, but ISCSI_FLAG_CMD_FINAL is not set. "
+                                      "protocol error.")
+            elif fbl == task.edtl:
+                raise CloseConnection(f"Command ITT: 0x{itt:08x} reached ExpXferLen: "
+                                      f"{task.edtl}, but ISCSI_FLAG_CMD_FINAL is not set. "
+                                      "protocol error.")
+        else:  # iscsit_dataout_check_sequence
+            if off < task.seq_start or off + n > task.seq_end:
+                self._klog("err", "Command ITT: 0x%08x with Offset: %u, Length: %u outside of "
+                           "Sequence %u:%u while DataSequenceInOrder=Yes.", itt, off, n,
+                           task.seq_start, task.seq_end)
+                return None
+            nbl = task.next_burst_len + n
+            if nbl > p.max_burst:
+                raise CloseConnection(f"Command ITT: 0x{itt:08x}, NextBurstLength: "
+                                      f"{task.next_burst_len} and Length: {n} exceeds "
+                                      f"MaxBurstLength: {p.max_burst}. protocol error.")
+            if final:
+                if nbl < p.max_burst and task.received + n < task.edtl:
+                    raise CloseConnection(f"Command ITT: 0x{itt:08x} set ISCSI_FLAG_CMD_FINAL "
+                                          "before end of DataOUT sequence, protocol error.")
+            elif nbl == p.max_burst:
+                raise CloseConnection(f"Command ITT: 0x{itt:08x} reached MaxBurstLength: "
+                                      f"{p.max_burst}, but ISCSI_FLAG_CMD_FINAL is not set, "
+                                      "protocol error.")
+            elif task.received + n == task.edtl:
+                raise CloseConnection(f"Command ITT: 0x{itt:08x} reached last DataOUT PDU in "
+                                      "sequence but ISCSI_FLAG_CMD_FINAL is not set, protocol "
+                                      "error.")
+        if off != task.received:  # iscsit_dataout_pre_datapduinorder_yes
+            self._klog("err", "Command ITT: 0x%08x, received offset %u different than expected "
+                       "%u.", itt, off, task.received)
+            raise CloseConnection("Unable to perform within-command recovery while ERL=0.")
+        if task.buf is None:  # data came whole with the command: nothing more is taken
+            task.buf = self._buffer(task)
+            task.buf[:len(task.data)] = task.data
+            task.data = b""
+        return task, None
+
+    def _in_order_done(self, req: P.Pdu, task: Task, n: int) -> None:
+        """iscsit_dataout_post_crc_passed with DataSequenceInOrder=Yes: the burst counters,
+        then the command runs (all data in) or the next R2Ts go (a burst complete)."""
+        p = self.p
+        if not task.unsolicited_done:
+            burst_done = task.first_burst_len + n == p.first_burst
+            task.first_burst_len += n
+            task.data_sn += 1
+            if burst_done or req.final:
+                task.first_burst_len = 0
+                task.unsolicited_done = True
+                task.r2t_offset = max(task.r2t_offset, task.received + n)
+        else:
+            burst_done = task.next_burst_len + n == p.max_burst
+            if burst_done:  # iscsit_dataout_update_r2t: the R2T this burst answered is done
+                end = task.received + n
+                done = [ttt for ttt, (o, ln, _) in task.outstanding_r2ts.items()
+                        if o <= task.received and o + ln >= end]
+                if not done:
+                    raise CloseConnection(f"Unable to locate R2T for Offset: {task.received}, "
+                                          f"Length: {n}")
+                del task.outstanding_r2ts[done[0]]
+            task.next_burst_len = 0 if burst_done else task.next_burst_len + n
+            task.data_sn += 1
+        if burst_done:
+            task.data_sn = 0
+        task.received += n
+        if task.received >= task.edtl and self._dataout:
+            self._dataout.pop(task.itt, None)  # all data in: iscsit_stop_dataout_timer
+        if task.aborted:
+            return
+        if task.received >= task.edtl:
+            task.outstanding_r2ts.clear()
+            if task.sequenced:
+                self._execute(task)
+        elif burst_done and task.sequenced:
+            self._next_sequence(task)
+            self._send_r2ts(task)
 
     def _data_out_header(self, req: P.Pdu, dlen: int) -> None:
         """A Data-Out header (no data digest): its payload goes straight to the command's
@@ -765,6 +907,9 @@ class ConnectionMachine:
         self._data_out_done(req, task, seq, off, n)
 
     def _data_out_done(self, req: P.Pdu, task: Task, seq, off: int, n: int) -> None:
+        p = self.p
+        if p.data_seq_in_order and p.data_pdu_in_order:
+            return self._in_order_done(req, task, n)
         task.received += n
         if task.received >= task.edtl and self._dataout:
             self._dataout.pop(task.itt, None)  # all data in: iscsit_stop_dataout_timer

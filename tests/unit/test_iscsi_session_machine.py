@@ -212,7 +212,7 @@ def test_a_write_whose_data_out_stops_coming_closes_at_the_dataout_timeout():
 
 
 def test_the_dataout_timer_stops_when_the_data_is_in():
-    m, sess, _ = machine(max_burst=8192, initial_r2t=False)
+    m, sess, _ = machine(max_burst=8192, first_burst=4096, initial_r2t=False)
     m.now = 10.0
     m.feed(cmd(0x46, 1, write10(0, 16), 8192, write=True, data=bytes(1024), final=False))
     assert m.dataout_wanted == 3.0 and pdus(m) == []     # unsolicited data to come
@@ -231,8 +231,10 @@ def test_data_out_with_a_higher_datasn_closes_the_connection():
     (r2t,) = pdus(m)
     m.feed(wire(P.build_data_out(True, 0, 0x42, r2t.u32(20), 0, 1, 0, 8192), bytes(8192)))
     assert m.closing and m.take_actions() == []
-    why = ("Command ITT: 0x00000042, received DataSN: 0x00000001 higher than expected "
-           "0x00000000. Unable to perform within-command recovery while ERL=0.")
+    # iscsit_dataout_check_datasn: its own line, then the ERL=0 line that fails the connection
+    assert ("err", "Command ITT: 0x00000042, received DataSN: 0x00000001 higher than expected "
+            "0x00000000.") in log.lines
+    why = "Unable to perform within-command recovery while ERL=0."
     assert m.close_reason == why and ("err", why) in log.lines
 
 
@@ -557,3 +559,99 @@ def test_byte_by_byte_or_in_chunks_the_same_pdus(size):
         m.feed(stream[i:i + size])
     acts = executes(m)
     assert [a.task.itt for a in acts] == [0xA0, 0xA1] and bytes(acts[0].args[3]) == data
+
+
+def _r2t_write(m, itt=0x50, edtl=16384):
+    """A WRITE(10) of ``edtl`` bytes with no immediate data: its first R2T's TTT."""
+    m.feed(cmd(itt, 1, write10(0, edtl // 512), edtl, write=True))
+    (r2t,) = pdus(m)
+    assert (r2t.opcode, r2t.u32(40), r2t.u32(44)) == (P.OP_R2T, 0, min(edtl, 8192))
+    return r2t.u32(20)
+
+
+def _data_out(itt, ttt, datasn, offset, n, final=True):
+    return wire(P.build_data_out(final, 0, itt, ttt, 0, datasn, offset, n), bytes(n))
+
+
+# iscsit_check_pre_dataout with DataSequenceInOrder=Yes and DataPDUInOrder=Yes: what fails
+# the connection, with the kernel's lines (MaxBurstLength 8192, FirstBurstLength 4096)
+@pytest.mark.parametrize("pdu, lines, why", [
+    (_data_out(0x50, 0, 0, 512, 4096, final=False),  # not where the data stands
+     ["Command ITT: 0x00000050, received offset 512 different than expected 0."],
+     "Unable to perform within-command recovery while ERL=0."),
+    (_data_out(0x50, 0, 0, 0, 4096, final=True),  # F before the burst's end
+     [], "Command ITT: 0x00000050 set ISCSI_FLAG_CMD_FINAL before end of DataOUT sequence, "
+         "protocol error."),
+    (_data_out(0x50, 0, 0, 0, 8192, final=False),  # a whole burst without F
+     [], "Command ITT: 0x00000050 reached MaxBurstLength: 8192, but ISCSI_FLAG_CMD_FINAL is "
+         "not set, protocol error."),
+])
+def test_data_out_sequence_errors_close_the_connection(pdu, lines, why):
+    m, sess, log = machine(max_burst=8192, first_burst=4096)
+    _r2t_write(m)
+    m.feed(pdu)
+    assert m.closing and m.close_reason == why and m.take_actions() == []
+    assert [("err", x) for x in lines] + [("err", why)] == log.lines[-len(lines) - 1:]
+
+
+def test_data_out_beyond_maxburstlength_is_outside_the_sequence():
+    """The sequence's offsets are checked before the burst's length: a PDU that would
+    overrun MaxBurstLength is dumped as outside the sequence."""
+    m, sess, log = machine(max_burst=8192, first_burst=4096, max_recv_dsl=16384)
+    _r2t_write(m)
+    m.feed(_data_out(0x50, 0, 0, 0, 4096, final=False))
+    m.feed(_data_out(0x50, 0, 1, 4096, 8192))
+    assert log.lines[-1] == ("err", "Command ITT: 0x00000050 with Offset: 4096, Length: 8192 "
+                                    "outside of Sequence 0:8192 while DataSequenceInOrder=Yes.")
+    assert not m.closing and m.tasks[0x50].received == 4096
+
+
+def test_data_out_outside_the_sequence_is_dumped_and_the_connection_stays():
+    m, sess, log = machine(max_burst=8192, first_burst=4096)
+    ttt = _r2t_write(m)
+    m.feed(_data_out(0x50, ttt, 0, 8192, 4096))  # the second burst's offsets, not asked yet
+    assert ("err", "Command ITT: 0x00000050 with Offset: 8192, Length: 4096 outside of "
+            "Sequence 0:8192 while DataSequenceInOrder=Yes.") == log.lines[-1]
+    assert not m.closing and pdus(m) == [] and m.tasks[0x50].received == 0
+
+
+def test_the_target_transfer_tag_of_in_order_data_is_not_checked():
+    """The kernel finds a Data-Out's place by its offset (iscsit_get_r2t_for_eos), not by
+    its TTT: two bursts with a made-up TTT complete the command."""
+    m, sess, log = machine(max_burst=8192, first_burst=4096)
+    _r2t_write(m)
+    m.feed(_data_out(0x50, 0x1234, 0, 0, 8192))
+    (r2t,) = pdus(m)
+    assert (r2t.opcode, r2t.u32(36), r2t.u32(40), r2t.u32(44)) == (P.OP_R2T, 1, 8192, 8192)
+    m.feed(_data_out(0x50, 0x1234, 0, 8192, 8192))
+    (a,) = m.take_actions()
+    assert a.task.itt == 0x50 and bytes(a.task.data_out()) == bytes(16384)
+    assert not [x for x in log.lines if x[0] == "err"]
+
+
+def test_data_out_after_all_the_data_is_dumped_as_an_unknown_itt():
+    """iscsit_find_cmd_from_itt_or_dump skips a command that has all its data: a Data-Out
+    for it is dumped as one for an ITT nobody uses, and nothing changes."""
+    m, sess, log = machine(max_burst=8192, first_burst=4096)
+    m.feed(cmd(0x51, 1, write10(0, 8), 4096, write=True, data=bytes(4096)))
+    rx = sess.rx_data_octets
+    m.feed(_data_out(0x51, P.RSVD_TAG, 0, 0, 4096))
+    assert log.lines[-1] == ("err", "Unable to locate ITT: 0x00000051 on CID: 0, dumping "
+                                    "payload")
+    assert not m.closing and pdus(m) == [] and sess.rx_data_octets == rx
+    assert len(m.take_actions()) == 1  # the command alone
+
+
+@pytest.mark.parametrize("imm, n, final, why", [
+    (1024, 4096, True, "Command ITT: 0x00000052 with Offset: 1024, Length: 4096 outside of "
+                       "Unsolicited Sequence 1024:4096 while DataSequenceInOrder=Yes."),
+    (1024, 2048, True, "Unsolicited non-immediate data received 3072 does not equal "
+                       "FirstBurstLength: 4096, and does not equal ExpXferLen 16384."),
+    (1024, 3072, False, "Command ITT: 0x00000052 reached FirstBurstLength: 4096, but "
+                        "ISCSI_FLAG_CMD_FINAL is not set. protocol error."),
+])
+def test_unsolicited_data_out_errors_close_the_connection(imm, n, final, why):
+    m, sess, log = machine(max_burst=8192, first_burst=4096, initial_r2t=False)
+    m.feed(cmd(0x52, 1, write10(0, 32), 16384, write=True, data=bytes(imm), final=False))
+    m.feed(_data_out(0x52, P.RSVD_TAG, 0, imm, n, final=final))
+    assert m.closing and m.close_reason == why and ("err", why) in log.lines
