@@ -49,6 +49,7 @@ from simfs.iscsi import pdu as P
 from simfs.iscsi.report import addr_text
 from simfs.iscsi.residual import cdb_blocks, cdb_in_length, cdb_out_length, residuals
 from simfs.iscsi.text import encode_text, parse_text
+from simfs.scsi import sense as sense_mod
 from simfs.scsi.command import DATA_IN, DATA_NONE, DATA_OUT, Result
 
 GOOD, CHECK_CONDITION = 0x00, 0x02
@@ -83,6 +84,12 @@ _RUN_NOW_OPS = frozenset((0x28, 0x2A, 0x88, 0x8A))
 _F_READ = P.F_FINAL | P.CMD_READ
 _F_WRITE = P.F_FINAL | P.CMD_WRITE
 _NO_LUN = bytes(8)
+#: what the kernel checks (iscsit_setup_scsi_cmd, iscsit_setup_nop_out,
+#: iscsit_check_dataout_hdr) before it reads the data segment
+_SETUP_OPS = frozenset((P.OP_SCSI_CMD, P.OP_NOOP_OUT, P.OP_DATA_OUT))
+#: a Data-Out header refused as iscsit_check_dataout_hdr refuses (its -1): lines logged, the
+#: payload left unread
+_REFUSED = object()
 
 
 class CloseConnection(Exception):
@@ -263,11 +270,12 @@ class ConnectionMachine:
                     break
             avail = self._rlen - self._rpos
             if self._pending is not None:
-                req, need = self._pending
+                req, need = self._pending[:2]
                 if avail < need:
                     break
+                checked = self._pending[2] if len(self._pending) > 2 else None
                 self._pending = None
-                self._take_data(req, need)
+                self._take_data(req, need, checked)
                 continue
             if avail < P.BHS_LEN:
                 break
@@ -297,15 +305,28 @@ class ConnectionMachine:
             self._rpos = pos + hlen
             req = P.Pdu(bhs, ahs)
             dlen = (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]
+            op = bhs[0] & P.OP_MASK
+            if not self.sess.discovery and op in _SETUP_OPS:
+                # the kernel checks these headers before it reads their data segment; one
+                # it refuses leaves the segment unread, to be parsed as what follows
+                if op == P.OP_DATA_OUT:
+                    if dlen:
+                        if dlen > self.max_dsl:
+                            self._oversized(req, dlen)
+                        else:
+                            self._data_out_header(req, dlen)
+                        continue
+                elif not (self._scsi_cmd_header(req, dlen) if op == P.OP_SCSI_CMD
+                          else self._nop_out_header(req)):
+                    continue
+                elif dlen > self.max_dsl:
+                    self._oversized(req, dlen)
+                    continue
             if not dlen:
                 self._dispatch(req)
                 continue
             if dlen > self.max_dsl:
                 self._oversized(req, dlen)
-            if (bhs[0] & P.OP_MASK) == P.OP_DATA_OUT and not self.dd \
-                    and not self.sess.discovery:
-                self._data_out_header(req, dlen)
-                continue
             self._pending = (req, dlen + (-dlen & 3) + (4 if self.dd else 0))
 
     def _run_now(self, rb: bytearray, pos: int, avail: int) -> bool:
@@ -360,8 +381,9 @@ class ConnectionMachine:
             self.complete(task, res)
         return True
 
-    def _take_data(self, req: P.Pdu, need: int) -> None:
-        """The data segment of ``req`` is in the buffer: check its digest, then dispatch."""
+    def _take_data(self, req: P.Pdu, need: int, checked=None) -> None:
+        """The data segment of ``req`` is in the buffer: check its digest, then dispatch
+        (``checked``: a Data-Out's (task, sequence) from its header checks)."""
         pos = self._rpos
         dlen = req.dlength
         pad = -dlen & 3
@@ -369,16 +391,55 @@ class ConnectionMachine:
             data = bytes(mv[pos:pos + dlen])
             if self.dd:
                 got = bytes(mv[pos + dlen + pad:pos + need])
-                if D.digest(data, P.PADDING[pad]) != got:
-                    raise CloseConnection("Unable to recover from DataOUT CRC failure while "
-                                          "ERL=0, closing session.")
+                want = D.digest(data, P.PADDING[pad])
+                if want != got:
+                    self._data_digest_error(req, _from_bytes(got, "little"),
+                                            _from_bytes(want, "little"))
         self._rpos = pos + need
         req.data = data
+        if checked is not None:  # a Data-Out whose header passed: its data goes in place
+            task, seq = checked
+            off = req.buffer_offset
+            task.buf[off:off + dlen] = data
+            self._data_out_done(req, task, seq, off, dlen)
+            return
         self._dispatch(req)
+
+    def _data_digest_error(self, req: P.Pdu, got: int, want: int) -> None:
+        """A DataDigest that does not match at ERL 0: the kernel's lines for the PDU's kind
+        (the digests printed as the kernel's u32 reads them), its Reject, and the connection
+        goes."""
+        op = req.opcode
+        if op == P.OP_DATA_OUT:  # iscsit_get_dataout prints the header's fields unswapped
+            sw = lambda v: _from_bytes(v.to_bytes(4, "big"), "little")  # noqa: E731
+            self._klog("err", "ITT: 0x%08x, Offset: %u, Length: %u, DataSN: 0x%08x, CRC32C "
+                       "DataDigest 0x%08x does not match computed 0x%08x", sw(req.itt),
+                       sw(req.buffer_offset), req.dlength, sw(req.datasn), got, want)
+            self.reject(req, P.REASON_DATA_DIGEST_ERROR)
+            why = "Unable to recover from DataOUT CRC failure while ERL=0, closing session."
+        elif op == P.OP_SCSI_CMD:
+            self._klog("err", "ImmediateData CRC32C DataDigest 0x%08x does not match computed "
+                       "0x%08x", got, want)
+            self.reject(req, P.REASON_DATA_DIGEST_ERROR)
+            why = "Unable to recover from Immediate Data digest failure while in ERL=0."
+        elif op == P.OP_NOOP_OUT:
+            self._klog("err", "Ping data CRC32C DataDigest 0x%08x does not match computed "
+                       "0x%08x", got, want)
+            why = "Unable to recover from NOPOUT Ping DataCRC failure while in ERL=0."
+        elif op == P.OP_TEXT_REQ:
+            self._klog("err", "Text data CRC32C DataDigest 0x%08x does not match computed "
+                       "0x%08x", got, want)
+            self.reject(req, P.REASON_PROTOCOL_ERROR)
+            why = "Unable to recover from Text Data digest failure while in ERL=0."
+        else:
+            why = "Unable to recover from DataOUT CRC failure while ERL=0, closing session."
+        raise CloseConnection(why)
 
     def _oversized(self, req: P.Pdu, dlen: int) -> None:
         """A data segment beyond MaxXmitDataSegmentLength: the kernel's line for the
-        opcode, a Reject, and the connection goes (its data cannot be skipped safely)."""
+        opcode and a Reject. A SCSI Command, NOP-Out or Data-Out is refused before its data
+        is read, so the data is parsed as what follows, as in the kernel; for the others the
+        connection goes (their data cannot be skipped safely)."""
         mx = self.p.max_recv_dsl
         op = req.opcode
         if op == P.OP_NOOP_OUT:
@@ -393,6 +454,9 @@ class ConnectionMachine:
             why = (f"DataSegmentLength: {dlen} is greater than MaxXmitDataSegmentLength: "
                    f"{mx}, protocol error.")
         self.reject(req, P.REASON_PROTOCOL_ERROR)
+        if op in _SETUP_OPS and not self.sess.discovery:
+            self._klog("err", why)  # refused before its data is read: the data is not read
+            return
         raise CloseConnection(why)
 
     # -- output -----------------------------------------------------------------------------------
@@ -529,16 +593,12 @@ class ConnectionMachine:
             self.reject(req, P.REASON_PROTOCOL_ERROR)
             raise CloseConnection(f"Received illegal iSCSI Opcode: 0x{op:02x} while in "
                                   "Discovery Session, rejecting.")
-        if op == P.OP_SCSI_CMD:
+        if op == P.OP_SCSI_CMD:  # its header passed _scsi_cmd_header
             self.on_scsi_cmd(req)
-        elif op == P.OP_DATA_OUT:
-            if not req.dlength:  # iscsit_check_dataout_hdr, before any other check
-                self._klog("warn", "DataOUT payload is ZERO, ignoring.")
-                return
-            self.on_data_out(req)
-        elif op == P.OP_NOOP_OUT:
-            if self._nop_out_header(req):
-                self._sequenced(req, self.on_nop_out)
+        elif op == P.OP_DATA_OUT:  # one with data went to _data_out_header
+            self._klog("warn", "DataOUT payload is ZERO, ignoring.")
+        elif op == P.OP_NOOP_OUT:  # its header passed _nop_out_header
+            self._sequenced(req, self.on_nop_out)
         elif op == P.OP_TMF_REQ:
             if self._tmf_header(req):
                 self._sequenced(req, self.on_tmf)
@@ -589,17 +649,19 @@ class ConnectionMachine:
         self.sess.max_cmdsn = (self.sess.max_cmdsn + 1) & 0xFFFFFFFF
 
     # -- SCSI Command -----------------------------------------------------------------------------
-    def on_scsi_cmd(self, req: P.Pdu) -> None:
+    def _scsi_cmd_header(self, req: P.Pdu, dlen: int) -> bool:
+        """iscsit_setup_scsi_cmd's checks, before the data segment is read: False when the
+        command was rejected (its data is then not read, as in the kernel)."""
         self.sess.cmd_pdus += 1  # iscsit_setup_scsi_cmd counts before any check
         bhs = req.bhs
         flags = bhs[1]
-        dlen = (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]
         edtl = int.from_bytes(bhs[20:24], "big")
         p = self.p
         if not flags & P.CMD_WRITE and not flags & P.F_FINAL:
             self._klog("err", "ISCSI_FLAG_CMD_WRITE & ISCSI_FLAG_CMD_FINAL not set. Bad iSCSI "
                        "Initiator.")
-            return self.reject(req, P.REASON_BOOKMARK_INVALID)
+            self.reject(req, P.REASON_BOOKMARK_INVALID)
+            return False
         read, write = bool(flags & P.CMD_READ), bool(flags & P.CMD_WRITE)
         if (read or write) and edtl == 0:
             read = write = False
@@ -608,46 +670,66 @@ class ConnectionMachine:
         if not read and not write and edtl:
             self._klog("err", "ISCSI_FLAG_CMD_READ and/or ISCSI_FLAG_CMD_WRITE MUST be set if "
                        "Expected Data Transfer Length is not 0. Bad iSCSI Initiator")
-            return self.reject(req, P.REASON_BOOKMARK_INVALID)
+            self.reject(req, P.REASON_BOOKMARK_INVALID)
+            return False
         if read and write:
             self._klog("err", "Bidirectional operations not supported!")
-            return self.reject(req, P.REASON_BOOKMARK_INVALID)
+            self.reject(req, P.REASON_BOOKMARK_INVALID)
+            return False
         if bhs[0] & P.OP_IMMEDIATE:
             self._klog("err", "Illegally set Immediate Bit in iSCSI Initiator Scsi Command PDU.")
-            return self.reject(req, P.REASON_BOOKMARK_INVALID)
+            self.reject(req, P.REASON_BOOKMARK_INVALID)
+            return False
         if dlen:
             if not p.immediate_data:
                 self._klog("err", "ImmediateData=No but DataSegmentLength=%u, protocol error.",
                            dlen)
-                return self.reject(req, P.REASON_PROTOCOL_ERROR)
+                self.reject(req, P.REASON_PROTOCOL_ERROR)
+                return False
             if edtl == dlen and not flags & P.F_FINAL:
                 self._klog("err", "Expected Data Transfer Length and Length of Immediate Data "
                            "are the same, but ISCSI_FLAG_CMD_FINAL bit is not set protocol "
                            "error")
-                return self.reject(req, P.REASON_PROTOCOL_ERROR)
+                self.reject(req, P.REASON_PROTOCOL_ERROR)
+                return False
             if dlen > edtl:
                 # the kernel prints the header's big-endian field as a host (little-endian)
                 # number
                 self._klog("err", "DataSegmentLength: %u is greater than EDTL: %u, protocol "
                            "error.", dlen, int.from_bytes(bhs[20:24], "little"))
-                return self.reject(req, P.REASON_PROTOCOL_ERROR)
+                self.reject(req, P.REASON_PROTOCOL_ERROR)
+                return False
             if dlen > p.max_recv_dsl:
                 self._klog("err", "DataSegmentLength: %u is greater than "
                            "MaxXmitDataSegmentLength: %u, protocol error.", dlen, p.max_recv_dsl)
-                return self.reject(req, P.REASON_PROTOCOL_ERROR)
+                self.reject(req, P.REASON_PROTOCOL_ERROR)
+                return False
             if dlen > p.first_burst:
                 self._klog("err", "DataSegmentLength: %u is greater than FirstBurstLength: "
                            "%u, protocol error.", dlen, p.first_burst)
-                return self.reject(req, P.REASON_BOOKMARK_INVALID)
+                self.reject(req, P.REASON_BOOKMARK_INVALID)
+                return False
         elif edtl == 0 and not flags & P.F_FINAL:
-            return self.reject(req, P.REASON_PROTOCOL_ERROR)
+            self.reject(req, P.REASON_PROTOCOL_ERROR)
+            return False
         if req.ahs:
             ahs = req.ahs
             if len(ahs) < 4 or ahs[2] != P.AHS_EXTENDED_CDB:
-                return self.reject(req, P.REASON_CMD_NOT_SUPPORTED)
-            cdb = req.cdb
-        else:
-            cdb = bhs[32:48]
+                self.reject(req, P.REASON_CMD_NOT_SUPPORTED)
+                return False
+        return True
+
+    def on_scsi_cmd(self, req: P.Pdu) -> None:
+        """A SCSI Command whose header passed :meth:`_scsi_cmd_header`, with its data."""
+        bhs = req.bhs
+        flags = bhs[1]
+        dlen = len(req.data)
+        edtl = int.from_bytes(bhs[20:24], "big")
+        read, write = bool(flags & P.CMD_READ), bool(flags & P.CMD_WRITE)
+        if edtl == 0:
+            read = write = False  # the fix-up _scsi_cmd_header warned of
+        p = self.p
+        cdb = req.cdb if req.ahs else bhs[32:48]
         lun_bytes = bhs[8:16]
         task = Task(int.from_bytes(bhs[16:20], "big"), int.from_bytes(bhs[24:28], "big"),
                     P.lun_to_int(lun_bytes), lun_bytes, cdb, edtl, read, write)
@@ -741,17 +823,17 @@ class ConnectionMachine:
             self._dataout[task.itt] = self.now + self.dataout_timeout
         off = req.buffer_offset
         if off + n > task.edtl:
+            self._klog("err", "DataOut Offset: %u, Length %u greater than iSCSI Command EDTL "
+                       "%u, protocol error.", off, n, task.edtl)
             self.reject(req, P.REASON_BOOKMARK_INVALID)
-            raise CloseConnection(f"DataOut Offset: {off}, Length {n} greater than iSCSI "
-                                  f"Command EDTL {task.edtl}, protocol error.")
+            return _REFUSED
         p = self.p
         if p.data_seq_in_order and p.data_pdu_in_order:
             return self._in_order_check(req, task, off, n)
         ttt = req.ttt
         if ttt == P.RSVD_TAG:
             if self.p.initial_r2t:
-                raise CloseConnection("Received unexpected unsolicited data while "
-                                      "InitialR2T=Yes, protocol error.")
+                return self._unexpected_unsolicited(task)
             expect_sn = task.unsol_datasn
             seq = None
         else:
@@ -764,10 +846,10 @@ class ConnectionMachine:
         datasn = req.datasn
         if datasn != expect_sn:
             if datasn > expect_sn:  # the kernel compares plainly, not serially
-                raise CloseConnection(
-                    f"Command ITT: 0x{task.itt:08x}, received DataSN: 0x{datasn:08x} "
-                    f"higher than expected 0x{expect_sn:08x}. Unable to perform within-command "
-                    "recovery while ERL=0.")
+                self._klog("err", "Command ITT: 0x%08x, received DataSN: 0x%08x higher than "
+                           "expected 0x%08x.", task.itt, datasn, expect_sn)
+                return self._cannot_recover("Unable to perform within-command recovery while "
+                                            "ERL=0.")
             self._klog("err", "Command ITT: 0x%08x, received DataSN: 0x%08x lower than expected "
                        "0x%08x, discarding payload.", task.itt, datasn, expect_sn)
             return None
@@ -788,13 +870,12 @@ class ConnectionMachine:
         itt = task.itt
         unsolicited = not task.unsolicited_done  # the kernel's cmd->unsolicited_data
         if unsolicited and self.p.initial_r2t:
-            raise CloseConnection("Received unexpected unsolicited data while InitialR2T=Yes, "
-                                  "protocol error.")
+            return self._unexpected_unsolicited(task)
         datasn, expect_sn = req.datasn, task.data_sn
         if datasn > expect_sn:  # the kernel compares plainly, not serially
             self._klog("err", "Command ITT: 0x%08x, received DataSN: 0x%08x higher than "
                        "expected 0x%08x.", itt, datasn, expect_sn)
-            raise CloseConnection("Unable to perform within-command recovery while ERL=0.")
+            return self._cannot_recover("Unable to perform within-command recovery while ERL=0.")
         if datasn < expect_sn:
             self._klog("err", "Command ITT: 0x%08x, received DataSN: 0x%08x lower than expected "
                        "0x%08x, discarding payload.", itt, datasn, expect_sn)
@@ -803,26 +884,27 @@ class ConnectionMachine:
         final = req.final
         if unsolicited:  # iscsit_dataout_check_unsolicited_sequence
             if off < task.seq_start or off + n > task.seq_end:
-                raise CloseConnection(
+                return self._cannot_recover(
                     f"Command ITT: 0x{itt:08x} with Offset: {off}, Length: {n} outside of "
                     f"Unsolicited Sequence {task.seq_start}:{task.seq_end} while "
                     "DataSequenceInOrder=Yes.")
             fbl = task.first_burst_len + n
             if fbl > p.first_burst:
-                raise CloseConnection(f"Total {fbl} bytes exceeds FirstBurstLength: "
-                                      f"{p.first_burst} for this Unsolicited DataOut Burst.")
+                return self._cannot_recover(f"Total {fbl} bytes exceeds FirstBurstLength: "
+                                            f"{p.first_burst} for this Unsolicited DataOut "
+                                            "Burst.", task)
             if final:
                 if fbl != task.edtl and fbl != p.first_burst:
-                    raise CloseConnection(
+                    return self._cannot_recover(
                         f"Unsolicited non-immediate data received {fbl} does not equal "
                         f"FirstBurstLength: {p.first_burst}, and does not equal ExpXferLen "
-                        f"{task.edtl}.")
+                        f"{task.edtl}.", task)
             elif fbl == p.first_burst:
-                raise CloseConnection(f"Command ITT: 0x{itt:08x} reached FirstBurstLength: "
+                return self._cannot_recover(f"Command ITT: 0x{itt:08x} reached FirstBurstLength: "
                                       f"{p.first_burst}, but ISCSI_FLAG_CMD_FINAL is not set. "
                                       "protocol error.")
             elif fbl == task.edtl:
-                raise CloseConnection(f"Command ITT: 0x{itt:08x} reached ExpXferLen: "
+                return self._cannot_recover(f"Command ITT: 0x{itt:08x} reached ExpXferLen: "
                                       f"{task.edtl}, but ISCSI_FLAG_CMD_FINAL is not set. "
                                       "protocol error.")
         else:  # iscsit_dataout_check_sequence
@@ -833,30 +915,53 @@ class ConnectionMachine:
                 return None
             nbl = task.next_burst_len + n
             if nbl > p.max_burst:
-                raise CloseConnection(f"Command ITT: 0x{itt:08x}, NextBurstLength: "
+                return self._cannot_recover(f"Command ITT: 0x{itt:08x}, NextBurstLength: "
                                       f"{task.next_burst_len} and Length: {n} exceeds "
                                       f"MaxBurstLength: {p.max_burst}. protocol error.")
             if final:
                 if nbl < p.max_burst and task.received + n < task.edtl:
-                    raise CloseConnection(f"Command ITT: 0x{itt:08x} set ISCSI_FLAG_CMD_FINAL "
+                    return self._cannot_recover(f"Command ITT: 0x{itt:08x} set ISCSI_FLAG_CMD_FINAL "
                                           "before end of DataOUT sequence, protocol error.")
             elif nbl == p.max_burst:
-                raise CloseConnection(f"Command ITT: 0x{itt:08x} reached MaxBurstLength: "
+                return self._cannot_recover(f"Command ITT: 0x{itt:08x} reached MaxBurstLength: "
                                       f"{p.max_burst}, but ISCSI_FLAG_CMD_FINAL is not set, "
                                       "protocol error.")
             elif task.received + n == task.edtl:
-                raise CloseConnection(f"Command ITT: 0x{itt:08x} reached last DataOUT PDU in "
+                return self._cannot_recover(f"Command ITT: 0x{itt:08x} reached last DataOUT PDU in "
                                       "sequence but ISCSI_FLAG_CMD_FINAL is not set, protocol "
                                       "error.")
         if off != task.received:  # iscsit_dataout_pre_datapduinorder_yes
             self._klog("err", "Command ITT: 0x%08x, received offset %u different than expected "
                        "%u.", itt, off, task.received)
-            raise CloseConnection("Unable to perform within-command recovery while ERL=0.")
+            return self._cannot_recover("Unable to perform within-command recovery while ERL=0.")
         if task.buf is None:  # data came whole with the command: nothing more is taken
             task.buf = self._buffer(task)
             task.buf[:len(task.data)] = task.data
             task.data = b""
         return task, None
+
+    def _cannot_recover(self, why: str, short: Optional[Task] = None):
+        """DATAOUT_CANNOT_RECOVER from the header checks: the line; ``short``, a command
+        whose unsolicited data is wrong in amount, ends in CHECK CONDITION (INCORRECT AMOUNT
+        OF DATA). iscsit_handle_data_out then returns 0 without reading the payload: the
+        connection stays and the payload is parsed as what follows."""
+        self._klog("err", why)
+        if short is not None:
+            self._fail_write(short, sense_mod.INCORRECT_AMOUNT_OF_DATA())
+        return _REFUSED
+
+    def _unexpected_unsolicited(self, task: Task):
+        """Unsolicited Data-Out while InitialR2T=Yes: the command ends in CHECK CONDITION
+        (UNEXPECTED UNSOLICITED DATA) and the payload is not read."""
+        self._klog("err", "Received unexpected unsolicited data while InitialR2T=Yes, "
+                   "protocol error.")
+        self._fail_write(task, sense_mod.UNEXPECTED_UNSOLICITED_DATA())
+        return _REFUSED
+
+    def _fail_write(self, task: Task, err) -> None:
+        """transport_send_check_condition_and_sense for a write still receiving data."""
+        self._dataout.pop(task.itt, None)
+        self.complete(task, Result(status=CHECK_CONDITION, sense=sense_mod.build_sense(err)))
 
     def _in_order_done(self, req: P.Pdu, task: Task, n: int) -> None:
         """iscsit_dataout_post_crc_passed with DataSequenceInOrder=Yes: the burst counters,
@@ -901,9 +1006,14 @@ class ConnectionMachine:
         """A Data-Out header (no data digest): its payload goes straight to the command's
         buffer, or is skipped when the checks discard it."""
         got = self._data_out_check(req, dlen)
+        if got is _REFUSED:
+            return  # iscsit_handle_data_out returns without reading the payload
         pad = -dlen & 3
-        if got is None:
-            self._skip = dlen + pad
+        if got is None:  # iscsit_dump_data_payload: the data, its padding and digest
+            self._skip = dlen + pad + (4 if self.dd else 0)
+            return
+        if self.dd:  # the digest is checked once the data is in (_take_data)
+            self._pending = (req, dlen + pad + 4, got)
             return
         task, seq = got
         off = req.buffer_offset
@@ -918,17 +1028,6 @@ class ConnectionMachine:
         self._direct = memoryview(task.buf)[off + have:off + dlen]
         self._direct_pos = 0
         self._after_direct = (req, task, seq, off, dlen)
-
-    def on_data_out(self, req: P.Pdu) -> None:
-        """A whole Data-Out PDU (data digests on): checks, then the data."""
-        n = len(req.data)
-        got = self._data_out_check(req, n)
-        if got is None:
-            return
-        task, seq = got
-        off = req.buffer_offset
-        task.buf[off:off + n] = req.data
-        self._data_out_done(req, task, seq, off, n)
 
     def _data_out_done(self, req: P.Pdu, task: Task, seq, off: int, n: int) -> None:
         p = self.p

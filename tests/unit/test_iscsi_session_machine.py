@@ -61,8 +61,9 @@ def machine(exp_cmdsn=1, window=4, **params):
     return m, sess, log
 
 
-def pdus(m: ConnectionMachine, digests: bool = False) -> list:
-    """The machine's output, split into PDUs (data without padding)."""
+def pdus(m: ConnectionMachine, digests: bool = False, data_digests: bool = False) -> list:
+    """The machine's output, split into PDUs (data without padding); ``digests``: header
+    and data digests, ``data_digests``: data digests only."""
     raw = b"".join(bytes(b) for b in m.take_output())
     out = []
     while raw:
@@ -70,7 +71,7 @@ def pdus(m: ConnectionMachine, digests: bool = False) -> list:
         pos = 48 + (4 if digests else 0)
         n = p.dlength
         p.data = raw[pos:pos + n]
-        pos += n + P.pad_len(n) + (4 if digests and n else 0)
+        pos += n + P.pad_len(n) + (4 if (digests or data_digests) and n else 0)
         out.append(p)
         raw = raw[pos:]
     return out
@@ -225,17 +226,27 @@ def test_the_dataout_timer_stops_when_the_data_is_in():
     assert sess.conn_timeout_errors == 0
 
 
-def test_data_out_with_a_higher_datasn_closes_the_connection():
+def ping(itt: int) -> bytes:
+    """An immediate NOP-Out ping: 48 bytes that a target which parses them answers."""
+    return bytes(P.build_generic(P.OP_NOOP_OUT | P.OP_IMMEDIATE, P.F_FINAL, itt,
+                                 w20=P.RSVD_TAG, cmdsn=1))
+
+
+def test_a_data_out_with_a_higher_datasn_is_refused_and_its_payload_is_parsed_next():
+    """iscsit_check_dataout_hdr fails (DATAOUT_CANNOT_RECOVER) and iscsit_handle_data_out
+    returns without reading the payload: the connection stays, and the payload's bytes are
+    taken as the next PDU (here a NOP-Out ping, answered)."""
     m, _, log = machine(max_burst=8192, first_burst=4096)
     m.feed(cmd(0x42, 1, write10(0, 16), 8192, write=True))
     (r2t,) = pdus(m)
-    m.feed(wire(P.build_data_out(True, 0, 0x42, r2t.u32(20), 0, 1, 0, 8192), bytes(8192)))
-    assert m.closing and m.take_actions() == []
-    # iscsit_dataout_check_datasn: its own line, then the ERL=0 line that fails the connection
-    assert ("err", "Command ITT: 0x00000042, received DataSN: 0x00000001 higher than expected "
-            "0x00000000.") in log.lines
-    why = "Unable to perform within-command recovery while ERL=0."
-    assert m.close_reason == why and ("err", why) in log.lines
+    m.feed(wire(P.build_data_out(True, 0, 0x42, r2t.u32(20), 0, 1, 0, 48), ping(0x77)))
+    assert log.lines[-2:] == [
+        ("err", "Command ITT: 0x00000042, received DataSN: 0x00000001 higher than expected "
+                "0x00000000."),
+        ("err", "Unable to perform within-command recovery while ERL=0.")]
+    (nopin,) = pdus(m)
+    assert (nopin.opcode, nopin.itt) == (P.OP_NOOP_IN, 0x77)
+    assert not m.closing and m.take_actions() == [] and m.tasks[0x42].received == 0
 
 
 def test_data_out_lower_datasn_is_discarded_and_an_offset_past_edtl_is_rejected():
@@ -248,11 +259,13 @@ def test_data_out_lower_datasn_is_discarded_and_an_offset_past_edtl_is_rejected(
     assert ("err", "Command ITT: 0x00000043, received DataSN: 0x00000000 lower than "
             "expected 0x00000001, discarding payload.") in log.lines
     assert not m.closing and m.take_output() == []
-    m.feed(wire(P.build_data_out(True, 0, 0x43, ttt, 0, 1, 6144, 4096), bytes(4096)))
-    (rej,) = pdus(m)
+    m.feed(wire(P.build_data_out(True, 0, 0x43, ttt, 0, 1, 8160, 48), ping(0x78)))
+    rej, nopin = pdus(m)
     assert rej.opcode == P.OP_REJECT and rej.bhs[2] == P.REASON_BOOKMARK_INVALID
-    assert m.closing and m.close_reason.startswith("DataOut Offset: 6144, Length 4096 "
-                                                  "greater than iSCSI Command EDTL 8192")
+    assert (nopin.opcode, nopin.itt) == (P.OP_NOOP_IN, 0x78)  # the payload, parsed next
+    assert log.lines[-1] == ("err", "DataOut Offset: 8160, Length 48 greater than iSCSI "
+                                    "Command EDTL 8192, protocol error.")
+    assert not m.closing and m.tasks[0x43].received == 4096
 
 
 def test_data_out_with_data_digests():
@@ -267,12 +280,46 @@ def test_data_out_with_data_digests():
     assert bytes(a.args[3]) == data
 
 
-def test_a_data_digest_error_closes_the_connection():
-    m, _, _ = machine(data_digest=True)
-    m.feed(bytes(P.build_generic(P.OP_NOOP_OUT, P.F_FINAL, 0x50, w20=P.RSVD_TAG, cmdsn=1,
-                                 dlength=4)) + b"ping" + b"\0\0\0\0")
-    assert m.closing and m.close_reason == ("Unable to recover from DataOUT CRC failure "
-                                            "while ERL=0, closing session.")
+@pytest.mark.parametrize("pdu, line, why, reason", [
+    (bytes(P.build_generic(P.OP_NOOP_OUT, P.F_FINAL, 0x50, w20=P.RSVD_TAG, cmdsn=1,
+                           dlength=4)) + b"ping",
+     "Ping data CRC32C DataDigest 0x00000000 does not match computed 0x%08x",
+     "Unable to recover from NOPOUT Ping DataCRC failure while in ERL=0.", None),
+    (cmd(0x51, 1, write10(0, 1), 512, write=True, data=bytes([5]) * 4, final=False),
+     "ImmediateData CRC32C DataDigest 0x00000000 does not match computed 0x%08x",
+     "Unable to recover from Immediate Data digest failure while in ERL=0.",
+     P.REASON_DATA_DIGEST_ERROR),
+    (bytes(P.build_generic(P.OP_TEXT_REQ, P.F_FINAL, 0x52, w20=P.RSVD_TAG, cmdsn=1,
+                           dlength=4)) + b"a=b\0",
+     "Text data CRC32C DataDigest 0x00000000 does not match computed 0x%08x",
+     "Unable to recover from Text Data digest failure while in ERL=0.",
+     P.REASON_PROTOCOL_ERROR),
+])
+def test_a_data_digest_error_closes_the_connection(pdu, line, why, reason):
+    """At ERL 0 a DataDigest that does not match closes the connection, with the lines of
+    the PDU's kind and, for a command or a Text request, a Reject."""
+    m, _, log = machine(data_digest=True, max_burst=8192, first_burst=4096)
+    m.feed(pdu + bytes(4))
+    want = int.from_bytes(D.digest(pdu[48:]), "little")
+    assert log.lines[-2:] == [("err", line % want), ("err", why)]
+    assert m.closing and m.close_reason == why and m.take_actions() == []
+    rejects = [x for x in pdus(m, data_digests=True) if x.opcode == P.OP_REJECT]
+    assert [x.bhs[2] for x in rejects] == ([reason] if reason is not None else [])
+
+
+def test_a_data_out_digest_error_prints_the_header_as_the_kernel_reads_it():
+    m, _, log = machine(data_digest=True, max_burst=8192, first_burst=4096)
+    m.feed(cmd(0x44, 1, write10(0, 2), 1024, write=True)[:48])
+    (r2t,) = pdus(m, digests=False)
+    m.feed(bytes(P.build_data_out(True, 0, 0x44, r2t.u32(20), 0, 0, 0, 1024)) + bytes(1028))
+    want = int.from_bytes(D.digest(bytes(1024)), "little")
+    # ITT, Offset and DataSN as they lie in the header, read as little-endian numbers
+    assert log.lines[-2:] == [
+        ("err", "ITT: 0x44000000, Offset: 0, Length: 1024, DataSN: 0x00000000, CRC32C "
+                f"DataDigest 0x00000000 does not match computed 0x{want:08x}"),
+        ("err", "Unable to recover from DataOUT CRC failure while ERL=0, closing session.")]
+    (rej,) = pdus(m, data_digests=True)
+    assert rej.bhs[2] == P.REASON_DATA_DIGEST_ERROR and m.closing
 
 
 # -- sense -----------------------------------------------------------------------------------------
@@ -497,10 +544,15 @@ def test_scsi_command_header_refusals_log_the_kernels_line(pdu, params, reason, 
     and the command runs nowhere."""
     m, sess, log = machine(**params)
     m.feed(pdu)
-    (rej,) = pdus(m)
+    rej, *rest = pdus(m)
     assert rej.opcode == P.OP_REJECT and rej.bhs[2] == reason
     assert ("err", line) in log.lines
     assert m.take_actions() == [] and m.tasks == {}
+    # refused before its data segment was read: the segment (zeros) is parsed as NOP-Outs
+    # without the F bit, each rejected
+    dlen = int.from_bytes(pdu[5:8], "big")
+    assert len(rest) == dlen // 48 and all(r.bhs[2] == P.REASON_PROTOCOL_ERROR
+                                           for r in rest)
 
 
 def test_read_or_write_bits_with_edtl_0_are_fixed_up_with_a_warning():
@@ -536,14 +588,17 @@ def test_session_counters_count_data_out_not_immediate_data():
     assert rej.opcode == P.OP_REJECT and sess.cmd_pdus == 3 and sess.rsp_pdus == 1
 
 
-def test_an_oversized_data_segment_is_rejected_and_closes():
-    m, _, _ = machine(max_recv_dsl=8192)
+def test_an_oversized_ping_is_rejected_and_its_data_is_parsed_next():
+    """iscsit_setup_nop_out refuses the ping before reading its data: a Reject, the line,
+    and the bytes after the header are the next PDU (a ping here, answered)."""
+    m, _, log = machine(max_recv_dsl=8192)
     m.feed(bytes(P.build_generic(P.OP_NOOP_OUT, P.F_FINAL, 0x92, w20=P.RSVD_TAG,
-                                 dlength=65536)))
-    (rej,) = pdus(m)
-    assert rej.opcode == P.OP_REJECT and m.closing
-    assert m.close_reason == ("NOPOUT Ping Data DataSegmentLength: 65536 is greater than "
-                              "MaxXmitDataSegmentLength: 8192, protocol error.")
+                                 dlength=65536)) + ping(0x93))
+    rej, nopin = pdus(m)
+    assert rej.opcode == P.OP_REJECT and rej.bhs[2] == P.REASON_PROTOCOL_ERROR
+    assert (nopin.opcode, nopin.itt) == (P.OP_NOOP_IN, 0x93) and not m.closing
+    assert log.lines[-1] == ("err", "NOPOUT Ping Data DataSegmentLength: 65536 is greater "
+                                    "than MaxXmitDataSegmentLength: 8192, protocol error.")
 
 
 @pytest.mark.parametrize("size", [1, 48, 4096])
@@ -573,8 +628,8 @@ def _data_out(itt, ttt, datasn, offset, n, final=True):
     return wire(P.build_data_out(final, 0, itt, ttt, 0, datasn, offset, n), bytes(n))
 
 
-# iscsit_check_pre_dataout with DataSequenceInOrder=Yes and DataPDUInOrder=Yes: what fails
-# the connection, with the kernel's lines (MaxBurstLength 8192, FirstBurstLength 4096)
+# iscsit_check_pre_dataout with DataSequenceInOrder=Yes and DataPDUInOrder=Yes: what it
+# refuses, with the kernel's lines (MaxBurstLength 8192, FirstBurstLength 4096)
 @pytest.mark.parametrize("pdu, lines, why", [
     (_data_out(0x50, 0, 0, 512, 4096, final=False),  # not where the data stands
      ["Command ITT: 0x00000050, received offset 512 different than expected 0."],
@@ -586,12 +641,15 @@ def _data_out(itt, ttt, datasn, offset, n, final=True):
      [], "Command ITT: 0x00000050 reached MaxBurstLength: 8192, but ISCSI_FLAG_CMD_FINAL is "
          "not set, protocol error."),
 ])
-def test_data_out_sequence_errors_close_the_connection(pdu, lines, why):
+def test_data_out_sequence_errors_refuse_the_header(pdu, lines, why):
+    """Each fails iscsit_check_pre_dataout (DATAOUT_CANNOT_RECOVER): the lines, nothing
+    received, and the payload (zeros here) parsed as what follows."""
     m, sess, log = machine(max_burst=8192, first_burst=4096)
     _r2t_write(m)
     m.feed(pdu)
-    assert m.closing and m.close_reason == why and m.take_actions() == []
-    assert [("err", x) for x in lines] + [("err", why)] == log.lines[-len(lines) - 1:]
+    i = log.lines.index(("err", why))
+    assert log.lines[i - len(lines):i] == [("err", x) for x in lines]
+    assert not m.closing and m.take_actions() == [] and m.tasks[0x50].received == 0
 
 
 def test_data_out_beyond_maxburstlength_is_outside_the_sequence():
@@ -642,16 +700,41 @@ def test_data_out_after_all_the_data_is_dumped_as_an_unknown_itt():
     assert len(m.take_actions()) == 1  # the command alone
 
 
-@pytest.mark.parametrize("imm, n, final, why", [
+@pytest.mark.parametrize("imm, n, final, why, cc", [
     (1024, 4096, True, "Command ITT: 0x00000052 with Offset: 1024, Length: 4096 outside of "
-                       "Unsolicited Sequence 1024:4096 while DataSequenceInOrder=Yes."),
+                       "Unsolicited Sequence 1024:4096 while DataSequenceInOrder=Yes.", False),
     (1024, 2048, True, "Unsolicited non-immediate data received 3072 does not equal "
-                       "FirstBurstLength: 4096, and does not equal ExpXferLen 16384."),
+                       "FirstBurstLength: 4096, and does not equal ExpXferLen 16384.", True),
     (1024, 3072, False, "Command ITT: 0x00000052 reached FirstBurstLength: 4096, but "
-                        "ISCSI_FLAG_CMD_FINAL is not set. protocol error."),
+                        "ISCSI_FLAG_CMD_FINAL is not set. protocol error.", False),
 ])
-def test_unsolicited_data_out_errors_close_the_connection(imm, n, final, why):
+def test_unsolicited_data_out_errors_refuse_the_header(imm, n, final, why, cc):
+    """The unsolicited burst's checks: the line; a wrong amount of data also ends the
+    command in CHECK CONDITION (ABORTED COMMAND, NOT ENOUGH UNSOLICITED DATA)."""
     m, sess, log = machine(max_burst=8192, first_burst=4096, initial_r2t=False)
     m.feed(cmd(0x52, 1, write10(0, 32), 16384, write=True, data=bytes(imm), final=False))
-    m.feed(_data_out(0x52, P.RSVD_TAG, 0, imm, n, final=final))
-    assert m.closing and m.close_reason == why and ("err", why) in log.lines
+    m.feed(wire(P.build_data_out(final, 0, 0x52, P.RSVD_TAG, 0, 0, imm, 48), ping(0x79))
+           if n == 48 else _data_out(0x52, P.RSVD_TAG, 0, imm, n, final=final))
+    assert ("err", why) in log.lines and not m.closing and m.take_actions() == []
+    rsps = [x for x in pdus(m) if x.opcode == P.OP_SCSI_RSP]
+    if cc:
+        (rsp,) = rsps
+        assert (rsp.itt, rsp.bhs[3]) == (0x52, 0x02) and 0x52 not in m.tasks
+        assert (rsp.data[2 + 2] & 0x0F, rsp.data[2 + 12], rsp.data[2 + 13]) == (0x0B, 0x0C, 0x0D)
+    else:
+        assert rsps == [] and m.tasks[0x52].received == imm
+
+
+def test_unsolicited_data_with_initialr2t_yes_ends_the_command():
+    """Unsolicited Data-Out while InitialR2T=Yes: the line, CHECK CONDITION (ILLEGAL
+    REQUEST, UNEXPECTED UNSOLICITED DATA) for the command, the payload parsed next."""
+    m, sess, log = machine(max_burst=8192, first_burst=4096, initial_r2t=True)
+    m.feed(cmd(0x53, 1, write10(0, 32), 16384, write=True, final=False))
+    assert pdus(m) == []
+    m.feed(wire(P.build_data_out(True, 0, 0x53, P.RSVD_TAG, 0, 0, 0, 48), ping(0x7A)))
+    rsp, nopin = pdus(m)
+    assert log.lines[-1] == ("err", "Received unexpected unsolicited data while "
+                                    "InitialR2T=Yes, protocol error.")
+    assert (rsp.opcode, rsp.itt, rsp.bhs[3]) == (P.OP_SCSI_RSP, 0x53, 0x02)
+    assert (rsp.data[2 + 2] & 0x0F, rsp.data[2 + 12], rsp.data[2 + 13]) == (0x05, 0x0C, 0x0C)
+    assert (nopin.opcode, nopin.itt) == (P.OP_NOOP_IN, 0x7A) and not m.closing
