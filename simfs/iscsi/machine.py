@@ -87,6 +87,19 @@ _NO_LUN = bytes(8)
 #: what the kernel checks (iscsit_setup_scsi_cmd, iscsit_setup_nop_out,
 #: iscsit_check_dataout_hdr) before it reads the data segment
 _SETUP_OPS = frozenset((P.OP_SCSI_CMD, P.OP_NOOP_OUT, P.OP_DATA_OUT))
+#: opcode -> (what the DataDigest error line names, the Reject's reason or None, the line
+#: that closes the connection) at ERL 0 (iscsit_get_immediate_data, iscsit_handle_nop_out,
+#: iscsit_handle_text_cmd)
+_DIGEST_ERRORS = {
+    P.OP_SCSI_CMD: ("ImmediateData", P.REASON_DATA_DIGEST_ERROR,
+                    "Unable to recover from Immediate Data digest failure while in ERL=0."),
+    P.OP_NOOP_OUT: ("Ping data", None,
+                    "Unable to recover from NOPOUT Ping DataCRC failure while in ERL=0."),
+    P.OP_TEXT_REQ: ("Text data", P.REASON_PROTOCOL_ERROR,
+                    "Unable to recover from Text Data digest failure while in ERL=0."),
+    None: (None, None, "Unable to recover from DataOUT CRC failure while ERL=0, closing "
+                       "session."),  # the kernel reads no data segment of the others
+}
 #: a Data-Out header refused as iscsit_check_dataout_hdr refuses (its -1): lines logged, the
 #: payload left unread
 _REFUSED = object()
@@ -417,22 +430,13 @@ class ConnectionMachine:
                        sw(req.buffer_offset), req.dlength, sw(req.datasn), got, want)
             self.reject(req, P.REASON_DATA_DIGEST_ERROR)
             why = "Unable to recover from DataOUT CRC failure while ERL=0, closing session."
-        elif op == P.OP_SCSI_CMD:
-            self._klog("err", "ImmediateData CRC32C DataDigest 0x%08x does not match computed "
-                       "0x%08x", got, want)
-            self.reject(req, P.REASON_DATA_DIGEST_ERROR)
-            why = "Unable to recover from Immediate Data digest failure while in ERL=0."
-        elif op == P.OP_NOOP_OUT:
-            self._klog("err", "Ping data CRC32C DataDigest 0x%08x does not match computed "
-                       "0x%08x", got, want)
-            why = "Unable to recover from NOPOUT Ping DataCRC failure while in ERL=0."
-        elif op == P.OP_TEXT_REQ:
-            self._klog("err", "Text data CRC32C DataDigest 0x%08x does not match computed "
-                       "0x%08x", got, want)
-            self.reject(req, P.REASON_PROTOCOL_ERROR)
-            why = "Unable to recover from Text Data digest failure while in ERL=0."
         else:
-            why = "Unable to recover from DataOUT CRC failure while ERL=0, closing session."
+            what, reason, why = _DIGEST_ERRORS.get(op, _DIGEST_ERRORS[None])
+            if what is not None:
+                self._klog("err", "%s CRC32C DataDigest 0x%08x does not match computed "
+                           "0x%08x", what, got, want)
+            if reason is not None:
+                self.reject(req, reason)
         raise CloseConnection(why)
 
     def _oversized(self, req: P.Pdu, dlen: int) -> None:
