@@ -85,8 +85,8 @@ _F_READ = P.F_FINAL | P.CMD_READ
 _F_WRITE = P.F_FINAL | P.CMD_WRITE
 _NO_LUN = bytes(8)
 #: what the kernel checks (iscsit_setup_scsi_cmd, iscsit_setup_nop_out,
-#: iscsit_check_dataout_hdr) before it reads the data segment
-_SETUP_OPS = frozenset((P.OP_SCSI_CMD, P.OP_NOOP_OUT, P.OP_DATA_OUT))
+#: iscsit_check_dataout_hdr, iscsit_setup_text_cmd) before it reads the data segment
+_SETUP_OPS = frozenset((P.OP_SCSI_CMD, P.OP_NOOP_OUT, P.OP_DATA_OUT, P.OP_TEXT_REQ))
 #: opcode -> (what the DataDigest error line names, the Reject's reason or None, the line
 #: that closes the connection) at ERL 0 (iscsit_get_immediate_data, iscsit_handle_nop_out,
 #: iscsit_handle_text_cmd)
@@ -319,10 +319,16 @@ class ConnectionMachine:
             req = P.Pdu(bhs, ahs)
             dlen = (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]
             op = bhs[0] & P.OP_MASK
-            if not self.sess.discovery and op in _SETUP_OPS:
+            if op in _SETUP_OPS and (not self.sess.discovery or op == P.OP_TEXT_REQ):
                 # the kernel checks these headers before it reads their data segment; one
                 # it refuses leaves the segment unread, to be parsed as what follows
-                if op == P.OP_DATA_OUT:
+                if op == P.OP_TEXT_REQ:
+                    if dlen > self.max_dsl:
+                        self._oversized(req, dlen)
+                        continue
+                    if not self._text_header(req):
+                        continue
+                elif op == P.OP_DATA_OUT:
                     if dlen:
                         if dlen > self.max_dsl:
                             self._oversized(req, dlen)
@@ -458,7 +464,7 @@ class ConnectionMachine:
             why = (f"DataSegmentLength: {dlen} is greater than MaxXmitDataSegmentLength: "
                    f"{mx}, protocol error.")
         self.reject(req, P.REASON_PROTOCOL_ERROR)
-        if op in _SETUP_OPS and not self.sess.discovery:
+        if op in _SETUP_OPS and (not self.sess.discovery or op == P.OP_TEXT_REQ):
             self._klog("err", why)  # refused before its data is read: the data is not read
             return
         raise CloseConnection(why)
@@ -606,7 +612,8 @@ class ConnectionMachine:
         elif op == P.OP_TMF_REQ:
             if self._tmf_header(req):
                 self._sequenced(req, self.on_tmf)
-        elif op == P.OP_TEXT_REQ:
+        elif op == P.OP_TEXT_REQ:  # its header passed _text_header
+            self._text_request(req)
             self._sequenced(req, self.on_text)
         elif op == P.OP_LOGOUT_REQ:
             self._sequenced(req, self.on_logout)
@@ -1300,19 +1307,40 @@ class ConnectionMachine:
             self._inc_maxcmdsn()
 
     # -- Text (SendTargets) -----------------------------------------------------------------------
+    def _text_header(self, req: P.Pdu) -> bool:
+        """iscsit_setup_text_cmd, before the data is read: False when refused (a Reject; the
+        data is then not read)."""
+        if not req.final or req.bhs[1] & P.TEXT_CONTINUE:
+            self._klog("err", "Multi sequence text commands currently not supported")
+            self.reject(req, P.REASON_CMD_NOT_SUPPORTED)
+            return False
+        return True
+
+    def _text_request(self, req: P.Pdu) -> None:
+        """iscsit_handle_text_cmd and iscsit_process_text_cmd, before CmdSN ordering: the
+        last byte of the data becomes a NUL, and anything but SendTargets=All or
+        SendTargets=<iqn./eui. name> is rejected and closes the connection."""
+        text = req.data[:-1] if req.data else b""
+        if req.ttt != P.RSVD_TAG and not req.data:  # a continuation: no response to continue
+            self.reject(req, P.REASON_BOOKMARK_NO_RESOURCES)
+            raise CloseConnection(f"Unable to locate ITT: 0x{req.itt:08x} on CID: {self.cid}")
+        if not req.data:
+            why = "Unable to locate text_in buffer for sendtargets discovery"
+        elif not text.startswith(b"SendTargets="):
+            why = "Received Text Data that is not SendTargets, cannot continue."
+        else:
+            value = text[12:].split(b"\0", 1)[0]
+            if value == b"All" or value[:4] in (b"iqn.", b"eui."):
+                return
+            why = (f"Unable to locate valid SendTargets="
+                   f"{value.decode('utf-8', 'replace')} value")
+        self.reject(req, P.REASON_PROTOCOL_ERROR)
+        raise CloseConnection(why)
+
     def on_text(self, req: P.Pdu) -> None:
-        try:
-            keys = parse_text(req.data)
-        except Exception:  # noqa: BLE001
-            keys = []
-        st = next((v for k, v in keys if k == "SendTargets"), None)
-        if st is None:
-            self._klog("err", "Unable to locate SendTargets=All or SendTargets=<iqn> in Text "
-                       "Request")
-            return self.reject(req, P.REASON_PROTOCOL_ERROR)
+        """A SendTargets request that passed :meth:`_text_request`, in CmdSN order."""
+        st = req.data[12:-1].split(b"\0", 1)[0].decode("utf-8", "replace")
         sess = self.sess
-        if st != "All" and sess.discovery is False and st == "":
-            st = sess.target_name
         out = []
         try:
             targets = self._discovery(sess.initiator, sess.local) if self._discovery else []

@@ -738,3 +738,49 @@ def test_unsolicited_data_with_initialr2t_yes_ends_the_command():
     assert (rsp.opcode, rsp.itt, rsp.bhs[3]) == (P.OP_SCSI_RSP, 0x53, 0x02)
     assert (rsp.data[2 + 2] & 0x0F, rsp.data[2 + 12], rsp.data[2 + 13]) == (0x05, 0x0C, 0x0C)
     assert (nopin.opcode, nopin.itt) == (P.OP_NOOP_IN, 0x7A) and not m.closing
+
+
+def _text(itt, data, final=True, cont=False, ttt=P.RSVD_TAG):
+    flags = (P.F_FINAL if final else 0) | (P.TEXT_CONTINUE if cont else 0)
+    return wire(P.build_generic(P.OP_TEXT_REQ | P.OP_IMMEDIATE, flags, itt, w20=ttt, cmdsn=1,
+                                dlength=len(data)), data)
+
+
+@pytest.mark.parametrize("data, why", [
+    (b"", "Unable to locate text_in buffer for sendtargets discovery"),
+    (b"TargetAlias=x\0", "Received Text Data that is not SendTargets, cannot continue."),
+    (b"SendTargets=\0", "Unable to locate valid SendTargets= value"),
+    (b"SendTargets=naa.5001\0", "Unable to locate valid SendTargets=naa.5001 value"),
+    # the kernel makes the last byte a NUL: without one, "All" loses its "l"
+    (b"SendTargets=All", "Unable to locate valid SendTargets=Al value"),
+])
+def test_a_text_request_that_is_not_sendtargets_is_rejected_and_closes(data, why):
+    """iscsit_process_text_cmd: anything but SendTargets=All or =<iqn./eui. name> is a
+    Reject (PROTOCOL ERROR) with the kernel's line, and the connection goes."""
+    m, _, log = machine()
+    m.feed(_text(0x60, data))
+    (rej,) = pdus(m)
+    assert rej.opcode == P.OP_REJECT and rej.bhs[2] == P.REASON_PROTOCOL_ERROR
+    assert m.closing and m.close_reason == why and ("err", why) in log.lines
+
+
+@pytest.mark.parametrize("final, cont", [(False, False), (True, True)])
+def test_a_multi_sequence_text_request_is_rejected_before_its_data(final, cont):
+    """iscsit_setup_text_cmd refuses a Text request without F or with C before reading
+    its data: a Reject (COMMAND NOT SUPPORTED), and the data is parsed as what follows."""
+    m, _, log = machine()
+    m.feed(_text(0x61, ping(0x62), final=final, cont=cont))
+    rej, nopin = pdus(m)
+    assert rej.opcode == P.OP_REJECT and rej.bhs[2] == P.REASON_CMD_NOT_SUPPORTED
+    assert (nopin.opcode, nopin.itt) == (P.OP_NOOP_IN, 0x62) and not m.closing
+    assert ("err", "Multi sequence text commands currently not supported") in log.lines
+
+
+def test_sendtargets_all_is_answered():
+    m, _, log = machine()
+    m._discovery = lambda ini, local: [("iqn.2026-12.test:t", ["127.0.0.1:3260,1"])]
+    m.sess.target_name = "iqn.2026-12.test:t"
+    m.feed(_text(0x63, b"SendTargets=All\0"))
+    (rsp,) = pdus(m)
+    assert rsp.opcode == P.OP_TEXT_RSP and not m.closing
+    assert rsp.data == b"TargetName=iqn.2026-12.test:t\0TargetAddress=127.0.0.1:3260,1\0"
