@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
+from simfs.cli import early_signals
+
+early_signals.install()  # before the imports below, which are most of the start-up
+
+import argparse  # noqa: E402
 import os
 import select
 import shutil

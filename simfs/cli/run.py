@@ -191,6 +191,7 @@ def _dbus(scratch: Path, env: dict) -> int:
 def inner(spec: dict) -> int:
     """Inside the namespace: set up, run the command, and always clean up (docs/run.md)."""
     stops = run_signals.StopSignals(spec.get("ignored", ())).install()
+    run_signals.unblock_stops()
     run_signals.guard_inner(spec["parent"])
     sdir = Path(spec["state_dir"])
     cleanup = _Cleanup(sdir / ".ns", sdir)

@@ -68,6 +68,14 @@ class StopSignals:
         self._listener = listener
         self._pass_on()
 
+    def adopt_early(self) -> None:
+        """Count the SIGINTs :mod:`simfs.cli.early_signals` noted before these handlers
+        were installed: Python may have swallowed their KeyboardInterrupt, and nothing else
+        remembers them."""
+        from simfs.cli import early_signals
+        self.received += early_signals.take()
+        self._pass_on()
+
     @property
     def stopping(self) -> bool:
         """Whether a stop signal has arrived."""
@@ -105,8 +113,18 @@ def run_forwarding(argv: list[str]) -> int:
     """Outer side: run ``argv`` in its own process group, forward stop signals to it,
     return its exit status (128+N if it died of signal N)."""
     stops = StopSignals().install()
+    stops.adopt_early()
     fg = foreground_pgrp()
-    proc = subprocess.Popen(argv, process_group=0)
+    # The child starts with the stop signals blocked (a signal mask survives fork and
+    # exec) and unblocks them once its handlers are in (unblock_stops): a signal forwarded
+    # while it starts waits for them, instead of becoming a KeyboardInterrupt that Python
+    # may swallow in its start-up (a finalizer, importlib's weakref callbacks), after which
+    # the run would go on as if never stopped.
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        proc = subprocess.Popen(argv, process_group=0)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def forward(signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -117,6 +135,13 @@ def run_forwarding(argv: list[str]) -> int:
     if fg:
         give_terminal(fg)  # in case the inner process could not give it back
     return rc if rc >= 0 else 128 - rc
+
+
+def unblock_stops() -> None:
+    """Inner side, once its handlers are installed: take the stop signals that
+    :func:`run_forwarding` kept blocked while this process started (any that came meanwhile
+    is delivered now)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def guard_inner(parent: int) -> None:

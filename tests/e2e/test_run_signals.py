@@ -12,6 +12,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -54,8 +55,8 @@ def mounts_naming(text: str) -> list[str]:
     return seen
 
 
-def start(sdir: Path, log: Path, script: str, *extra: str, ignore: tuple = ()
-          ) -> subprocess.Popen:
+def start(sdir: Path, log: Path, script: str, *extra: str, ignore: tuple = (),
+          env: Optional[dict] = None) -> subprocess.Popen:
     """``simfs run`` in a session of its own (so its process group can be signalled), with
     the stop signals as a shell leaves them (a test runner started in the background may
     have SIGINT ignored, which would be inherited), except those in ``ignore``."""
@@ -64,7 +65,8 @@ def start(sdir: Path, log: Path, script: str, *extra: str, ignore: tuple = ()
         dispositions.append("--ignore-signal=" + ",".join(s.name[3:] for s in ignore))
     return subprocess.Popen(["env", *dispositions, "simfs", "run", *extra, "--state-dir",
                              str(sdir), "--", "sh", "-c", script],
-                            env=dict(os.environ, LOG=str(log)), start_new_session=True,
+                            env=dict(os.environ, LOG=str(log), **(env or {})),
+                            start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -99,6 +101,70 @@ def test_the_command_gets_the_signal_once_and_its_status_is_returned(tmp_path, s
     assert proc.returncode == 3, err  # the trap's exit status
     assert (sdir / "etc/target/got").read_text() == f"{sig.name[3:]}\n"  # one trap ran
     assert live_processes_naming(str(sdir)) == []
+
+
+# Python's SIGINT handler raises KeyboardInterrupt where Python code runs; in a finalizer
+# (importlib runs weakref callbacks after every import) Python swallows it. This stand-in,
+# loaded into the chosen simfs process as sitecustomize, spends a second and a half in one
+# finalizer while that process starts: it touches $STARTING, the test sends SIGINT then.
+SLOW_FINALIZER = """
+import os, sys, time
+argv = open("/proc/self/cmdline", "rb").read().split(b"\\0")
+
+
+class _Slow:
+    def __del__(self):
+        open(os.environ["STARTING"], "w").close()
+        time.sleep(1.5)
+
+
+def _on_import(event, args):  # the outer simfs run: while it reads its command line
+    if event == "import" and args[0] == "simfs.cli.run" and not _on_import.done:
+        _on_import.done = True
+        _Slow()
+
+
+_on_import.done = False
+if os.environ["WHICH"] == "inner" and b"simfs.cli.run" in argv:
+    _Slow()
+elif os.environ["WHICH"] == "outer" and argv[1:2] == [b"run"] or argv[2:3] == [b"run"]:
+    sys.addaudithook(_on_import)
+"""
+
+
+@pytest.mark.parametrize("which", ["outer", "inner"])
+def test_a_sigint_while_simfs_run_starts_is_not_lost(tmp_path, which):
+    """A SIGINT to the group while ``simfs run`` (outer) or the process it starts in the
+    namespace (inner) is still starting stops the run, even when it lands in a finalizer:
+    the outer notes SIGINT from its first line on, and the inner starts with the stop
+    signals blocked until its handlers are in."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_FINALIZER)
+    starting = tmp_path / "starting"
+    proc = start(tmp_path / "D", tmp_path / "log", WRITER, "--grace", "2",
+                 env={"PYTHONPATH": str(hook), "STARTING": str(starting), "WHICH": which})
+    wait_for(starting)
+    time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        pytest.fail(f"the SIGINT was lost:\n{err}")
+    assert proc.returncode == 128 + signal.SIGINT or proc.returncode == -signal.SIGINT, err
+    assert live_processes_naming(str(tmp_path / "D")) == []
+
+
+def test_the_command_and_the_daemon_start_with_no_signal_blocked(tmp_path):
+    """The stop signals the inner process starts with blocked are unblocked before anything
+    else starts: the command (and so the daemon, started the same way) blocks nothing."""
+    r = subprocess.run(["simfs", "run", "--state-dir", str(tmp_path / "D"), "--", "sh", "-c",
+                        "grep SigBlk /proc/self/status"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["SigBlk:", "0000000000000000"]
 
 
 def test_nohup_keeps_sighup_ignored_for_the_command(tmp_path):
@@ -195,7 +261,9 @@ def interrupted_run(base: Path, n: int, sig: signal.Signals, writing: bool, dela
     except subprocess.TimeoutExpired:
         tree = subprocess.run(["ps", "-eo", "pid,ppid,pgid,stat,wchan:20,args"],
                               capture_output=True, text=True).stdout
-        pytest.fail(f"{what} did not end:\n{tree}")
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()  # "Exception ignored in ..." would name a lost signal
+        pytest.fail(f"{what} did not end:\n{tree}\n{err}")
     assert proc.returncode != 0, f"{what} reported success"
     left = live_processes_naming(str(sdir))
     assert not left, f"{what} left {left}\n{err}"
