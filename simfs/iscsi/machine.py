@@ -726,6 +726,9 @@ class ConnectionMachine:
         if req.ahs:
             ahs = req.ahs
             if len(ahs) < 4 or ahs[2] != P.AHS_EXTENDED_CDB:
+                if len(ahs) >= 3:
+                    self._klog("err", "Additional Header Segment type %d not supported!",
+                               ahs[2])
                 self.reject(req, P.REASON_CMD_NOT_SUPPORTED)
                 return False
         return True
@@ -1371,7 +1374,8 @@ class ConnectionMachine:
         resp = P.LOGOUT_SUCCESS
         if reason == P.LOGOUT_CLOSE_CONNECTION and req.cid != self.cid:
             resp = P.LOGOUT_CID_NOT_FOUND
-        elif reason == P.LOGOUT_REMOVE_CONN_FOR_RECOVERY:
+        elif reason == P.LOGOUT_REMOVE_CONN_FOR_RECOVERY:  # iscsit_logout_removeconnforrecovery
+            self._klog("err", "Received Logout Request REMOVECONNFORRECOVERY while ERL!=2.")
             resp = P.LOGOUT_RECOVERY_UNSUPPORTED
         elif reason not in (P.LOGOUT_CLOSE_SESSION, P.LOGOUT_CLOSE_CONNECTION):
             return self.reject(req, P.REASON_PROTOCOL_ERROR)

@@ -494,6 +494,28 @@ def test_logout_answers_then_closes():
     assert m.take_actions() == []
 
 
+def test_a_logout_to_remove_a_connection_for_recovery_is_unsupported_at_erl_0():
+    m, sess, log = machine()
+    m.feed(wire(P.build_generic(P.OP_LOGOUT_REQ, P.F_FINAL | P.LOGOUT_REMOVE_CONN_FOR_RECOVERY,
+                                0x82, cmdsn=1)))
+    (rsp,) = pdus(m)
+    assert rsp.opcode == P.OP_LOGOUT_RSP and rsp.bhs[2] == P.LOGOUT_RECOVERY_UNSUPPORTED
+    assert log.lines[-1] == ("err", "Received Logout Request REMOVECONNFORRECOVERY while "
+                                    "ERL!=2.")
+    assert not m.closing
+
+
+def test_an_ahs_other_than_an_extended_cdb_is_rejected_with_its_type():
+    m, sess, log = machine()
+    bhs = P.build_scsi_cmd(P.F_FINAL | P.CMD_READ, 0, 0x83, 512, 1, 0, read10(0, 1), 0)
+    bhs[4] = 1  # one word of AHS: length 1, type 2 (bidirectional read length)
+    m.feed(bytes(bhs) + bytes([0, 1, 2, 0]))
+    (rej,) = pdus(m)
+    assert rej.opcode == P.OP_REJECT and rej.bhs[2] == P.REASON_CMD_NOT_SUPPORTED
+    assert log.lines[-1] == ("err", "Additional Header Segment type 2 not supported!")
+    assert m.take_actions() == [] and not m.closing
+
+
 def test_snack_is_rejected_and_an_unknown_opcode_closes():
     m, _, log = machine()
     m.feed(wire(P.build_generic(P.OP_SNACK, P.F_FINAL, 0x90)))
