@@ -87,6 +87,10 @@ _NO_LUN = bytes(8)
 #: what the kernel checks (iscsit_setup_scsi_cmd, iscsit_setup_nop_out,
 #: iscsit_check_dataout_hdr, iscsit_setup_text_cmd) before it reads the data segment
 _SETUP_OPS = frozenset((P.OP_SCSI_CMD, P.OP_NOOP_OUT, P.OP_DATA_OUT, P.OP_TEXT_REQ))
+#: requests whose handlers read no data segment (iscsit_handle_task_mgt_cmd,
+#: iscsit_handle_logout_cmd, iscsit_handle_snack): a DataSegmentLength is ignored and the
+#: bytes after the header are the next PDU
+_NO_DATA_OPS = frozenset((P.OP_TMF_REQ, P.OP_LOGOUT_REQ, P.OP_SNACK))
 #: opcode -> (what the DataDigest error line names, the Reject's reason or None, the line
 #: that closes the connection) at ERL 0 (iscsit_get_immediate_data, iscsit_handle_nop_out,
 #: iscsit_handle_text_cmd)
@@ -341,7 +345,7 @@ class ConnectionMachine:
                 elif dlen > self.max_dsl:
                     self._oversized(req, dlen)
                     continue
-            if not dlen:
+            if not dlen or op in _NO_DATA_OPS:
                 self._dispatch(req)
                 continue
             if dlen > self.max_dsl:

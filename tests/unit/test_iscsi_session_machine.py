@@ -806,3 +806,17 @@ def test_sendtargets_all_is_answered():
     (rsp,) = pdus(m)
     assert rsp.opcode == P.OP_TEXT_RSP and not m.closing
     assert rsp.data == b"TargetName=iqn.2026-12.test:t\0TargetAddress=127.0.0.1:3260,1\0"
+
+
+@pytest.mark.parametrize("op", [P.OP_TMF_REQ, P.OP_LOGOUT_REQ, P.OP_SNACK])
+def test_a_data_segment_length_on_a_request_without_data_is_ignored(op):
+    """Task management, Logout and SNACK handlers read no data segment: the bytes after
+    the header are the next PDU (a ping here, answered), whatever DataSegmentLength says."""
+    m, _, log = machine()
+    flags = P.F_FINAL | {P.OP_TMF_REQ: P.TMF_ABORT_TASK_SET,  # a logout that stays:
+                         P.OP_LOGOUT_REQ: P.LOGOUT_REMOVE_CONN_FOR_RECOVERY}.get(op, 0)
+    bhs = P.build_generic(op | P.OP_IMMEDIATE, flags, 0x64, w20=P.RSVD_TAG, cmdsn=1,
+                          dlength=48)
+    m.feed(bytes(bhs) + ping(0x65))
+    out = pdus(m)
+    assert (out[-1].opcode, out[-1].itt) == (P.OP_NOOP_IN, 0x65)
