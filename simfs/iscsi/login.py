@@ -278,8 +278,11 @@ class LoginMachine:
             raise LoginFailed(P.STATUS_INITIATOR_ERR, P.LOGIN_INIT_ERR,
                               "Login request changed ISID unexpectedly, protocol error.")
         if req.itt != self.itt:
+            # the kernel prints the itt_t as it came off the wire (big-endian bytes, read as
+            # a little-endian number)
+            raw = int.from_bytes(req.itt.to_bytes(4, "big"), "little")
             raise LoginFailed(P.STATUS_INITIATOR_ERR, P.LOGIN_INIT_ERR,
-                              f"Login request changed ITT unexpectedly to 0x{req.itt:08x}, "
+                              f"Login request changed ITT unexpectedly to 0x{raw:08x}, "
                               "protocol error.")
 
     def _check_first_request(self) -> None:

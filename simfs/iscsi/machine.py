@@ -65,6 +65,12 @@ RECV_BUFFER = 1 << 18 | 4096
 _from_bytes = int.from_bytes
 
 
+def _raw(v: int) -> int:
+    """A 32-bit header field as the kernel prints it without converting it: an ITT (itt_t)
+    or a __be32 keeps the wire's big-endian bytes, read as a little-endian number."""
+    return _from_bytes(v.to_bytes(4, "big"), "little")
+
+
 def _uninitialised(n: int) -> bytearray:
     """A bytearray of ``n`` bytes left as malloc gives them (bytearray(n) writes n zeros:
     ~100 us per MiB, on the loop, for data about to be overwritten)."""
@@ -434,10 +440,9 @@ class ConnectionMachine:
         goes."""
         op = req.opcode
         if op == P.OP_DATA_OUT:  # iscsit_get_dataout prints the header's fields unswapped
-            sw = lambda v: _from_bytes(v.to_bytes(4, "big"), "little")  # noqa: E731
             self._klog("err", "ITT: 0x%08x, Offset: %u, Length: %u, DataSN: 0x%08x, CRC32C "
-                       "DataDigest 0x%08x does not match computed 0x%08x", sw(req.itt),
-                       sw(req.buffer_offset), req.dlength, sw(req.datasn), got, want)
+                       "DataDigest 0x%08x does not match computed 0x%08x", _raw(req.itt),
+                       _raw(req.buffer_offset), req.dlength, _raw(req.datasn), got, want)
             self.reject(req, P.REASON_DATA_DIGEST_ERROR)
             why = "Unable to recover from DataOUT CRC failure while ERL=0, closing session."
         else:
@@ -830,12 +835,12 @@ class ConnectionMachine:
         if task is None or task.write and task.received >= task.edtl:
             # iscsit_find_cmd_from_itt_or_dump: a command with all its data is not looked at
             self._klog("err", "Unable to locate ITT: 0x%08x on CID: %hu, dumping payload",
-                       req.itt, self.cid)
+                       _raw(req.itt), self.cid)
             return None
         self.sess.rx_data_octets += n  # the command is known: counted before the checks
         if not task.write:
             self._klog("err", "Command ITT: 0x%08x received DataOUT for a NON-WRITE command.",
-                       task.itt)
+                       _raw(task.itt))
             return None
         if task.itt in self._dataout:  # iscsit_mod_dataout_timer
             self._dataout[task.itt] = self.now + self.dataout_timeout
@@ -865,11 +870,11 @@ class ConnectionMachine:
         if datasn != expect_sn:
             if datasn > expect_sn:  # the kernel compares plainly, not serially
                 self._klog("err", "Command ITT: 0x%08x, received DataSN: 0x%08x higher than "
-                           "expected 0x%08x.", task.itt, datasn, expect_sn)
+                           "expected 0x%08x.", _raw(task.itt), datasn, expect_sn)
                 return self._cannot_recover("Unable to perform within-command recovery while "
                                             "ERL=0.")
             self._klog("err", "Command ITT: 0x%08x, received DataSN: 0x%08x lower than expected "
-                       "0x%08x, discarding payload.", task.itt, datasn, expect_sn)
+                       "0x%08x, discarding payload.", _raw(task.itt), datasn, expect_sn)
             return None
         if seq is None:
             task.unsol_datasn += 1
@@ -885,7 +890,7 @@ class ConnectionMachine:
         """iscsit_check_pre_dataout with DataSequenceInOrder=Yes and DataPDUInOrder=Yes
         (what initiators negotiate): the DataSN, the unsolicited or solicited sequence, then
         the offset. (task, None) to take the data, None to discard it."""
-        itt = task.itt
+        itt = _raw(task.itt)  # cmd->init_task_tag, printed as it came off the wire
         unsolicited = not task.unsolicited_done  # the kernel's cmd->unsolicited_data
         if unsolicited and self.p.initial_r2t:
             return self._unexpected_unsolicited(task)
@@ -1267,13 +1272,17 @@ class ConnectionMachine:
             resp = P.TMF_RSP_NO_LUN
         elif fn == P.TMF_ABORT_TASK:
             ref = self.tasks.get(req.rtt)
-            if ref is None:
+            if ref is None:  # iscsit_find_cmd_from_itt, then iscsit_tmr_abort_task
+                self._klog("err", "Unable to locate ITT: 0x%08x on CID: %hu", _raw(req.rtt),
+                           self.cid)
+                self._klog("err", "Unable to locate RefTaskTag: 0x%08x on CID: %hu.",
+                           _raw(req.rtt), self.cid)
                 in_window = (not P.serial_lt(req.ref_cmdsn, sess.exp_cmdsn)
                              and not P.serial_gt(req.ref_cmdsn, sess.max_cmdsn))
                 resp = P.TMF_RSP_COMPLETE if in_window else P.TMF_RSP_NO_TASK
             elif ref.cmdsn != req.ref_cmdsn:
                 self._klog("err", "RefCmdSN 0x%08x does not equal task's CmdSN 0x%08x. "
-                           "Rejecting ABORT_TASK.", req.ref_cmdsn, ref.cmdsn)
+                           "Rejecting ABORT_TASK.", _raw(req.ref_cmdsn), ref.cmdsn)
                 resp = P.TMF_RSP_REJECTED
             else:
                 self._abort(ref)
@@ -1330,7 +1339,8 @@ class ConnectionMachine:
         text = req.data[:-1] if req.data else b""
         if req.ttt != P.RSVD_TAG and not req.data:  # a continuation: no response to continue
             self.reject(req, P.REASON_BOOKMARK_NO_RESOURCES)
-            raise CloseConnection(f"Unable to locate ITT: 0x{req.itt:08x} on CID: {self.cid}")
+            raise CloseConnection(f"Unable to locate ITT: 0x{_raw(req.itt):08x} on CID: "
+                                  f"{self.cid}")
         if not req.data:
             why = "Unable to locate text_in buffer for sendtargets discovery"
         elif not text.startswith(b"SendTargets="):

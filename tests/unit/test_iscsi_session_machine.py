@@ -241,7 +241,7 @@ def test_a_data_out_with_a_higher_datasn_is_refused_and_its_payload_is_parsed_ne
     (r2t,) = pdus(m)
     m.feed(wire(P.build_data_out(True, 0, 0x42, r2t.u32(20), 0, 1, 0, 48), ping(0x77)))
     assert log.lines[-2:] == [
-        ("err", "Command ITT: 0x00000042, received DataSN: 0x00000001 higher than expected "
+        ("err", "Command ITT: 0x42000000, received DataSN: 0x00000001 higher than expected "
                 "0x00000000."),
         ("err", "Unable to perform within-command recovery while ERL=0.")]
     (nopin,) = pdus(m)
@@ -256,7 +256,7 @@ def test_data_out_lower_datasn_is_discarded_and_an_offset_past_edtl_is_rejected(
     ttt = r2t.u32(20)
     m.feed(wire(P.build_data_out(False, 0, 0x43, ttt, 0, 0, 0, 4096), bytes([1]) * 4096))
     m.feed(wire(P.build_data_out(False, 0, 0x43, ttt, 0, 0, 0, 4096), bytes([2]) * 4096))
-    assert ("err", "Command ITT: 0x00000043, received DataSN: 0x00000000 lower than "
+    assert ("err", "Command ITT: 0x43000000, received DataSN: 0x00000000 lower than "
             "expected 0x00000001, discarding payload.") in log.lines
     assert not m.closing and m.take_output() == []
     m.feed(wire(P.build_data_out(True, 0, 0x43, ttt, 0, 1, 8160, 48), ping(0x78)))
@@ -654,13 +654,13 @@ def _data_out(itt, ttt, datasn, offset, n, final=True):
 # refuses, with the kernel's lines (MaxBurstLength 8192, FirstBurstLength 4096)
 @pytest.mark.parametrize("pdu, lines, why", [
     (_data_out(0x50, 0, 0, 512, 4096, final=False),  # not where the data stands
-     ["Command ITT: 0x00000050, received offset 512 different than expected 0."],
+     ["Command ITT: 0x50000000, received offset 512 different than expected 0."],
      "Unable to perform within-command recovery while ERL=0."),
     (_data_out(0x50, 0, 0, 0, 4096, final=True),  # F before the burst's end
-     [], "Command ITT: 0x00000050 set ISCSI_FLAG_CMD_FINAL before end of DataOUT sequence, "
+     [], "Command ITT: 0x50000000 set ISCSI_FLAG_CMD_FINAL before end of DataOUT sequence, "
          "protocol error."),
     (_data_out(0x50, 0, 0, 0, 8192, final=False),  # a whole burst without F
-     [], "Command ITT: 0x00000050 reached MaxBurstLength: 8192, but ISCSI_FLAG_CMD_FINAL is "
+     [], "Command ITT: 0x50000000 reached MaxBurstLength: 8192, but ISCSI_FLAG_CMD_FINAL is "
          "not set, protocol error."),
 ])
 def test_data_out_sequence_errors_refuse_the_header(pdu, lines, why):
@@ -681,7 +681,7 @@ def test_data_out_beyond_maxburstlength_is_outside_the_sequence():
     _r2t_write(m)
     m.feed(_data_out(0x50, 0, 0, 0, 4096, final=False))
     m.feed(_data_out(0x50, 0, 1, 4096, 8192))
-    assert log.lines[-1] == ("err", "Command ITT: 0x00000050 with Offset: 4096, Length: 8192 "
+    assert log.lines[-1] == ("err", "Command ITT: 0x50000000 with Offset: 4096, Length: 8192 "
                                     "outside of Sequence 0:8192 while DataSequenceInOrder=Yes.")
     assert not m.closing and m.tasks[0x50].received == 4096
 
@@ -690,7 +690,7 @@ def test_data_out_outside_the_sequence_is_dumped_and_the_connection_stays():
     m, sess, log = machine(max_burst=8192, first_burst=4096)
     ttt = _r2t_write(m)
     m.feed(_data_out(0x50, ttt, 0, 8192, 4096))  # the second burst's offsets, not asked yet
-    assert ("err", "Command ITT: 0x00000050 with Offset: 8192, Length: 4096 outside of "
+    assert ("err", "Command ITT: 0x50000000 with Offset: 8192, Length: 4096 outside of "
             "Sequence 0:8192 while DataSequenceInOrder=Yes.") == log.lines[-1]
     assert not m.closing and pdus(m) == [] and m.tasks[0x50].received == 0
 
@@ -716,18 +716,18 @@ def test_data_out_after_all_the_data_is_dumped_as_an_unknown_itt():
     m.feed(cmd(0x51, 1, write10(0, 8), 4096, write=True, data=bytes(4096)))
     rx = sess.rx_data_octets
     m.feed(_data_out(0x51, P.RSVD_TAG, 0, 0, 4096))
-    assert log.lines[-1] == ("err", "Unable to locate ITT: 0x00000051 on CID: 0, dumping "
+    assert log.lines[-1] == ("err", "Unable to locate ITT: 0x51000000 on CID: 0, dumping "
                                     "payload")
     assert not m.closing and pdus(m) == [] and sess.rx_data_octets == rx
     assert len(m.take_actions()) == 1  # the command alone
 
 
 @pytest.mark.parametrize("imm, n, final, why, cc", [
-    (1024, 4096, True, "Command ITT: 0x00000052 with Offset: 1024, Length: 4096 outside of "
+    (1024, 4096, True, "Command ITT: 0x52000000 with Offset: 1024, Length: 4096 outside of "
                        "Unsolicited Sequence 1024:4096 while DataSequenceInOrder=Yes.", False),
     (1024, 2048, True, "Unsolicited non-immediate data received 3072 does not equal "
                        "FirstBurstLength: 4096, and does not equal ExpXferLen 16384.", True),
-    (1024, 3072, False, "Command ITT: 0x00000052 reached FirstBurstLength: 4096, but "
+    (1024, 3072, False, "Command ITT: 0x52000000 reached FirstBurstLength: 4096, but "
                         "ISCSI_FLAG_CMD_FINAL is not set. protocol error.", False),
 ])
 def test_unsolicited_data_out_errors_refuse_the_header(imm, n, final, why, cc):
@@ -820,3 +820,28 @@ def test_a_data_segment_length_on_a_request_without_data_is_ignored(op):
     m.feed(bytes(bhs) + ping(0x65))
     out = pdus(m)
     assert (out[-1].opcode, out[-1].itt) == (P.OP_NOOP_IN, 0x65)
+
+
+def _abort_task(itt, rtt, ref_cmdsn):
+    bhs = P.build_generic(P.OP_TMF_REQ | P.OP_IMMEDIATE, P.F_FINAL | P.TMF_ABORT_TASK, itt,
+                          w20=rtt, cmdsn=2)
+    bhs[32:36] = ref_cmdsn.to_bytes(4, "big")
+    return bytes(bhs)
+
+
+def test_abort_task_lines_print_the_tags_as_they_came_off_the_wire():
+    """iscsit_tmr_abort_task's lines print the RefTaskTag (itt_t) and RefCmdSN (__be32)
+    unconverted: big-endian bytes read as a little-endian number."""
+    m, sess, log = machine(max_burst=8192, first_burst=4096)
+    m.feed(cmd(0x70, 1, write10(0, 16), 8192, write=True))  # waits for its Data-Out
+    pdus(m)
+    m.feed(_abort_task(0x71, 0x99, 2))
+    assert log.lines[-2:] == [("err", "Unable to locate ITT: 0x99000000 on CID: 0"),
+                              ("err", "Unable to locate RefTaskTag: 0x99000000 on CID: 0.")]
+    (rsp,) = pdus(m)
+    assert rsp.opcode == P.OP_TMF_RSP and rsp.bhs[2] == P.TMF_RSP_COMPLETE  # in the window
+    m.feed(_abort_task(0x72, 0x70, 5))
+    assert log.lines[-1] == ("err", "RefCmdSN 0x05000000 does not equal task's CmdSN "
+                                    "0x00000001. Rejecting ABORT_TASK.")
+    (rsp,) = pdus(m)
+    assert rsp.bhs[2] == P.TMF_RSP_REJECTED and 0x70 in m.tasks
