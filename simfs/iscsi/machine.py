@@ -1026,8 +1026,9 @@ class ConnectionMachine:
             self._send_r2ts(task)
 
     def _data_out_header(self, req: P.Pdu, dlen: int) -> None:
-        """A Data-Out header (no data digest): its payload goes straight to the command's
-        buffer, or is skipped when the checks discard it."""
+        """A Data-Out header, checked before its payload is read: the payload goes straight
+        to the command's buffer (with data digests, once it is in and checked), is skipped
+        when the checks discard it, or is left unread when they refuse the header."""
         got = self._data_out_check(req, dlen)
         if got is _REFUSED:
             return  # iscsit_handle_data_out returns without reading the payload
