@@ -144,12 +144,13 @@ class Task:
     unsol_datasn: int = 0
     # DataSequenceInOrder=Yes bookkeeping (the kernel's iscsit_cmd fields of the same names):
     # the DataSN expected next, the bytes of the current unsolicited and solicited bursts,
-    # and the offsets the current sequence may cover
-    data_sn: int = 0
-    first_burst_len: int = 0
-    next_burst_len: int = 0
-    seq_start: int = 0
-    seq_end: int = 0
+    # and the offsets the current sequence may cover. Class attributes, not fields: a
+    # write sets them when it needs them, and a read's construction does not pay for them.
+    data_sn = 0
+    first_burst_len = 0
+    next_burst_len = 0
+    seq_start = 0
+    seq_end = 0
     sequenced: bool = False
     aborted: bool = False
     #: the logical block size behind the LUN when the driver knows it (residuals)
@@ -329,7 +330,17 @@ class ConnectionMachine:
             req = P.Pdu(bhs, ahs)
             dlen = (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]
             op = bhs[0] & P.OP_MASK
-            if op in _SETUP_OPS and (not self.sess.discovery or op == P.OP_TEXT_REQ):
+            if op == P.OP_SCSI_CMD and not self.sess.discovery:  # the common case first
+                hdr = self._scsi_cmd_header(req, dlen)
+                if not hdr:
+                    continue
+                if not dlen:
+                    self.on_scsi_cmd(req, hdr)
+                    continue
+                if dlen > self.max_dsl:
+                    self._oversized(req, dlen)
+                    continue
+            elif op in _SETUP_OPS and (not self.sess.discovery or op == P.OP_TEXT_REQ):
                 # the kernel checks these headers before it reads their data segment; one
                 # it refuses leaves the segment unread, to be parsed as what follows
                 if op == P.OP_TEXT_REQ:
@@ -345,8 +356,7 @@ class ConnectionMachine:
                         else:
                             self._data_out_header(req, dlen)
                         continue
-                elif not (self._scsi_cmd_header(req, dlen) if op == P.OP_SCSI_CMD
-                          else self._nop_out_header(req)):
+                elif not self._nop_out_header(req):
                     continue
                 elif dlen > self.max_dsl:
                     self._oversized(req, dlen)
@@ -669,9 +679,10 @@ class ConnectionMachine:
         self.sess.max_cmdsn = (self.sess.max_cmdsn + 1) & 0xFFFFFFFF
 
     # -- SCSI Command -----------------------------------------------------------------------------
-    def _scsi_cmd_header(self, req: P.Pdu, dlen: int) -> bool:
-        """iscsit_setup_scsi_cmd's checks, before the data segment is read: False when the
-        command was rejected (its data is then not read, as in the kernel)."""
+    def _scsi_cmd_header(self, req: P.Pdu, dlen: int):
+        """iscsit_setup_scsi_cmd's checks, before the data segment is read: (read, write,
+        EDTL) with the R/W bits fixed up, or False when the command was rejected (its data
+        is then not read, as in the kernel)."""
         self.sess.cmd_pdus += 1  # iscsit_setup_scsi_cmd counts before any check
         bhs = req.bhs
         flags = bhs[1]
@@ -740,17 +751,21 @@ class ConnectionMachine:
                                ahs[2])
                 self.reject(req, P.REASON_CMD_NOT_SUPPORTED)
                 return False
-        return True
+        return read, write, edtl
 
-    def on_scsi_cmd(self, req: P.Pdu) -> None:
-        """A SCSI Command whose header passed :meth:`_scsi_cmd_header`, with its data."""
+    def on_scsi_cmd(self, req: P.Pdu, hdr: Optional[tuple] = None) -> None:
+        """A SCSI Command whose header passed :meth:`_scsi_cmd_header` (``hdr``, its
+        answer, or None to read it again), with its data."""
         bhs = req.bhs
         flags = bhs[1]
         dlen = len(req.data)
-        edtl = int.from_bytes(bhs[20:24], "big")
-        read, write = bool(flags & P.CMD_READ), bool(flags & P.CMD_WRITE)
-        if edtl == 0:
-            read = write = False  # the fix-up _scsi_cmd_header warned of
+        if hdr is not None:
+            read, write, edtl = hdr
+        else:
+            edtl = int.from_bytes(bhs[20:24], "big")
+            read, write = bool(flags & P.CMD_READ), bool(flags & P.CMD_WRITE)
+            if edtl == 0:
+                read = write = False  # the fix-up _scsi_cmd_header warned of
         p = self.p
         cdb = req.cdb if req.ahs else bhs[32:48]
         lun_bytes = bhs[8:16]
