@@ -48,7 +48,7 @@ from simfs.iscsi import digest as D
 from simfs.iscsi import pdu as P
 from simfs.iscsi.report import addr_text
 from simfs.iscsi.residual import cdb_blocks, cdb_in_length, cdb_out_length, residuals
-from simfs.iscsi.text import encode_text, parse_text
+from simfs.iscsi.text import encode_text
 from simfs.scsi import sense as sense_mod
 from simfs.scsi.command import DATA_IN, DATA_NONE, DATA_OUT, Result
 
@@ -340,7 +340,7 @@ class ConnectionMachine:
                 if dlen > self.max_dsl:
                     self._oversized(req, dlen)
                     continue
-            elif op in _SETUP_OPS and (not self.sess.discovery or op == P.OP_TEXT_REQ):
+            elif self._checked_first(op):
                 # the kernel checks these headers before it reads their data segment; one
                 # it refuses leaves the segment unread, to be parsed as what follows
                 if op == P.OP_TEXT_REQ:
@@ -367,6 +367,11 @@ class ConnectionMachine:
             if dlen > self.max_dsl:
                 self._oversized(req, dlen)
             self._pending = (req, dlen + (-dlen & 3) + (4 if self.dd else 0))
+
+    def _checked_first(self, op: int) -> bool:
+        """Whether the kernel checks a PDU of ``op`` before it reads the data segment (a
+        discovery session takes only Text of these)."""
+        return op in _SETUP_OPS and (not self.sess.discovery or op == P.OP_TEXT_REQ)
 
     def _run_now(self, rb: bytearray, pos: int, avail: int) -> bool:
         """A SCSI Command PDU that is all that is left to parse, a READ or WRITE (10/16)
@@ -483,7 +488,7 @@ class ConnectionMachine:
             why = (f"DataSegmentLength: {dlen} is greater than MaxXmitDataSegmentLength: "
                    f"{mx}, protocol error.")
         self.reject(req, P.REASON_PROTOCOL_ERROR)
-        if op in _SETUP_OPS and (not self.sess.discovery or op == P.OP_TEXT_REQ):
+        if self._checked_first(op):
             self._klog("err", why)  # refused before its data is read: the data is not read
             return
         raise CloseConnection(why)
@@ -881,24 +886,12 @@ class ConnectionMachine:
                            task.itt)
                 return None
             expect_sn = seq[2]
-        datasn = req.datasn
-        if datasn != expect_sn:
-            if datasn > expect_sn:  # the kernel compares plainly, not serially
-                self._klog("err", "Command ITT: 0x%08x, received DataSN: 0x%08x higher than "
-                           "expected 0x%08x.", _raw(task.itt), datasn, expect_sn)
-                return self._cannot_recover("Unable to perform within-command recovery while "
-                                            "ERL=0.")
-            self._klog("err", "Command ITT: 0x%08x, received DataSN: 0x%08x lower than expected "
-                       "0x%08x, discarding payload.", _raw(task.itt), datasn, expect_sn)
-            return None
+        if req.datasn != expect_sn:
+            return self._wrong_datasn(task, req.datasn, expect_sn)
         if seq is None:
             task.unsol_datasn += 1
         else:
             seq[2] += 1
-        if task.buf is None:  # data came whole with the command: nothing more is taken
-            task.buf = self._buffer(task)
-            task.buf[:len(task.data)] = task.data
-            task.data = b""
         return task, seq
 
     def _in_order_check(self, req: P.Pdu, task: Task, off: int, n: int):
@@ -909,15 +902,8 @@ class ConnectionMachine:
         unsolicited = not task.unsolicited_done  # the kernel's cmd->unsolicited_data
         if unsolicited and self.p.initial_r2t:
             return self._unexpected_unsolicited(task)
-        datasn, expect_sn = req.datasn, task.data_sn
-        if datasn > expect_sn:  # the kernel compares plainly, not serially
-            self._klog("err", "Command ITT: 0x%08x, received DataSN: 0x%08x higher than "
-                       "expected 0x%08x.", itt, datasn, expect_sn)
-            return self._cannot_recover("Unable to perform within-command recovery while ERL=0.")
-        if datasn < expect_sn:
-            self._klog("err", "Command ITT: 0x%08x, received DataSN: 0x%08x lower than expected "
-                       "0x%08x, discarding payload.", itt, datasn, expect_sn)
-            return None
+        if req.datasn != task.data_sn:
+            return self._wrong_datasn(task, req.datasn, task.data_sn)
         p = self.p
         final = req.final
         if unsolicited:  # iscsit_dataout_check_unsolicited_sequence
@@ -928,9 +914,9 @@ class ConnectionMachine:
                     "DataSequenceInOrder=Yes.")
             fbl = task.first_burst_len + n
             if fbl > p.first_burst:
-                return self._cannot_recover(f"Total {fbl} bytes exceeds FirstBurstLength: "
-                                            f"{p.first_burst} for this Unsolicited DataOut "
-                                            "Burst.", task)
+                return self._cannot_recover(
+                    f"Total {fbl} bytes exceeds FirstBurstLength: {p.first_burst} for this "
+                    "Unsolicited DataOut Burst.", task)
             if final:
                 if fbl != task.edtl and fbl != p.first_burst:
                     return self._cannot_recover(
@@ -938,13 +924,13 @@ class ConnectionMachine:
                         f"FirstBurstLength: {p.first_burst}, and does not equal ExpXferLen "
                         f"{task.edtl}.", task)
             elif fbl == p.first_burst:
-                return self._cannot_recover(f"Command ITT: 0x{itt:08x} reached FirstBurstLength: "
-                                      f"{p.first_burst}, but ISCSI_FLAG_CMD_FINAL is not set. "
-                                      "protocol error.")
+                return self._cannot_recover(
+                    f"Command ITT: 0x{itt:08x} reached FirstBurstLength: {p.first_burst}, but "
+                    "ISCSI_FLAG_CMD_FINAL is not set. protocol error.")
             elif fbl == task.edtl:
-                return self._cannot_recover(f"Command ITT: 0x{itt:08x} reached ExpXferLen: "
-                                      f"{task.edtl}, but ISCSI_FLAG_CMD_FINAL is not set. "
-                                      "protocol error.")
+                return self._cannot_recover(
+                    f"Command ITT: 0x{itt:08x} reached ExpXferLen: {task.edtl}, but "
+                    "ISCSI_FLAG_CMD_FINAL is not set. protocol error.")
         else:  # iscsit_dataout_check_sequence
             if off < task.seq_start or off + n > task.seq_end:
                 self._klog("err", "Command ITT: 0x%08x with Offset: %u, Length: %u outside of "
@@ -953,30 +939,39 @@ class ConnectionMachine:
                 return None
             nbl = task.next_burst_len + n
             if nbl > p.max_burst:
-                return self._cannot_recover(f"Command ITT: 0x{itt:08x}, NextBurstLength: "
-                                      f"{task.next_burst_len} and Length: {n} exceeds "
-                                      f"MaxBurstLength: {p.max_burst}. protocol error.")
+                return self._cannot_recover(
+                    f"Command ITT: 0x{itt:08x}, NextBurstLength: {task.next_burst_len} and "
+                    f"Length: {n} exceeds MaxBurstLength: {p.max_burst}. protocol error.")
             if final:
                 if nbl < p.max_burst and task.received + n < task.edtl:
-                    return self._cannot_recover(f"Command ITT: 0x{itt:08x} set ISCSI_FLAG_CMD_FINAL "
-                                          "before end of DataOUT sequence, protocol error.")
+                    return self._cannot_recover(
+                        f"Command ITT: 0x{itt:08x} set ISCSI_FLAG_CMD_FINAL before end of "
+                        "DataOUT sequence, protocol error.")
             elif nbl == p.max_burst:
-                return self._cannot_recover(f"Command ITT: 0x{itt:08x} reached MaxBurstLength: "
-                                      f"{p.max_burst}, but ISCSI_FLAG_CMD_FINAL is not set, "
-                                      "protocol error.")
+                return self._cannot_recover(
+                    f"Command ITT: 0x{itt:08x} reached MaxBurstLength: {p.max_burst}, but "
+                    "ISCSI_FLAG_CMD_FINAL is not set, protocol error.")
             elif task.received + n == task.edtl:
-                return self._cannot_recover(f"Command ITT: 0x{itt:08x} reached last DataOUT PDU in "
-                                      "sequence but ISCSI_FLAG_CMD_FINAL is not set, protocol "
-                                      "error.")
+                return self._cannot_recover(
+                    f"Command ITT: 0x{itt:08x} reached last DataOUT PDU in sequence but "
+                    "ISCSI_FLAG_CMD_FINAL is not set, protocol error.")
         if off != task.received:  # iscsit_dataout_pre_datapduinorder_yes
             self._klog("err", "Command ITT: 0x%08x, received offset %u different than expected "
                        "%u.", itt, off, task.received)
             return self._cannot_recover("Unable to perform within-command recovery while ERL=0.")
-        if task.buf is None:  # data came whole with the command: nothing more is taken
-            task.buf = self._buffer(task)
-            task.buf[:len(task.data)] = task.data
-            task.data = b""
         return task, None
+
+    def _wrong_datasn(self, task: Task, datasn: int, expect_sn: int):
+        """iscsit_dataout_check_datasn for a DataSN other than ``expect_sn``: a lower one
+        is discarded (None), a higher one refused (:data:`_REFUSED`); the kernel compares
+        plainly, not serially."""
+        if datasn > expect_sn:
+            self._klog("err", "Command ITT: 0x%08x, received DataSN: 0x%08x higher than "
+                       "expected 0x%08x.", _raw(task.itt), datasn, expect_sn)
+            return self._cannot_recover("Unable to perform within-command recovery while ERL=0.")
+        self._klog("err", "Command ITT: 0x%08x, received DataSN: 0x%08x lower than expected "
+                   "0x%08x, discarding payload.", _raw(task.itt), datasn, expect_sn)
+        return None
 
     def _cannot_recover(self, why: str, short: Optional[Task] = None):
         """DATAOUT_CANNOT_RECOVER from the header checks: the line; ``short``, a command
