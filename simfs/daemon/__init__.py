@@ -46,7 +46,7 @@ def serve(mountpoint: str, opts: TargetOptions = TargetOptions(), state_dir: str
     # the engine registers itself as core.engine: one for every entry point (CLI, iSCSI, loopback)
     control = ControlServer(core, engine, sdir)
     tracer = _trace_server(core, tree, engine, sdir, profile.name)
-    iscsi = _iscsi_server(core, log, opts.listen_any)
+    iscsi = _iscsi_server(core, log, opts.listen_any, opts.iscsi_poll_us)
     if iscsi is not None:
         tracer.hub.attach(events=iscsi)  # refused logins, dropped connections
 
@@ -99,7 +99,8 @@ def _trace_server(core: TargetCore, tree, engine: ScsiEngine, sdir: Path, profil
     return server
 
 
-def _iscsi_server(core: TargetCore, log: KernelLog, listen_any: bool = False):
+def _iscsi_server(core: TargetCore, log: KernelLog, listen_any: bool = False,
+                  poll_us: int = 0):
     """The iSCSI target server, listening where enabled TPGs' np/ portals say."""
     if core.profile.legacy:
         return None  # the v3.0 engine's iSCSI fabric was a separate module (LIO-Target)
@@ -111,7 +112,7 @@ def _iscsi_server(core: TargetCore, log: KernelLog, listen_any: bool = False):
         log.warn(f"simfs: iSCSI server unavailable: {e}")
         return None
     backend = TreeIscsiBackend(core)
-    server = IscsiServer(backend, klog=log, listen_any=listen_any)
+    server = IscsiServer(backend, klog=log, listen_any=listen_any, poll_us=poll_us)
     # called from configfs stores (np/, enable): never wait for the server thread there
     core.events.iscsi_portals_changed = lambda: server.request_sync(backend.portals())
     core.events.iscsi_listen_hosts = lambda ip: listen_hosts(ip, listen_any)

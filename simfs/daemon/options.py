@@ -1,4 +1,5 @@
-"""What a target is mounted with: ``--kernel``, ``--wwn``, ``--listen-any``.
+"""What a target is mounted with: ``--kernel``, ``--wwn``, ``--listen-any``,
+``--iscsi-poll-us``.
 
 One definition for ``simfs mount``, ``simfs run`` and the daemon's own command line: each
 adds the options with :func:`add_target_options`, reads them back as a
@@ -16,6 +17,10 @@ from dataclasses import dataclass
 from simfs.core import kernels
 from simfs.core.fabric import parse_hardware_ports
 
+#: ``--iscsi-poll-us``'s default (simfs.iscsi.idle_poll; not imported here, the CLI starts
+#: without the iSCSI server's modules)
+DEFAULT_POLL_US = 100
+
 
 @dataclass(frozen=True)
 class TargetOptions:
@@ -27,23 +32,38 @@ class TargetOptions:
     wwns: tuple[str, ...] = ()
     #: wildcard iSCSI portals listen on every interface, not only loopback
     listen_any: bool = False
+    #: the iSCSI server's longest poll before it sleeps, in microseconds (0: never polls)
+    iscsi_poll_us: int = DEFAULT_POLL_US
 
     def argv(self) -> list[str]:
         """The same options as command-line words (read back by :func:`target_options`)."""
         return (["--kernel", self.kernel] + [f"--wwn={w}" for w in self.wwns]
-                + (["--listen-any"] if self.listen_any else []))
+                + (["--listen-any"] if self.listen_any else [])
+                + [f"--iscsi-poll-us={self.iscsi_poll_us}"])
 
     def to_json(self) -> dict:
-        return {"kernel": self.kernel, "wwns": list(self.wwns), "listen_any": self.listen_any}
+        return {"kernel": self.kernel, "wwns": list(self.wwns), "listen_any": self.listen_any,
+                "iscsi_poll_us": self.iscsi_poll_us}
 
     @classmethod
     def from_json(cls, d: dict) -> "TargetOptions":
-        return cls(kernel=d["kernel"], wwns=tuple(d["wwns"]), listen_any=bool(d["listen_any"]))
+        return cls(kernel=d["kernel"], wwns=tuple(d["wwns"]), listen_any=bool(d["listen_any"]),
+                   iscsi_poll_us=int(d.get("iscsi_poll_us", DEFAULT_POLL_US)))
+
+
+def _microseconds(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of microseconds: {text!r}")
+    if not 0 <= n <= 10_000:
+        raise argparse.ArgumentTypeError(f"{n} is not between 0 and 10000")
+    return n
 
 
 def add_target_options(p: argparse.ArgumentParser, wwn_help: str = "") -> None:
-    """``--kernel VERSION`` (and its older spelling ``--profile``), ``--wwn``, ``--listen-any``;
-    ``wwn_help`` adds what ``--wwn`` does for this command."""
+    """``--kernel VERSION`` (and its older spelling ``--profile``), ``--wwn``, ``--listen-any``,
+    ``--iscsi-poll-us``; ``wwn_help`` adds what ``--wwn`` does for this command."""
     p.add_argument("--kernel", choices=kernels.choices(), metavar="VERSION",
                    help=f"which kernel's target to be: {', '.join(kernels.names())} "
                    f"(default {kernels.NEWEST}; see docs/kernels.md)")
@@ -56,6 +76,10 @@ def add_target_options(p: argparse.ArgumentParser, wwn_help: str = "") -> None:
     p.add_argument("--listen-any", action="store_true",
                    help="wildcard iSCSI portals (0.0.0.0, [::]) listen on every interface, "
                    "not only on loopback (docs/iscsi.md)")
+    p.add_argument("--iscsi-poll-us", type=_microseconds, default=DEFAULT_POLL_US, metavar="US",
+                   help="the longest the iSCSI server polls its connections before it sleeps, "
+                   f"in microseconds (default {DEFAULT_POLL_US}; 0: never polls; "
+                   "docs/performance.md)")
 
 
 def resolve_kernel(a: argparse.Namespace) -> str:
@@ -69,7 +93,8 @@ def resolve_kernel(a: argparse.Namespace) -> str:
 def target_options(a: argparse.Namespace) -> TargetOptions:
     """The options :func:`add_target_options` added, as parsed. SystemExit when --kernel and
     --profile disagree; ValueError for a bad --wwn."""
-    opts = TargetOptions(kernel=resolve_kernel(a), wwns=tuple(a.wwn), listen_any=a.listen_any)
+    opts = TargetOptions(kernel=resolve_kernel(a), wwns=tuple(a.wwn), listen_any=a.listen_any,
+                         iscsi_poll_us=a.iscsi_poll_us)
     # refuse a bad --wwn, or a driver this kernel has not, before anything is mounted
     parse_hardware_ports(opts.wwns, kernels.get(opts.kernel))
     return opts

@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover - a dependency; asyncio's own loop does 
     uvloop = None
 
 from simfs.iscsi import pdu as P
+from simfs.iscsi.idle_poll import IdlePoll
 from simfs.iscsi.login import LoginContext, LoginMachine
 from simfs.iscsi.report import Reporter, addr_text
 from simfs.iscsi.session import Connection, Session
@@ -66,7 +67,7 @@ class IscsiServer:
     def __init__(self, backend: Any, klog: Any = None, listen_any: bool = False,
                  login_timeout: float = LOGIN_TIMEOUT,
                  max_logins_per_portal: int = MAX_LOGINS_PER_PORTAL,
-                 max_logins: int = MAX_LOGINS):
+                 max_logins: int = MAX_LOGINS, poll_us: float = 0):
         self.backend = backend
         self.report = Reporter(klog)
         self.listen_any = listen_any
@@ -79,6 +80,8 @@ class IscsiServer:
         self.sessions: dict[int, Session] = {}  # serial -> Session
         self.connections: set[Connection] = set()
         self.workers = DeviceWorkers()
+        #: the sockets polled before the loop sleeps (simfs.iscsi.idle_poll)
+        self.idle_poll = IdlePoll(poll_us)
         #: results from the workers, back on the loop (made with the loop)
         self.completions: Optional[Completions] = None
         self._login_writers: set = set()

@@ -5,7 +5,9 @@ The protocol itself is :class:`simfs.iscsi.machine.ConnectionMachine` (sans-I/O)
 the socket's bytes land in the machine's buffer (a Data-Out payload straight in its
 command's buffer), runs the machine's actions (a SCSI command on its device's worker, or
 inline on the loop when that device is idle and the command is a plain READ/WRITE), writes
-what the machine queued with one ``writev`` per batch, and runs the NOP-In timers.
+what the machine queued with one ``writev`` per batch, runs the NOP-In timers, and, when
+nothing is in flight any more, lets the server poll its sockets before the loop sleeps
+(:mod:`simfs.iscsi.idle_poll`).
 """
 
 from __future__ import annotations
@@ -122,6 +124,8 @@ class Connection(asyncio.BufferedProtocol):
         self._timer: Optional[asyncio.TimerHandle] = None
         self._dtimer: Optional[asyncio.TimerHandle] = None  # the commands' DataOUT timer
         self.loop = asyncio.get_running_loop()
+        #: the server's poll set (None: a test double without one)
+        self._poll = getattr(server, "idle_poll", None)
         tpg = session.tpg
         #: the TPG's LUN -> device lookup (None: every command runs on one worker)
         self._key_of = getattr(tpg, "device_key", None)
@@ -157,6 +161,9 @@ class Connection(asyncio.BufferedProtocol):
             self._pump()
         if not self._lost and not tr.is_closing() and not tr.is_reading():
             tr.resume_reading()
+        if self._poll is not None and self._poll.enabled and self._fd is not None \
+                and not self._lost:
+            self._poll.add(self._fd, self)
         self._nop_arm()
 
     def close(self) -> None:
@@ -173,8 +180,13 @@ class Connection(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         m = self.m
         m.now = self.loop.time()
+        poll = self._poll
+        if poll is not None:
+            poll.arrived()
         m.buffer_updated(nbytes)
         self._pump()
+        if not m.tasks:
+            self._rest()
 
     def eof_received(self) -> bool:
         self.log.debug("iSCSI connection closed: the initiator closed its side")
@@ -191,6 +203,8 @@ class Connection(asyncio.BufferedProtocol):
             self._timer.cancel()
         if self._dtimer is not None:
             self._dtimer.cancel()
+        if self._poll is not None and self._fd is not None:
+            self._poll.remove(self._fd, self)
         self.server.connection_closed(self)
 
     def pause_writing(self) -> None:
@@ -345,6 +359,17 @@ class Connection(asyncio.BufferedProtocol):
     def _pump_later(self) -> None:
         self._flush_soon = False
         self._pump()
+        if not self.m.tasks:
+            self._rest()
+
+    def _rest(self) -> None:
+        """Nothing of this connection is in flight: unless a device worker still holds a
+        command (its completion is not a socket event), the server polls its sockets for a
+        moment before the loop sleeps."""
+        poll = self._poll
+        if poll is not None and poll.enabled:
+            poll.rest(spin=not self._lost and not self.m.closing
+                      and self.server.workers.all_idle())
 
     def flush(self) -> None:
         """Write what the machine queued: one writev straight to the socket when the

@@ -128,6 +128,13 @@ class DeviceWorkers:
         w = self.workers.get(key)  # a racy read is fine: only the loop submits
         return w is None or (not w.jobs and not w.running)
 
+    def all_idle(self) -> bool:
+        """No device has a command queued or running (racy, as :meth:`idle`)."""
+        for w in list(self.workers.values()):
+            if w.jobs or w.running:
+                return False
+        return True
+
     def queued(self, key: Hashable) -> int:
         with self.lock:
             w = self.workers.get(key)

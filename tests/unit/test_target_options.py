@@ -1,4 +1,4 @@
-"""The target options (--kernel, --wwn, --listen-any) have one definition: what ``simfs
+"""The target options (--kernel, --wwn, --listen-any, --iscsi-poll-us) have one definition: what ``simfs
 mount`` and ``simfs run`` hand on (a command line, a JSON spec) reads back the same."""
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ def test_defaults_are_the_newest_kernel_on_loopback_only():
     TargetOptions(),
     TargetOptions(kernel="v3.0"),
     TargetOptions(kernel="6.1", wwns=("qla2xxx=21:00:00:24:ff:00:00:01",), listen_any=True),
+    TargetOptions(iscsi_poll_us=0),
+    TargetOptions(iscsi_poll_us=250),
 ])
 def test_argv_and_json_read_back_the_same(opts):
     assert _parse(opts.argv()) == opts
@@ -39,6 +41,16 @@ def test_bad_input_is_refused():
         _parse(["--kernel", "6.1", "--profile", "5.14"])
     with pytest.raises(ValueError, match="--wwn wants FABRIC=PORT"):
         _parse(["--wwn", "nosuchfabric=1"])
+    for bad in ("-1", "10001", "5.5", "x"):
+        with pytest.raises(SystemExit):
+            _parse(["--iscsi-poll-us", bad])
+
+
+def test_the_poll_window_defaults_to_100_us_and_an_old_record_reads_so():
+    assert TargetOptions().iscsi_poll_us == 100
+    old = TargetOptions().to_json()
+    del old["iscsi_poll_us"]  # a record written before the option existed
+    assert TargetOptions.from_json(old).iscsi_poll_us == 100
 
 
 def test_a_hardware_port_needs_its_driver_in_the_kernel():
