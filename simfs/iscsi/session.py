@@ -33,6 +33,9 @@ _INLINE_OPS = frozenset((0x28, 0x2A, 0x88, 0x8A))
 #: connection are in flight: its copy then runs beside the loop's work (the backend call
 #: releases the GIL) instead of holding the loop (docs/performance.md, "iSCSI vs tgt")
 INLINE_MAX_BUSY = 1 << 17
+#: READ/WRITEs to one device that arrived together run as one run (the device checked once)
+#: while their transfers add up to no more than this
+RUN_BYTES = 1 << 17
 #: bytes waiting in the transport before the connection stops reading (back pressure)
 WRITE_HIGH = 1 << 20
 #: responses queued beyond this many bytes are written before the next command runs
@@ -219,11 +222,15 @@ class Connection(asyncio.BufferedProtocol):
     def _pump(self) -> None:
         m = self.m
         while m.actions:
-            for a in m.take_actions():
+            acts = m.take_actions()
+            i, n = 0, len(acts)
+            while i < n:
+                a = acts[i]
                 if isinstance(a, Execute):
-                    self._execute(a)
+                    i = self._execute(acts, i)
                 else:
                     self._manage(a)
+                    i += 1
                 # the responses to the commands that arrived together leave together (one
                 # writev: the socket's cost is per call more than per byte), except that
                 # a large transfer goes as soon as it is made, so the initiator takes it
@@ -273,18 +280,29 @@ class Connection(asyncio.BufferedProtocol):
                                     data_length=task.edtl,
                                     data_direction=DATA_OUT if task.write else DATA_IN)
 
-    def _execute(self, a: Execute) -> None:
+    def _execute(self, acts: list, i: int) -> int:
+        """Run the Execute ``acts[i]``, with the small READ/WRITEs to the same LUN that follow
+        it when it runs at once (one run: :meth:`_run_at_once`); the index after them."""
+        a = acts[i]
         task = a.task
         tpg = self.sess.tpg
         key = self._device(task.lun)
         if self._at_once(task, key):
-            try:
-                res = tpg.submit(*a.args, **a.kw)
-            except Exception as e:  # noqa: BLE001 - a backend bug must not kill the connection
-                self.m.failed(task, e)
-            else:
-                self.m.complete(task, res)
-            return
+            j = i + 1
+            if key is not None and task.edtl <= RUN_BYTES:
+                total = task.edtl
+                while j < len(acts):
+                    b = acts[j]
+                    if not isinstance(b, Execute) or b.task.lun != task.lun \
+                            or b.task.cdb[0] not in _INLINE_OPS:
+                        break
+                    total += b.task.edtl
+                    if total > RUN_BYTES:
+                        break
+                    b.task.block_size = task.block_size
+                    j += 1
+            self._run_at_once(acts[i:j])
+            return j
         completions = self.server.completions
 
         def done(res, err) -> None:  # on the worker thread
@@ -298,6 +316,36 @@ class Connection(asyncio.BufferedProtocol):
             self.log.debug(f"simfs: iSCSI: device queue full, TASK SET FULL for ITT "
                            f"0x{task.itt:08x}")
             self.m.complete(task, status_result(TASK_SET_FULL))
+        return i + 1
+
+    def _run_at_once(self, run: list) -> None:
+        """Execute actions for one idle device, run here in order and each answered as if
+        alone; several go through the TPG's ``submit_many`` (the LUN looked up and the
+        device checked once for them all)."""
+        m = self.m
+        tpg = self.sess.tpg
+        if len(run) > 1 and hasattr(tpg, "submit_many"):
+            first = run[0]
+            cmds = [(b.args[2], b.args[3], b.kw["data_length"], b.kw["data_direction"])
+                    for b in run]
+            try:
+                results = tpg.submit_many(first.args[0], first.args[1], cmds)
+            except Exception as e:  # noqa: BLE001 - a backend bug must not kill the connection
+                results = [e] * len(run)
+        else:
+            results = []
+            for b in run:
+                try:
+                    results.append(tpg.submit(*b.args, **b.kw))
+                except Exception as e:  # noqa: BLE001 - as above
+                    results.append(e)
+        for b, res in zip(run, results):
+            if isinstance(res, BaseException):
+                m.failed(b.task, res)
+            else:
+                m.complete(b.task, res)
+            if m.out_bytes >= FLUSH_BYTES:
+                self.flush()
 
     def _idle(self, key: Any) -> bool:
         if not self.server.workers.idle(key):

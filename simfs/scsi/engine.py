@@ -8,7 +8,7 @@ the ALUA access-state check and the reservation check, and only then runs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import contextlib
 
@@ -155,6 +155,48 @@ class ScsiEngine:
         if self.trace is not None:
             self.trace.scsi(nexus, dev, cdb, res)
         return res
+
+    def submit_many(self, nexus: Nexus, dev: "SeDevice", cmds: Sequence[tuple]) -> list:
+        """Run commands of one nexus in order, each ``(cdb, data_out, data_length,
+        data_direction)``, with the outcomes :meth:`submit` gives them one after the other:
+        one per command, its Result, or the exception submit would have raised. A run of
+        READ/WRITEs that may all take the fast path is checked and counted under one hold
+        of the tree lock (:func:`fastpath.submit_run`); any other command runs alone."""
+        out: list = []
+        i, n = 0, len(cmds)
+        while i < n:
+            run = []
+            if fastpath.OPCODES:  # emptied to compare with the full pipeline (tests)
+                try:
+                    run = fastpath.submit_run(self._lock, nexus, dev, cmds, i)
+                except Exception:  # noqa: BLE001 - submit meets the same and answers it
+                    run = []
+            if not run:
+                cdb, data_out, data_length, data_direction = cmds[i]
+                try:
+                    out.append(self.submit(nexus, dev, cdb, data_out, data_length=data_length,
+                                           data_direction=data_direction))
+                except Exception as e:  # noqa: BLE001 - the caller's, as from submit
+                    out.append(e)
+                i += 1
+                continue
+            for k, r in enumerate(run):
+                if isinstance(r, StatusError):
+                    run[k] = Result(status=r.status)
+                elif isinstance(r, SenseError):
+                    run[k] = self._sense_result(dev, r)
+            with self.core.tree_lock:
+                for (cdb, data_out, data_length, data_direction), r in zip(cmds[i:], run):
+                    if isinstance(r, Result) and r.status == GOOD:
+                        stats.completed(nexus, dev, data_length, data_direction,
+                                        len(data_out), len(r.data))
+            if self.trace is not None:
+                for (cdb, *_), r in zip(cmds[i:], run):
+                    if isinstance(r, Result):
+                        self.trace.scsi(nexus, dev, cdb, r)
+            out.extend(run)
+            i += len(run)
+        return out
 
     def _submit(self, nexus: Nexus, dev: "SeDevice", cdb: bytes, data_out: bytes,
                 data_length: Optional[int] = None, data_direction: Optional[str] = None) -> Result:

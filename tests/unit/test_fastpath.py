@@ -164,47 +164,88 @@ SCENARIOS = {
 DATA = bytes(range(256)) * 16  # 4096 bytes
 
 
-def commands(r: Rig, setup) -> list:
-    """The commands every scenario runs: a first READ from each initiator (the full
-    pipeline meets the nexus), the scenario's setup, then the cases, mostly from A."""
+def steps(setup) -> list:
+    """The commands every scenario runs, as (initiator, cdb, data, edtl, direction): a
+    first READ from each initiator (the full pipeline meets the nexus), the scenario's
+    setup (a callable), then the cases, mostly from A."""
     R10, W10, R16, W16 = S.READ_10, S.WRITE_10, S.READ_16, S.WRITE_16
+
+    def c(ini, cdb, data=b"", edtl=None, direction=None):
+        return ini, cdb, data, edtl, direction
+    return [
+        c(A, rw10(R10, 0, 8)),
+        c(B, rw10(R10, 0, 8)),
+        setup,
+        c(A, rw10(W10, 8, 8), DATA),
+        c(A, rw10(R10, 8, 8)),
+        c(A, rw16(W16, 16, 8), DATA[::-1]),
+        c(A, rw16(R16, 16, 8)),
+        c(A, rw10(R10, 8, 8, flags=0x08)),              # FUA
+        c(A, rw10(W10, 8, 8, flags=0x10), DATA),        # DPO
+        c(A, rw10(R10, 8, 8, flags=0x20)),              # RDPROTECT 1
+        c(A, rw10(R10, BLOCKS - 4, 8)),                 # past the end
+        c(A, rw16(R16, (1 << 64) - 2, 8)),              # LBA wraps
+        c(A, rw10(R10, 0, 0), edtl=0),                  # no blocks
+        c(A, rw10(R10, 0, 8), edtl=2048),               # EDTL below the CDB's length
+        c(A, rw10(R10, 0, 4), edtl=4096),               # EDTL above it
+        c(A, rw10(W10, 0, 8), DATA[:2048], edtl=2048),  # a write's data short of the CDB
+        c(A, rw10(W10, 0, 4), DATA, edtl=4096),         # longer than the CDB
+        c(A, rw10(R10, 0, 8), direction=DATA_OUT, edtl=4096),
+        c(A, rw10(R10, 24, 8)),
+        c(A, rw10(W10, 40, 8), DATA),
+        c(A, rw16(R16, 40, 8)),
+        c(A, bytes([S.TEST_UNIT_READY, 0, 0, 0, 0, 0]), edtl=0, direction="none"),
+        c(A, rw10(R10, 40, 8)),
+        c(B, rw10(W10, 32, 8), DATA),
+        c(B, rw10(R10, 32, 8)),
+        c(A, rw10(R10, 32, 8)),
+    ]
+
+
+def commands(r: Rig, setup, runs: bool = False) -> list:
+    """Play :func:`steps`: one command at a time through TpgView.submit, or (``runs``) each
+    initiator's consecutive commands together through TpgView.submit_many."""
     out = []
+    group: list = []
 
-    def run(*a, **kw):
-        res = r.cmd(*a, **kw)
-        out.append((res.status, bytes(res.sense), bytes(res.data)))
+    def flush():
+        if not group:
+            return
+        ini = group[0][0]
+        v, isid = r.views[ini]
+        cmds = []
+        for _, cdb, data, edtl, direction in group:
+            if edtl is None:
+                edtl = len(data) if data else 4096
+            if direction is None:
+                direction = DATA_OUT if data else DATA_IN
+            cmds.append((cdb, data, edtl, direction))
+        for res in v.submit_many(isid, 0, cmds):
+            out.append((res.status, bytes(res.sense), bytes(res.data)))
+        group.clear()
 
-    run(A, rw10(R10, 0, 8))
-    run(B, rw10(R10, 0, 8))
-    setup(r)
-    run(A, rw10(W10, 8, 8), DATA)
-    run(A, rw10(R10, 8, 8))
-    run(A, rw16(W16, 16, 8), DATA[::-1])
-    run(A, rw16(R16, 16, 8))
-    run(A, rw10(R10, 8, 8, flags=0x08))              # FUA
-    run(A, rw10(W10, 8, 8, flags=0x10), DATA)        # DPO
-    run(A, rw10(R10, 8, 8, flags=0x20))              # RDPROTECT 1
-    run(A, rw10(R10, BLOCKS - 4, 8))                 # past the end
-    run(A, rw16(R16, (1 << 64) - 2, 8))              # LBA wraps
-    run(A, rw10(R10, 0, 0), edtl=0)                  # no blocks
-    run(A, rw10(R10, 0, 8), edtl=2048)               # EDTL below the CDB's length
-    run(A, rw10(R10, 0, 4), edtl=4096)               # EDTL above it
-    run(A, rw10(W10, 0, 8), DATA[:2048], edtl=2048)  # a write's data short of the CDB
-    run(A, rw10(W10, 0, 4), DATA, edtl=4096)         # longer than the CDB
-    run(A, rw10(R10, 0, 8), direction=DATA_OUT, edtl=4096)
-    run(A, rw10(R10, 24, 8))
-    run(B, rw10(W10, 32, 8), DATA)
-    run(B, rw10(R10, 32, 8))
-    run(A, rw10(R10, 32, 8))
+    for step in steps(setup):
+        if callable(step):
+            flush()
+            step(r)
+        elif runs:
+            if group and group[0][0] != step[0]:
+                flush()
+            group.append(step)
+        else:
+            ini, cdb, data, edtl, direction = step
+            res = r.cmd(ini, cdb, data, edtl=edtl, direction=direction)
+            out.append((res.status, bytes(res.sense), bytes(res.data)))
+    flush()
     return out
 
 
-def _play(tmp: Path, setup, fast: bool, monkeypatch, **rig_kw) -> tuple:
+def _play(tmp: Path, setup, fast: bool, monkeypatch, runs: bool = False, **rig_kw) -> tuple:
     with monkeypatch.context() as m:
         if not fast:
             m.setattr(fastpath, "OPCODES", frozenset())
         r = Rig(tmp, **rig_kw)
-        results = commands(r, setup)
+        results = commands(r, setup, runs)
         seen = r.observe()
         r.sim.close()
     return results, seen
@@ -217,6 +258,24 @@ def test_fast_path_answers_as_the_full_pipeline(tmp_path, monkeypatch, name):
     full = _play(tmp_path / "full", setup, False, monkeypatch)
     assert fast[0] == full[0]
     assert fast[1] == full[1]
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_runs_answer_as_commands_one_at_a_time(tmp_path, monkeypatch, name):
+    """ScsiEngine.submit_many (a run checked once under one lock) against submit, one
+    command after the other, both with the fast path."""
+    setup = SCENARIOS[name]
+    runs = _play(tmp_path / "runs", setup, True, monkeypatch, runs=True)
+    alone = _play(tmp_path / "alone", setup, True, monkeypatch)
+    assert runs[0] == alone[0]
+    assert runs[1] == alone[1]
+
+
+def test_runs_answer_as_commands_one_at_a_time_on_a_read_only_mapping(tmp_path, monkeypatch):
+    runs = _play(tmp_path / "runs", _scenario_plain, True, monkeypatch, runs=True,
+                 write_protect=True)
+    alone = _play(tmp_path / "alone", _scenario_plain, True, monkeypatch, write_protect=True)
+    assert runs == alone
 
 
 def test_fast_path_answers_as_the_full_pipeline_on_a_read_only_mapping(tmp_path, monkeypatch):
@@ -247,4 +306,19 @@ def test_plain_reads_and_writes_take_the_fast_path(tmp_path, monkeypatch):
     assert r.dev.num_cmds == 4 and r.dev.read_bytes == 12288 and r.dev.write_bytes == 4096
     port = r.dev.luns[0]
     assert (port.cmd_pdus, port.tx_data_octets, port.rx_data_octets) == (3, 8192, 4096)
+    r.sim.close()
+
+
+def test_a_run_stops_at_the_first_command_the_fast_path_cannot_take(tmp_path, monkeypatch):
+    r = Rig(tmp_path)
+    lengths = []
+    real = fastpath.submit_run
+    monkeypatch.setattr(fastpath, "submit_run",
+                        lambda *a, **kw: (lambda out: lengths.append(len(out)) or out)(
+                            real(*a, **kw)))
+    commands(r, _scenario_plain, runs=True)
+    # A: the first READ meets the nexus (full); B the same; then A's 23 commands: four
+    # plain ones, the eleven refused or odd ones each alone (each after a try that ran
+    # nothing), three plain ones, TEST UNIT READY alone, one; then B's two, A's one
+    assert lengths == [0, 0, 4] + [0] * 11 + [3, 0, 1, 2, 1]
     r.sim.close()

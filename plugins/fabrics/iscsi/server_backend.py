@@ -6,7 +6,7 @@ I_T nexus loss."""
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from simfs.scsi import pr
 from simfs.scsi import status as S
@@ -248,8 +248,30 @@ class TpgView:
     # -- commands ---------------------------------------------------------------------------------
     def submit(self, isid: Any, lun: int, cdb: bytes, data_out: bytes = b"", *,
                data_length: Optional[int] = None, data_direction: Optional[str] = None) -> Result:
-        lock = self._lock()
-        with lock:
+        route = self._route(isid, lun)
+        if isinstance(route, Result):
+            return route
+        engine, nexus, dev = route
+        # the engine counts the command where the kernel's core does (simfs.scsi.stats)
+        return engine.submit(nexus, dev, cdb, data_out, data_length=data_length,
+                             data_direction=data_direction)
+
+    def submit_many(self, isid: Any, lun: int, cmds: Sequence[tuple]) -> list:
+        """Commands for one LUN in order, each ``(cdb, data_out, data_length,
+        data_direction)``: what :meth:`submit` gives each one after the other (a Result, or
+        the exception it raised), the LUN looked up once (ScsiEngine.submit_many)."""
+        route = self._route(isid, lun)
+        if isinstance(route, Result):
+            # no such LUN: every command is refused, and logged, as submit refuses it
+            return [route] + [self.submit(isid, lun, c, d, data_length=n, data_direction=w)
+                              for c, d, n, w in cmds[1:]]
+        engine, nexus, dev = route
+        return engine.submit_many(nexus, dev, cmds)
+
+    def _route(self, isid: Any, lun: int):
+        """(engine, nexus, device) for a command to mapped LUN ``lun`` of session ``isid``,
+        or the NON_EXISTENT_LUN Result (its line logged) when the ACL has no such LUN."""
+        with self._lock():
             deve = self.acl.deves.get(lun)
             if deve is not None and deve.lun.dev is not None:
                 port, read_only = deve.lun, deve.lun_access_ro
@@ -274,10 +296,7 @@ class TpgView:
                 if len(cache) >= 1024:
                     cache.clear()
                 cache[key] = (port, nexus)
-            engine = _engine(self.core)
-        # the engine counts the command where the kernel's core does (simfs.scsi.stats)
-        return engine.submit(nexus, port.dev, cdb, data_out, data_length=data_length,
-                             data_direction=data_direction)
+            return _engine(self.core), nexus, port.dev
 
 
 class TreeIscsiBackend:
