@@ -60,6 +60,9 @@ TASK_SET_FULL = 0x28
 SENSE_BUFFER = 96
 #: the receive buffer's first size (a 256 KiB Data-Out plus its header fits)
 RECV_BUFFER = 1 << 18 | 4096
+#: a Data-Out payload of at least this many bytes, received straight into its command's
+#: buffer, makes the next read take a header only (see ConnectionMachine._header_only)
+HEADER_ONLY_AFTER = 1 << 16
 
 
 _from_bytes = int.from_bytes
@@ -221,6 +224,9 @@ class ConnectionMachine:
         self._direct: Optional[memoryview] = None
         self._direct_pos = 0
         self._after_direct: Optional[tuple] = None
+        #: the last Data-Out's payload went straight to its command: what follows is likely
+        #: another, so only its header is read into the buffer (its payload would be copied)
+        self._header_only = False
         self._skip = 0
         #: the driver's clock (seconds) when the current input arrived
         self.now = 0.0
@@ -248,6 +254,10 @@ class ConnectionMachine:
             nb[:keep] = rb[self._rpos:self._rlen]
             self._rb, self._rpos, self._rlen = nb, 0, keep
             rb = nb
+        if self._header_only and self._pending is None and not self._skip:
+            short = P.BHS_LEN + (4 if self.hd else 0) - (self._rlen - self._rpos)
+            if short > 0:
+                return memoryview(rb)[self._rlen:self._rlen + short]
         return memoryview(rb)[self._rlen:]
 
     def buffer_updated(self, n: int) -> None:
@@ -303,6 +313,7 @@ class ConnectionMachine:
                 continue
             if avail < P.BHS_LEN:
                 break
+            self._header_only = False  # a Data-Out whose payload goes direct sets it again
             pos = self._rpos
             if rb[pos] == P.OP_SCSI_CMD and self.runner is not None and not self.actions \
                     and not self.tasks and self._run_now(rb, pos, avail):
@@ -1060,6 +1071,7 @@ class ConnectionMachine:
             self._data_out_done(req, task, seq, off, dlen)
             return
         self._direct = memoryview(task.buf)[off + have:off + dlen]
+        self._header_only = dlen - have >= HEADER_ONLY_AFTER
         self._direct_pos = 0
         self._after_direct = (req, task, seq, off, dlen)
 

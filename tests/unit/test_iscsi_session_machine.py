@@ -178,6 +178,36 @@ def test_immediate_data_then_r2ts_then_data_out_into_one_buffer():
     assert rsp.opcode == P.OP_SCSI_RSP and rsp.bhs[3] == 0 and rsp.itt == 0x40
 
 
+def test_after_a_large_data_out_only_the_next_header_is_read_into_the_buffer():
+    """A 64 KiB Data-Out payload goes straight into its command's buffer; the next read is
+    then offered a header's room only, so the next payload is not read into the receive
+    buffer and copied from there; any other PDU ends that."""
+    m, _, _ = machine(max_burst=1 << 16, first_burst=1 << 16, max_recv_dsl=1 << 16)
+    n = 1 << 16
+    data = bytes(range(256)) * (3 * n // 256)
+    m.feed(cmd(0x50, 1, write10(0, 3 * n // 512), 3 * n, write=True, data=data[:n]))
+    (r2t,) = pdus(m)
+    ttt = r2t.u32(20)
+    assert len(m.get_buffer()) > 4096           # no Data-Out went direct yet
+    m.feed(wire(P.build_data_out(True, 0, 0x50, ttt, 0, 0, n, n)))   # the header alone
+    assert len(m.get_buffer()) == n             # the payload: straight to the command
+    m.feed(data[n:2 * n])
+    assert len(m.get_buffer()) == P.BHS_LEN     # the next Data-Out's header only
+    (r2t2,) = pdus(m)
+    hdr = wire(P.build_data_out(True, 0, 0x50, r2t2.u32(20), 0, 0, 2 * n, n))
+    m.feed(hdr[:20])
+    assert len(m.get_buffer()) == P.BHS_LEN - 20
+    m.feed(hdr[20:])
+    assert len(m.get_buffer()) == n
+    m.feed(data[2 * n:])
+    (a,) = executes(m)
+    assert bytes(a.args[3]) == data
+    assert len(m.get_buffer()) == P.BHS_LEN
+    m.feed(cmd(0x51, 2, read10(0, 1), 512, read=True))   # not a Data-Out: the room again
+    assert len(m.get_buffer()) > 4096
+    assert [x.task.itt for x in executes(m)] == [0x51]
+
+
 def test_unsolicited_data_out_with_initial_r2t_no():
     m, _, _ = machine(initial_r2t=False, first_burst=8192)
     data = bytes([7]) * 8192
