@@ -123,6 +123,7 @@ class Connection(asyncio.BufferedProtocol):
         except Exception:  # noqa: BLE001 - a test double without a real socket
             self._fd = None
         self._flush_soon = False
+        self._offered = 0  # the room the last get_buffer gave
         self._lost = False
         self._timer: Optional[asyncio.TimerHandle] = None
         self._dtimer: Optional[asyncio.TimerHandle] = None  # the commands' DataOUT timer
@@ -178,7 +179,9 @@ class Connection(asyncio.BufferedProtocol):
 
     # -- asyncio.BufferedProtocol ---------------------------------------------------------------
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.m.get_buffer(sizehint)
+        buf = self.m.get_buffer(sizehint)
+        self._offered = len(buf)
+        return buf
 
     def buffer_updated(self, nbytes: int) -> None:
         m = self.m
@@ -187,7 +190,11 @@ class Connection(asyncio.BufferedProtocol):
         if poll is not None:
             poll.arrived()
         m.buffer_updated(nbytes)
-        self._pump()
+        # a read that filled what was offered leaves more in the socket, which the loop
+        # reads next in this same iteration: while commands are in flight, what this read
+        # made (R2Ts, responses) waits for the end of the iteration and leaves with what
+        # those reads make, in one writev
+        self._pump(later=nbytes >= self._offered and bool(m.tasks))
         if not m.tasks:
             self._rest()
 
@@ -219,7 +226,7 @@ class Connection(asyncio.BufferedProtocol):
             self.transport.resume_reading()
 
     # -- the machine's actions and output -------------------------------------------------------
-    def _pump(self) -> None:
+    def _pump(self, later: bool = False) -> None:
         m = self.m
         while m.actions:
             acts = m.take_actions()
@@ -241,6 +248,10 @@ class Connection(asyncio.BufferedProtocol):
             if self._dtimer is None and not self._lost:
                 self._dtimer = self.loop.call_later(m.dataout_wanted, self._dataout_fire)
             m.dataout_wanted = None
+        if later and not m.closing:
+            if m.out:
+                self._pump_soon()
+            return
         self.flush()
         if m.closing and not self._lost:
             self.transport.close()

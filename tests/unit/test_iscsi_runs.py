@@ -8,7 +8,8 @@ view offers ``submit_many`` and one whose view hides it (so every command goes t
 byte sent, the device's and the LUN's counters, the session's counters, and the log. The
 connections are the real asyncio driver around the real machine and TPG view; the
 transport is a test double that keeps what is written (no socket here; the e2e tests run
-the real server)."""
+the real server). A last test checks that what the reads of one loop iteration make leaves
+in one write."""
 from __future__ import annotations
 
 import asyncio
@@ -33,6 +34,7 @@ BLOCKS = 2048 * 8  # rd_pages=2048
 class Transport:
     def __init__(self):
         self.out = bytearray()
+        self.writes: list[bytes] = []
 
     def get_extra_info(self, k):
         return None
@@ -54,6 +56,7 @@ class Transport:
 
     def write(self, b):
         self.out += b
+        self.writes.append(bytes(b))
 
     def close(self):
         pass
@@ -250,3 +253,68 @@ def test_reads_that_arrive_together_run_as_one_run(tmp_path, monkeypatch):
     # 64 KiB each: two per run (RUN_BYTES is 128 KiB), the fifth write with the first read
     assert calls == [2, 2, 2, 2, 2]
     assert seen["counters"][:3] == (11, 4096 + 5 * 65536, 5 * 65536)
+
+
+def deliver(c: Connection, raw: bytes) -> None:
+    """What the event loop does with ``raw`` waiting in the socket: reads into what
+    get_buffer offers, again while a read fills it, all in one loop iteration."""
+    mv = memoryview(raw)
+    while len(mv):
+        buf = c.get_buffer(len(mv))
+        k = min(len(buf), len(mv))
+        buf[:k] = mv[:k]
+        del buf
+        mv = mv[k:]
+        c.buffer_updated(k)
+
+
+def test_what_reads_that_fill_the_buffer_make_leaves_in_one_write(tmp_path):
+    """Two 1 MiB WRITEs in flight, bursts of 256 KiB (MaxOutstandingR2T 1): the Data-Out
+    of both first R2Ts arrives together, read in several reads that each fill what was
+    offered; the two R2Ts they make leave together once the loop turns, not one each."""
+    sim = Sim(state_dir=tmp_path)
+    sim.rd_device()
+    for d in ("/target/iscsi", f"/target/iscsi/{IQN}", T, f"{T}/lun/lun_0",
+              f"{T}/np/127.0.0.1:3260"):
+        sim.mkdir(d)
+    sim.tree.symlink(f"{T}/lun/lun_0/d", "/target/core/rd_mcp_0/rd0")
+    for k, v in (("authentication", "0"), ("generate_node_acls", "1"),
+                 ("demo_mode_write_protect", "0")):
+        sim.write(f"{T}/attrib/{k}", v)
+    sim.write(f"{T}/enable", "1")
+    view = TreeIscsiBackend(sim.core).login(IQN, ("127.0.0.1", 3260), INI)
+    n = 1 << 18
+
+    async def main():
+        server = Server(asyncio.get_running_loop())
+        params = SessionParams(immediate_data=True, initial_r2t=False, max_recv_dsl=n,
+                               max_xmit_dsl=n, max_burst=n, first_burst=n)
+        sess = Session(server, bytes.fromhex("23d000000001"), 1, INI, IQN, view, False,
+                       params, 1, 64, ("127.0.0.1", 3260))
+        view.session_added(sess.isid_str, sess)
+        tr = Transport()
+        c = Connection(server, tr, sess, 1, 0)
+        c.nopin_timeout = 0
+        c.start()
+        deliver(c, pdu(0x10, 1, rw(0x28, 0, 8), 4096))          # meets the nexus
+        deliver(c, pdu(0x11, 2, rw(0x2A, 0, 2048), 4 * n, block(1, n), write=True)
+                + pdu(0x12, 3, rw(0x2A, 2048, 2048), 4 * n, block(2, n), write=True))
+        await asyncio.sleep(0)
+        r2ts = [P.Pdu(w[i:i + 48]) for w in tr.writes[1:] for i in range(0, len(w), 48)]
+        assert [(p.opcode, p.itt) for p in r2ts] == [(P.OP_R2T, 0x11), (P.OP_R2T, 0x12)]
+        before = len(tr.writes)
+        burst = b"".join(
+            bytes(P.build_data_out(True, 0, p.itt, p.u32(20), 0, 0, n, n)) + block(3, n)
+            for p in r2ts)
+        deliver(c, burst)
+        assert len(tr.writes) == before        # nothing yet: the reads filled the buffer
+        await asyncio.sleep(0)
+        assert len(tr.writes) == before + 1    # both next R2Ts, in one write
+        nxt = [P.Pdu(tr.writes[-1][i:i + 48]) for i in range(0, 96, 48)]
+        assert [(p.opcode, p.itt, p.u32(40)) for p in nxt] == [(P.OP_R2T, 0x11, 2 * n),
+                                                              (P.OP_R2T, 0x12, 2 * n)]
+        assert len(tr.writes[-1]) == 96
+        server.workers.stop()
+
+    asyncio.run(main())
+    sim.close()
