@@ -423,11 +423,11 @@ class Connection(asyncio.BufferedProtocol):
 
     def _rest(self) -> None:
         """Nothing of this connection is in flight: unless a device worker still holds a
-        command (its completion is not a socket event), the server polls its sockets for a
-        moment before the loop sleeps."""
+        command (its completion is not a socket event) or output waits for the loop's next
+        turn, the server polls its sockets for a moment before the loop sleeps."""
         poll = self._poll
         if poll is not None and poll.enabled:
-            poll.rest(spin=not self._lost and not self.m.closing
+            poll.rest(spin=not self._lost and not self.m.closing and not self._flush_soon
                       and self.server.workers.all_idle())
 
     def flush(self) -> None:
