@@ -165,7 +165,8 @@ STREAMS = ["32 reads", "32 writes, then the reads of what they wrote", "odd ones
            "more than one run's bytes"]
 
 
-def play(tmp, name: str, runs: bool) -> dict:
+def rig(tmp):
+    """An rd_mcp LUN 0 in a demo-mode TPG, and the TPG view of initiator INI's login."""
     sim = Sim(state_dir=tmp)
     dev = sim.rd_device()
     for d in ("/target/iscsi", f"/target/iscsi/{IQN}", T, f"{T}/lun/lun_0",
@@ -177,19 +178,44 @@ def play(tmp, name: str, runs: bool) -> dict:
         sim.write(f"{T}/attrib/{k}", v)
     sim.write(f"{T}/enable", "1")
     view = TreeIscsiBackend(sim.core).login(IQN, ("127.0.0.1", 3260), INI)
+    return sim, dev, view
+
+
+def deliver(c: Connection, raw: bytes) -> None:
+    """What the event loop does with ``raw`` waiting in the socket: reads into what
+    get_buffer offers, again while a read fills it, all in one loop iteration."""
+    mv = memoryview(raw)
+    while len(mv):
+        buf = c.get_buffer(len(mv))
+        k = min(len(buf), len(mv))
+        buf[:k] = mv[:k]
+        del buf
+        mv = mv[k:]
+        c.buffer_updated(k)
+
+
+def connect(view, tpg, max_burst: int, first_burst: int, dsl: int = 262144):
+    """A session of INI through ``tpg`` (``view`` or a wrapper of it), its connection in
+    full feature phase (a running loop needed): (server, session, transport, connection)."""
+    server = Server(asyncio.get_running_loop())
+    params = SessionParams(immediate_data=True, initial_r2t=False, max_recv_dsl=dsl,
+                           max_xmit_dsl=dsl, max_burst=max_burst, first_burst=first_burst)
+    sess = Session(server, bytes.fromhex("23d000000001"), 1, INI, IQN, tpg, False,
+                   params, 1, 64, ("127.0.0.1", 3260))
+    view.session_added(sess.isid_str, sess)
+    tr = Transport()
+    c = Connection(server, tr, sess, 1, 0)
+    c.nopin_timeout = 0
+    c.start()
+    return server, sess, tr, c
+
+
+def play(tmp, name: str, runs: bool) -> dict:
+    sim, dev, view = rig(tmp)
     tpg = view if runs else Alone(view)
 
     async def main():
-        server = Server(asyncio.get_running_loop())
-        params = SessionParams(immediate_data=True, initial_r2t=False, max_recv_dsl=262144,
-                               max_xmit_dsl=262144, max_burst=262144, first_burst=65536)
-        sess = Session(server, bytes.fromhex("23d000000001"), 1, INI, IQN, tpg, False,
-                       params, 1, 64, ("127.0.0.1", 3260))
-        view.session_added(sess.isid_str, sess)
-        tr = Transport()
-        c = Connection(server, tr, sess, 1, 0)
-        c.nopin_timeout = 0
-        c.start()
+        server, sess, tr, c = connect(view, tpg, max_burst=262144, first_burst=65536)
         itt, cmdsn = 0x10, sess.exp_cmdsn
         for batch in [[(rw(0x28, 0, 8), 4096, b"", 0)]] + stream(name):  # meets the nexus
             raw = b""
@@ -198,14 +224,7 @@ def play(tmp, name: str, runs: bool) -> dict:
                 itt += 1
                 cmdsn += 1
             sess.max_cmdsn = cmdsn + 64
-            mv = memoryview(raw)
-            while len(mv):  # as the event loop hands over what one read got
-                buf = c.get_buffer(len(mv))
-                k = min(len(buf), len(mv))
-                buf[:k] = mv[:k]
-                del buf
-                mv = mv[k:]
-                c.buffer_updated(k)
+            deliver(c, raw)
             for _ in range(500):
                 if not c.m.tasks:
                     break
@@ -255,47 +274,15 @@ def test_reads_that_arrive_together_run_as_one_run(tmp_path, monkeypatch):
     assert seen["counters"][:3] == (11, 4096 + 5 * 65536, 5 * 65536)
 
 
-def deliver(c: Connection, raw: bytes) -> None:
-    """What the event loop does with ``raw`` waiting in the socket: reads into what
-    get_buffer offers, again while a read fills it, all in one loop iteration."""
-    mv = memoryview(raw)
-    while len(mv):
-        buf = c.get_buffer(len(mv))
-        k = min(len(buf), len(mv))
-        buf[:k] = mv[:k]
-        del buf
-        mv = mv[k:]
-        c.buffer_updated(k)
-
-
 def test_what_reads_that_fill_the_buffer_make_leaves_in_one_write(tmp_path):
     """Two 1 MiB WRITEs in flight, bursts of 256 KiB (MaxOutstandingR2T 1): the Data-Out
     of both first R2Ts arrives together, read in several reads that each fill what was
     offered; the two R2Ts they make leave together once the loop turns, not one each."""
-    sim = Sim(state_dir=tmp_path)
-    sim.rd_device()
-    for d in ("/target/iscsi", f"/target/iscsi/{IQN}", T, f"{T}/lun/lun_0",
-              f"{T}/np/127.0.0.1:3260"):
-        sim.mkdir(d)
-    sim.tree.symlink(f"{T}/lun/lun_0/d", "/target/core/rd_mcp_0/rd0")
-    for k, v in (("authentication", "0"), ("generate_node_acls", "1"),
-                 ("demo_mode_write_protect", "0")):
-        sim.write(f"{T}/attrib/{k}", v)
-    sim.write(f"{T}/enable", "1")
-    view = TreeIscsiBackend(sim.core).login(IQN, ("127.0.0.1", 3260), INI)
+    sim, _, view = rig(tmp_path)
     n = 1 << 18
 
     async def main():
-        server = Server(asyncio.get_running_loop())
-        params = SessionParams(immediate_data=True, initial_r2t=False, max_recv_dsl=n,
-                               max_xmit_dsl=n, max_burst=n, first_burst=n)
-        sess = Session(server, bytes.fromhex("23d000000001"), 1, INI, IQN, view, False,
-                       params, 1, 64, ("127.0.0.1", 3260))
-        view.session_added(sess.isid_str, sess)
-        tr = Transport()
-        c = Connection(server, tr, sess, 1, 0)
-        c.nopin_timeout = 0
-        c.start()
+        server, sess, tr, c = connect(view, view, max_burst=n, first_burst=n, dsl=n)
         deliver(c, pdu(0x10, 1, rw(0x28, 0, 8), 4096))          # meets the nexus
         deliver(c, pdu(0x11, 2, rw(0x2A, 0, 2048), 4 * n, block(1, n), write=True)
                 + pdu(0x12, 3, rw(0x2A, 2048, 2048), 4 * n, block(2, n), write=True))
