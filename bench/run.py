@@ -625,11 +625,12 @@ def table(res: dict) -> str:
     ic = res.get("iscsi")
     if ic and "cases" in ic:
         for c in ic["cases"]:
-            ok = c["ratio"] >= c["target_ratio"]
+            t = c["target_ratio"]
             add(f"iSCSI {c['case']}",
                 f"{c['simfs_MBps']:,.0f} MB/s ({c['simfs_iops']:,.0f}/s)",
                 f"tgt {c['tgt_MBps']:,.0f} MB/s ({c['tgt_iops']:,.0f}/s)", f"{c['ratio']:.2f}x",
-                f">={c['target_ratio']}x tgt " + ("MET" if ok else "NOT MET"))
+                "" if t is None else
+                f">={t}x tgt " + ("MET" if c["ratio"] >= t else "NOT MET"))
             add("  CPU us/command simfs | tgt",
                 f"{c['simfs_cpu_us_per_cmd']:.0f}", f"tgt {c['tgt_cpu_us_per_cmd']:.0f}", "", "")
     elif ic:
