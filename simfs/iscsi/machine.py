@@ -220,7 +220,9 @@ class ConnectionMachine:
         self._rb = bytearray(RECV_BUFFER)
         self._rpos = 0
         self._rlen = 0
-        self._pending: Optional[tuple] = None  # (pdu, bytes still to come in the buffer)
+        #: (pdu, bytes still to come in the buffer[, a Data-Out's checks, a SCSI Command's
+        #: header answer])
+        self._pending: Optional[tuple] = None
         self._direct: Optional[memoryview] = None
         self._direct_pos = 0
         self._after_direct: Optional[tuple] = None
@@ -308,8 +310,9 @@ class ConnectionMachine:
                 if avail < need:
                     break
                 checked = self._pending[2] if len(self._pending) > 2 else None
+                hdr = self._pending[3] if len(self._pending) > 3 else None
                 self._pending = None
-                self._take_data(req, need, checked)
+                self._take_data(req, need, checked, hdr)
                 continue
             if avail < P.BHS_LEN:
                 break
@@ -351,6 +354,8 @@ class ConnectionMachine:
                 if dlen > self.max_dsl:
                     self._oversized(req, dlen)
                     continue
+                self._pending = (req, dlen + (-dlen & 3) + (4 if self.dd else 0), None, hdr)
+                continue
             elif self._checked_first(op):
                 # the kernel checks these headers before it reads their data segment; one
                 # it refuses leaves the segment unread, to be parsed as what follows
@@ -436,9 +441,10 @@ class ConnectionMachine:
             self.complete(task, res)
         return True
 
-    def _take_data(self, req: P.Pdu, need: int, checked=None) -> None:
+    def _take_data(self, req: P.Pdu, need: int, checked=None, hdr=None) -> None:
         """The data segment of ``req`` is in the buffer: check its digest, then dispatch
-        (``checked``: a Data-Out's (task, sequence) from its header checks)."""
+        (``checked``: a Data-Out's (task, sequence) from its header checks; ``hdr``: a SCSI
+        Command's answer from :meth:`_scsi_cmd_header`, handed on to :meth:`on_scsi_cmd`)."""
         pos = self._rpos
         dlen = req.dlength
         pad = -dlen & 3
@@ -457,6 +463,9 @@ class ConnectionMachine:
             off = req.buffer_offset
             task.buf[off:off + dlen] = data
             self._data_out_done(req, task, seq, off, dlen)
+            return
+        if hdr is not None:
+            self.on_scsi_cmd(req, hdr)
             return
         self._dispatch(req)
 
