@@ -220,8 +220,8 @@ class ConnectionMachine:
         self._rb = bytearray(RECV_BUFFER)
         self._rpos = 0
         self._rlen = 0
-        #: (pdu, bytes still to come in the buffer[, a Data-Out's checks, a SCSI Command's
-        #: header answer])
+        #: (pdu, bytes still to come in the buffer, a Data-Out's checks or None, a SCSI
+        #: Command's header answer or None)
         self._pending: Optional[tuple] = None
         self._direct: Optional[memoryview] = None
         self._direct_pos = 0
@@ -306,11 +306,9 @@ class ConnectionMachine:
                     break
             avail = self._rlen - self._rpos
             if self._pending is not None:
-                req, need = self._pending[:2]
+                req, need, checked, hdr = self._pending
                 if avail < need:
                     break
-                checked = self._pending[2] if len(self._pending) > 2 else None
-                hdr = self._pending[3] if len(self._pending) > 3 else None
                 self._pending = None
                 self._take_data(req, need, checked, hdr)
                 continue
@@ -344,6 +342,7 @@ class ConnectionMachine:
             req = P.Pdu(bhs, ahs)
             dlen = (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]
             op = bhs[0] & P.OP_MASK
+            hdr = None
             if op == P.OP_SCSI_CMD and not self.sess.discovery:  # the common case first
                 hdr = self._scsi_cmd_header(req, dlen)
                 if not hdr:
@@ -354,8 +353,6 @@ class ConnectionMachine:
                 if dlen > self.max_dsl:
                     self._oversized(req, dlen)
                     continue
-                self._pending = (req, dlen + (-dlen & 3) + (4 if self.dd else 0), None, hdr)
-                continue
             elif self._checked_first(op):
                 # the kernel checks these headers before it reads their data segment; one
                 # it refuses leaves the segment unread, to be parsed as what follows
@@ -382,7 +379,7 @@ class ConnectionMachine:
                 continue
             if dlen > self.max_dsl:
                 self._oversized(req, dlen)
-            self._pending = (req, dlen + (-dlen & 3) + (4 if self.dd else 0))
+            self._pending = (req, dlen + (-dlen & 3) + (4 if self.dd else 0), None, hdr)
 
     def _checked_first(self, op: int) -> bool:
         """Whether the kernel checks a PDU of ``op`` before it reads the data segment (a
@@ -1067,7 +1064,7 @@ class ConnectionMachine:
             self._skip = dlen + pad + (4 if self.dd else 0)
             return
         if self.dd:  # the digest is checked once the data is in (_take_data)
-            self._pending = (req, dlen + pad + 4, got)
+            self._pending = (req, dlen + pad + 4, got, None)
             return
         task, seq = got
         off = req.buffer_offset

@@ -41,6 +41,11 @@ class _Worker:
         #: a job is running (it has left ``jobs``)
         self.running = False
 
+    @property
+    def busy(self) -> bool:
+        """A command is queued or running."""
+        return bool(self.jobs) or self.running
+
     def _run(self) -> None:
         owner = self.owner
         while True:
@@ -126,14 +131,11 @@ class DeviceWorkers:
         """Nothing queued or running for ``key`` (a command may then run elsewhere
         without passing one that waits)."""
         w = self.workers.get(key)  # a racy read is fine: only the loop submits
-        return w is None or (not w.jobs and not w.running)
+        return w is None or not w.busy
 
     def all_idle(self) -> bool:
         """No device has a command queued or running (racy, as :meth:`idle`)."""
-        for w in list(self.workers.values()):
-            if w.jobs or w.running:
-                return False
-        return True
+        return not any(w.busy for w in list(self.workers.values()))
 
     def queued(self, key: Hashable) -> int:
         with self.lock:

@@ -142,10 +142,8 @@ class ScsiEngine:
             try:
                 res = fastpath.submit(self._lock, nexus, dev, cdb, data_out, data_length,
                                       data_direction)
-            except StatusError as e:
-                res = Result(status=e.status)
-            except SenseError as e:
-                res = self._sense_result(dev, e)
+            except (StatusError, SenseError) as e:
+                res = self._error_result(dev, e)
         if res is None:
             res = self._submit(nexus, dev, cdb, data_out, data_length, data_direction)
         if res.status == GOOD:
@@ -181,10 +179,8 @@ class ScsiEngine:
                 i += 1
                 continue
             for k, r in enumerate(run):
-                if isinstance(r, StatusError):
-                    run[k] = Result(status=r.status)
-                elif isinstance(r, SenseError):
-                    run[k] = self._sense_result(dev, r)
+                if isinstance(r, (StatusError, SenseError)):
+                    run[k] = self._error_result(dev, r)
             with self.core.tree_lock:
                 for (cdb, data_out, data_length, data_direction), r in zip(cmds[i:], run):
                     if isinstance(r, Result) and r.status == GOOD:
@@ -225,10 +221,8 @@ class ScsiEngine:
                 if dev.attrib.emulate_ua_intlck_ctrl == INTLCK_ESTABLISH_UA:
                     st.ua.allocate(nexus, *PREVIOUS_RESERVATION_CONFLICT_STATUS)
             return Result(status=S.RESERVATION_CONFLICT)
-        except StatusError as e:
-            return Result(status=e.status)
-        except SenseError as e:
-            return self._sense_result(dev, e)
+        except (StatusError, SenseError) as e:
+            return self._error_result(dev, e)
         data = data or b""
         if cmd.alloc_len is not None:
             data = data[:cmd.alloc_len]
@@ -305,6 +299,13 @@ class ScsiEngine:
         for key in sorted(devs):
             stack.enter_context(scsi_state(devs[key]).io_lock)
         return stack
+
+    def _error_result(self, dev: "SeDevice", e) -> Result:
+        """The answer to a command that raised StatusError (that status) or SenseError
+        (CHECK CONDITION with its sense)."""
+        if isinstance(e, StatusError):
+            return Result(status=e.status)
+        return self._sense_result(dev, e)
 
     def _sense_result(self, dev: "SeDevice", e: SenseError) -> Result:
         return Result(status=S.CHECK_CONDITION,
